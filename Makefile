@@ -1,0 +1,186 @@
+# pmd - fork-server daemon, libpmclient and pmctl.  Plain GNU make.
+#
+#   make            build everything into build/ (build-san/ with SANITIZE=1)
+#   make check      run the Check suites      make check SANITIZE=1  ASan+UBSan
+#   make demo       start a private pmd and run the examples
+#   make bench      side-by-side benchmarks with Python's multiprocessing
+#   make valgrind   the suites under valgrind memcheck
+#   make install    PREFIX=/usr/local DESTDIR=
+
+VERSION	= 0.1.0
+MAJOR	= 1
+PREFIX	?= /usr/local
+BINDIR	?= $(PREFIX)/bin
+LIBDIR	?= $(PREFIX)/lib
+INCDIR	?= $(PREFIX)/include
+PCDIR	?= $(LIBDIR)/pkgconfig
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+DEBS	= build-essential pkg-config libevent-dev libprotobuf-c-dev \
+	  protobuf-c-compiler check libsystemd-dev python3 systemd
+PKGS	= libevent libprotobuf-c check libsystemd
+
+ifeq ($(SANITIZE),1)
+B	= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=all
+else
+B	= build
+SANFLAGS =
+endif
+
+CC	?= cc
+OPT	?= -O2 -g
+WARN	= -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
+	  -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
+	  -Wundef -Wwrite-strings -Wno-unused-parameter
+BASEFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(OPT) $(SANFLAGS) \
+	  -Iproto -Iclient -isystem $(B)/proto
+PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+ALLCFLAGS = $(BASEFLAGS) $(WARN) $(PKGCFLAGS) $(CFLAGS)
+GENCFLAGS = $(BASEFLAGS) $(PKGCFLAGS) $(CFLAGS)
+LDSAN	= $(SANFLAGS)
+LIBEVENT = $(shell pkg-config --libs libevent 2>/dev/null)
+LIBPB	= $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
+LIBSD	= $(shell pkg-config --libs libsystemd 2>/dev/null)
+LIBCHECK = $(shell pkg-config --libs check 2>/dev/null)
+
+PROTO_O	= $(B)/proto/pm.pb-c.o $(B)/proto/wire.o
+CLIENT_SRC = client/conn.c client/error.c client/process.c client/task.c
+CLIENT_O = $(CLIENT_SRC:%.c=$(B)/%.o)
+DAEMON_SRC = $(wildcard daemon/*.c)
+DAEMON_O = $(DAEMON_SRC:%.c=$(B)/%.o)
+SONAME	= libpmclient.so.$(MAJOR)
+LIBSO	= $(B)/libpmclient.so.$(VERSION)
+LIBA	= $(B)/libpmclient.a
+PMD	= $(B)/pmd
+PMCTL	= $(B)/pmctl
+MODULES	= $(B)/tests/tasks.so $(B)/examples/hello_tasks.so
+EXAMPLES = $(B)/examples/hello
+TESTS	= $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
+TEST_O	= $(B)/tests/harness.o
+BENCH	= $(patsubst bench/%.c,$(B)/bench/%,$(filter-out bench/bench_tasks.c,$(wildcard bench/*.c)))
+BENCHMOD = $(if $(wildcard bench/bench_tasks.c),$(B)/bench/bench_tasks.so)
+UNITS	= $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
+
+all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
+     $(B)/libpmclient.pc
+
+.PHONY: all deps check valgrind demo bench install clean header-check
+
+deps:
+	@if command -v protoc-c >/dev/null && pkg-config --exists $(PKGS) && \
+	    command -v python3 >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $(DEBS)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q $(DEBS); \
+	else \
+	    echo "missing build packages; run as root:"; \
+	    echo "  apt-get update && apt-get install -y $(DEBS)"; exit 1; \
+	fi
+
+$(B)/proto/pm.pb-c.c $(B)/proto/pm.pb-c.h: proto/pm.proto
+	@mkdir -p $(B)/proto
+	protoc-c --proto_path=proto --c_out=$(B)/proto proto/pm.proto
+
+$(B)/proto/pm.pb-c.o: $(B)/proto/pm.pb-c.c
+	$(CC) $(GENCFLAGS) -c -o $@ $<
+
+$(B)/%.o: %.c $(B)/proto/pm.pb-c.h $(wildcard proto/*.h client/*.h daemon/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -c -o $@ $<
+
+$(LIBSO): $(CLIENT_O) $(PROTO_O) client/libpmclient.map
+	$(CC) -shared -Wl,-soname,$(SONAME) \
+	    -Wl,--version-script=client/libpmclient.map $(LDSAN) \
+	    -o $@ $(CLIENT_O) $(PROTO_O) $(LIBPB)
+	ln -sf libpmclient.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf $(SONAME) $(B)/libpmclient.so
+
+$(LIBA): $(CLIENT_O) $(PROTO_O)
+	rm -f $@
+	ar rcs $@ $^
+
+# pmd carries the client library (workers call pm_task_* and may connect
+# back); it exports pm_* so task modules resolve against it.
+$(PMD): $(DAEMON_O) $(LIBA)
+	$(CC) $(LDSAN) -Wl,--dynamic-list=client/pmclient.dynlist -o $@ \
+	    $(DAEMON_O) $(LIBA) $(LIBEVENT) $(LIBPB) $(LIBSD) -ldl
+
+$(PMCTL): $(B)/client/pmctl.o $(LIBA)
+	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)
+
+# Task modules: resolved against pmd at load time, not linked to the library.
+$(B)/%.so: %.c client/pmclient.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -shared -o $@ $<
+
+$(B)/examples/%: $(B)/examples/%.o $(LIBA)
+	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)
+
+$(B)/tests/check_%: $(B)/tests/check_%.o $(TEST_O) $(LIBA)
+	$(CC) $(LDSAN) -o $@ $< $(TEST_O) $(LIBA) $(LIBPB) $(LIBCHECK)
+
+$(B)/bench/%: $(B)/bench/%.o $(LIBA)
+	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB) -lm
+
+$(B)/systemd/%: systemd/%.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@
+
+$(B)/libpmclient.pc: client/libpmclient.pc.in
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# The public header stands alone in strict C99 and C++-free pedantic mode.
+header-check: client/pmclient.h
+	@mkdir -p $(B)
+	echo '#include <pmclient.h>' | $(CC) -std=c99 -pedantic -Werror -Wall \
+	    -Wextra -Iclient -x c -fsyntax-only -
+	@echo "header-check: pmclient.h is clean C99"
+
+TESTENV	= PMD_BIN=$(abspath $(PMD)) PMCTL_BIN=$(abspath $(PMCTL)) \
+	  PM_TEST_MODULE=$(abspath $(B)/tests/tasks.so) \
+	  PM_BUILD=$(abspath $(B)) PM_SRC=$(abspath .)
+
+check: deps
+	@$(MAKE) --no-print-directory all $(TESTS) header-check
+	@pass=0; fail=0; for t in $(TESTS); do \
+	    echo "== $$t"; \
+	    if $(TESTENV) $$t; then pass=$$((pass+1)); \
+	    else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	done; echo "check: $$pass passed, $$fail failed"; test $$fail = 0
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all $(TESTS)
+	@fail=0; for t in $(TESTS); do echo "== valgrind $$t"; \
+	    $(TESTENV) CK_FORK=no PM_VALGRIND=1 valgrind -q --leak-check=full \
+	    --errors-for-leak-kinds=definite --error-exitcode=99 \
+	    --trace-children=no $$t || fail=1; done; test $$fail = 0
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/demo.sh $(abspath $(B))
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH) $(BENCHMOD)
+	@sh bench/run.sh $(abspath $(B))
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
+	    $(DESTDIR)$(PCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR)
+	install -m 755 $(PMD) $(PMCTL) $(DESTDIR)$(BINDIR)
+	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)
+	ln -sf libpmclient.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libpmclient.so
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)
+	install -m 644 client/pmclient.h $(DESTDIR)$(INCDIR)
+	install -m 644 $(B)/libpmclient.pc $(DESTDIR)$(PCDIR)
+	install -m 644 $(B)/systemd/pmd.socket $(B)/systemd/pmd.service \
+	    $(DESTDIR)$(UNITDIR)
+	install -m 644 $(B)/systemd/pmd-user.socket $(DESTDIR)$(USERUNITDIR)/pmd.socket
+	install -m 644 $(B)/systemd/pmd-user.service $(DESTDIR)$(USERUNITDIR)/pmd.service
+
+clean:
+	rm -rf build build-san

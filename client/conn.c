@@ -1,0 +1,688 @@
+/*
+ * conn.c - connecting to pmd (discovery, private start), Hello, and the
+ * request/reply machinery every blocking call is built from.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pmclient_int.h"
+
+#ifndef PMC_PMD_PATH
+#define PMC_PMD_PATH	"/usr/local/bin/pmd"
+#endif
+#define PMC_HELLO_TIMEOUT 10.0
+
+/* The private pmd this process started, reused by later pm_connect(NULL). */
+static pthread_mutex_t private_lock = PTHREAD_MUTEX_INITIALIZER;
+static char private_addr[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static int	conn_handle_frame(pm_conn *, struct pm_frame *);
+
+/* ---- socket and hello ---- */
+
+static int
+unix_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	do {
+		r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	} while (r == -1 && errno == EINTR);
+	if (r == -1 || fcntl(fd, F_SETFL, O_NONBLOCK) == -1) {
+		r = errno;
+		close(fd);
+		errno = r;
+		return -1;
+	}
+	return fd;
+}
+
+static const char *
+prog_name(void)
+{
+	extern char *program_invocation_short_name;
+
+	return program_invocation_short_name ? program_invocation_short_name :
+	    "";
+}
+
+static int
+conn_hello(pm_conn *c)
+{
+	Pm__Hello h = PM__HELLO__INIT;
+	Pm__HelloReply *r;
+	struct pmc_pending *p;
+	int rc;
+
+	h.version = PM_PROTOCOL_VERSION;
+	h.name = (char *)(uintptr_t)prog_name();
+	h.pid = getpid();
+	rc = pmc_call(c, PM__TYPE__T_HELLO, &h.base, NULL, 0,
+	    &pm__hello_reply__descriptor, &p, PMC_HELLO_TIMEOUT);
+	if (rc != PM_OK)
+		return rc;
+	if ((r = (Pm__HelloReply *)p->msg) == NULL) {
+		pmc_pending_free(c, p);
+		return pmc_err(PM_EPROTO, "pmd answered hello without a reply");
+	}
+	c->daemon_pid = r->pid;
+	c->max_frame = r->max_frame;
+	pmc_pending_free(c, p);
+	return PM_OK;
+}
+
+static pm_conn *
+conn_open(const char *path, int quiet)
+{
+	pm_conn *c;
+	int fd;
+
+	if ((fd = unix_connect(path)) == -1) {
+		if (!quiet)
+			pmc_err(PM_ECONN, "cannot connect to %s: %s", path,
+			    strerror(errno));
+		return NULL;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->address = strdup(path)) == NULL) {
+		free(c);
+		close(fd);
+		pmc_err(PM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	c->fd = fd;
+	c->next_id = 1;
+	wire_in_init(&c->in, PM_WIRE_MAX_FRAME);
+	wire_out_init(&c->out);
+	if (conn_hello(c) != PM_OK) {
+		int code = pm_last_error();
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "%s", pm_last_message());
+		pm_disconnect(c);
+		pmc_set_last(code, msg);
+		return NULL;
+	}
+	pmc_ok();
+	return c;
+}
+
+/* ---- private pmd ---- */
+
+static const char *
+pmd_binary(void)
+{
+	const char *b = getenv("PMD_BIN");
+
+	if (b != NULL && *b != '\0')
+		return b;
+	if (access(PMC_PMD_PATH, X_OK) == 0)
+		return PMC_PMD_PATH;
+	return "pmd";
+}
+
+static void
+private_exec(const char *bin, const char *sock, int readyfd)
+{
+	char fdarg[16];
+	sigset_t all;
+	int fd, sig;
+
+	setsid();
+	if (readyfd != 3) {
+		if (dup2(readyfd, 3) == -1)
+			_exit(127);
+		readyfd = 3;
+	}
+	fcntl(readyfd, F_SETFD, 0);
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (fd > 3)
+			close(fd);
+	}
+	close_range(4, ~0U, 0);
+	for (sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	snprintf(fdarg, sizeof(fdarg), "%d", readyfd);
+	execlp(bin, "pmd", "--private", "--socket", sock, "--ready-fd", fdarg,
+	    (char *)NULL);
+	_exit(127);
+}
+
+static int
+private_dir(char *dir, size_t len)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+
+	if (base == NULL || *base == '\0' || stat(base, &st) == -1 ||
+	    !S_ISDIR(st.st_mode) || access(base, W_OK) == -1)
+		base = "/tmp";
+	if ((size_t)snprintf(dir, len, "%s/pmd-private.XXXXXX", base) >= len)
+		return -1;
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+/* Starts a private pmd; on success its socket path is in private_addr. */
+static int
+private_start(void)
+{
+	char dir[sizeof(private_addr)], sock[sizeof(private_addr)];
+	char buf[16];
+	const char *bin = pmd_binary();
+	pid_t pid;
+	ssize_t n;
+	size_t got = 0;
+	int p[2], st, r;
+	int64_t deadline;
+
+	if (private_dir(dir, sizeof(dir) - 9) == -1)
+		return pmc_err_sys("private pmd: cannot make a socket directory");
+	if ((size_t)snprintf(sock, sizeof(sock), "%s/pmd.sock", dir) >=
+	    sizeof(sock)) {
+		rmdir(dir);
+		return pmc_err(PM_EINVAL, "private pmd: socket path too long");
+	}
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		rmdir(dir);
+		return pmc_err_sys("private pmd: pipe");
+	}
+	if ((pid = fork()) == -1) {
+		close(p[0]);
+		close(p[1]);
+		rmdir(dir);
+		return pmc_err_sys("private pmd: fork");
+	}
+	if (pid == 0) {
+		close(p[0]);
+		if (fork() == 0)
+			private_exec(bin, sock, p[1]);
+		_exit(0);
+	}
+	close(p[1]);
+	while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
+		;
+	deadline = wire_deadline(PMC_START_TIMEOUT);
+	while (got < 6) {
+		r = wire_wait(p[0], POLLIN, deadline);
+		if (r <= 0)
+			break;
+		n = read(p[0], buf + got, sizeof(buf) - 1 - got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(p[0]);
+	buf[got] = '\0';
+	if (strncmp(buf, "READY\n", 6) != 0) {
+		rmdir(dir);
+		return pmc_err(PM_ECONN, "private pmd (%s) did not start", bin);
+	}
+	memcpy(private_addr, sock, sizeof(sock));
+	return PM_OK;
+}
+
+static pm_conn *
+conn_discover(int flags)
+{
+	const char *env = getenv("PMD_SOCKET");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char path[PATH_MAX];
+	pm_conn *c;
+
+	if (env != NULL && *env != '\0' && (c = conn_open(env, 1)) != NULL)
+		return c;
+	if ((c = conn_open(PMC_SYSTEM_SOCKET, 1)) != NULL)
+		return c;
+	if (xdg != NULL && *xdg != '\0' &&
+	    (size_t)snprintf(path, sizeof(path), "%s/pmd/pmd.sock", xdg) <
+	    sizeof(path) && (c = conn_open(path, 1)) != NULL)
+		return c;
+	if (flags & PM_CONNECT_NOSTART) {
+		pmc_err(PM_ECONN, "no pmd is running (tried $PMD_SOCKET, %s, "
+		    "$XDG_RUNTIME_DIR/pmd/pmd.sock)", PMC_SYSTEM_SOCKET);
+		return NULL;
+	}
+	pthread_mutex_lock(&private_lock);
+	c = NULL;
+	if (private_addr[0] != '\0')
+		c = conn_open(private_addr, 1);
+	if (c == NULL && private_start() == PM_OK)
+		c = conn_open(private_addr, 0);
+	pthread_mutex_unlock(&private_lock);
+	return c;
+}
+
+pm_conn *
+pm_connect_flags(const char *address, int flags)
+{
+	if (flags & ~PM_CONNECT_NOSTART) {
+		pmc_err(PM_EINVAL, "unknown connect flags %#x", flags);
+		return NULL;
+	}
+	if (address != NULL)
+		return conn_open(address, 0);
+	return conn_discover(flags);
+}
+
+pm_conn *
+pm_connect(const char *address)
+{
+	return pm_connect_flags(address, 0);
+}
+
+void
+pm_disconnect(pm_conn *c)
+{
+	struct pmc_pending *p;
+
+	if (c == NULL)
+		return;
+	pmc_process_detach(c);
+	while ((p = c->pending) != NULL)
+		pmc_pending_free(c, p);
+	if (c->fd >= 0)
+		close(c->fd);
+	wire_in_free(&c->in);
+	wire_out_free(&c->out);
+	free(c->procs);
+	free(c->address);
+	free(c);
+}
+
+int
+pm_conn_fd(pm_conn *c)
+{
+	if (c == NULL)
+		return pmc_err(PM_EINVAL, "no connection");
+	return c->fd;
+}
+
+const char *
+pm_conn_address(pm_conn *c)
+{
+	return c ? c->address : NULL;
+}
+
+pid_t
+pm_daemon_pid(pm_conn *c)
+{
+	return c ? c->daemon_pid : 0;
+}
+
+int
+pm_cpu_count(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+/* ---- requests ---- */
+
+static void
+conn_lost(pm_conn *c, const char *why)
+{
+	struct pmc_pending *p;
+
+	if (c->lost)
+		return;
+	c->lost = 1;
+	for (p = c->pending; p != NULL; p = p->next) {
+		if (p->done)
+			continue;
+		p->done = 1;
+		p->code = PM_ECONN;
+		free(p->message);
+		p->message = strdup(why);
+	}
+	pmc_process_conn_lost(c);
+}
+
+struct pmc_pending *
+pmc_send(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
+    const int *fds, int nfds, const ProtobufCMessageDescriptor *want)
+{
+	struct pmc_pending *p;
+	int i;
+
+	if (c->lost) {
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		pmc_err(PM_ECONN, "connection to pmd lost");
+		return NULL;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		pmc_err(PM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	p->id = c->next_id++;
+	if (c->next_id == 0)
+		c->next_id = 1;
+	p->want = want;
+	if (wire_out_frame(&c->out, type, p->id, req, fds, nfds) == -1) {
+		free(p);
+		pmc_err_sys("cannot queue request");
+		return NULL;
+	}
+	if (wire_out_flush(&c->out, c->fd) == -1) {
+		conn_lost(c, "connection to pmd lost");
+		free(p);
+		pmc_err(PM_ECONN, "connection to pmd lost: %s", strerror(errno));
+		return NULL;
+	}
+	p->next = c->pending;
+	c->pending = p;
+	return p;
+}
+
+void
+pmc_pending_free(pm_conn *c, struct pmc_pending *p)
+{
+	struct pmc_pending **pp;
+	int i;
+
+	for (pp = &c->pending; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	if (p->msg != NULL)
+		protobuf_c_message_free_unpacked(p->msg, NULL);
+	for (i = 0; i < p->nfds; i++)
+		if (p->fds[i] >= 0)
+			close(p->fds[i]);
+	free(p->message);
+	free(p);
+}
+
+static int
+conn_reply(pm_conn *c, struct pm_frame *f)
+{
+	struct pmc_pending *p;
+	Pm__Error *e;
+	int i;
+
+	for (p = c->pending; p != NULL; p = p->next)
+		if (p->id == f->id && !p->done)
+			break;
+	if (p == NULL)
+		return 0;	/* abandoned request: its fds are closed */
+	p->done = 1;
+	p->type = f->type;
+	if (f->type == PM__TYPE__T_ERROR) {
+		e = pm__error__unpack(NULL, f->len, f->data);
+		p->code = e ? pmc_code_from_wire(e->code) : PM_EPROTO;
+		p->message = strdup(e && e->message ? e->message :
+		    "malformed error reply");
+		if (e != NULL && e->code == PM__CODE__C_SYS && e->sys_errno)
+			errno = e->sys_errno;
+		if (e != NULL)
+			pm__error__free_unpacked(e, NULL);
+		return 0;
+	}
+	if (f->type == PM__TYPE__T_OK || p->want == NULL) {
+		p->code = PM_OK;
+	} else {
+		p->msg = protobuf_c_message_unpack(p->want, NULL, f->len,
+		    f->data);
+		if (p->msg == NULL) {
+			p->code = PM_EPROTO;
+			p->message = strdup("malformed reply from pmd");
+			return 0;
+		}
+		p->code = PM_OK;
+	}
+	for (i = 0; i < f->nfds; i++)
+		p->fds[i] = wire_frame_take(f, i);
+	p->nfds = f->nfds;
+	return 0;
+}
+
+static int
+conn_handle_frame(pm_conn *c, struct pm_frame *f)
+{
+	Pm__Exited *ev;
+
+	if (f->id != 0)
+		return conn_reply(c, f);
+	switch (f->type) {
+	case PM__TYPE__T_EXITED:
+		if ((ev = pm__exited__unpack(NULL, f->len, f->data)) == NULL)
+			return -1;
+		pmc_process_exited(c, ev);
+		pm__exited__free_unpacked(ev, NULL);
+		return 0;
+	default:
+		return 0;	/* events from a newer pmd are ignored */
+	}
+}
+
+/* Handle every complete frame buffered. */
+static int
+conn_process(pm_conn *c)
+{
+	struct pm_frame f;
+	const char *why;
+	int r;
+
+	for (;;) {
+		r = wire_in_next(&c->in, &f, &why);
+		if (r == 0)
+			return PM_OK;
+		if (r == -1) {
+			conn_lost(c, why);
+			return pmc_err(PM_EPROTO, "from pmd: %s", why);
+		}
+		r = conn_handle_frame(c, &f);
+		wire_frame_close(&f);
+		if (r == -1) {
+			conn_lost(c, "malformed event");
+			return pmc_err(PM_EPROTO, "malformed event from pmd");
+		}
+	}
+}
+
+/*
+ * One turn of the connection: wait until the deadline for the socket (or
+ * extra_fd) to be ready, then move bytes both ways and handle frames.
+ * Returns 1 when extra_fd is readable, PM_OK after progress,
+ * PM_ETIMEDOUT when the deadline passed, PM_ECONN when the link is gone.
+ */
+static int
+conn_turn(pm_conn *c, int extra_fd, int64_t deadline)
+{
+	struct pollfd pf[2];
+	int64_t left;
+	ssize_t n;
+	int ms, r, nfd = 1;
+
+	if (c->lost)
+		return pmc_err(PM_ECONN, "connection to pmd lost");
+	pf[0].fd = c->fd;
+	pf[0].events = POLLIN | (wire_out_pending(&c->out) ? POLLOUT : 0);
+	pf[0].revents = 0;
+	if (extra_fd >= 0) {
+		pf[1].fd = extra_fd;
+		pf[1].events = POLLIN;
+		pf[1].revents = 0;
+		nfd = 2;
+	}
+	if (deadline < 0)
+		ms = -1;
+	else {
+		left = deadline - wire_now_ns();
+		ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+	}
+	r = poll(pf, (nfds_t)nfd, ms);
+	if (r == -1 && errno == EINTR)
+		return PM_OK;
+	if (r == -1)
+		return pmc_err_sys("poll");
+	if (r == 0)
+		return deadline >= 0 && wire_now_ns() >= deadline ?
+		    PM_ETIMEDOUT : PM_OK;
+	if (pf[0].revents & POLLOUT) {
+		if (wire_out_flush(&c->out, c->fd) == -1) {
+			conn_lost(c, "connection to pmd lost");
+			return pmc_err(PM_ECONN, "connection to pmd lost");
+		}
+	}
+	if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+		n = wire_in_read(&c->in, c->fd);
+		if (n == 0 || (n == -1 && errno != EAGAIN)) {
+			conn_lost(c, "connection to pmd lost");
+			return pmc_err(PM_ECONN, "connection to pmd lost");
+		}
+		if ((r = conn_process(c)) != PM_OK)
+			return r;
+	}
+	if (nfd == 2 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+		return 1;
+	return PM_OK;
+}
+
+int
+pmc_pump(pm_conn *c, int64_t deadline)
+{
+	return conn_turn(c, -1, deadline);
+}
+
+int
+pmc_wait_fd(pm_conn *c, int fd, int64_t deadline)
+{
+	int r;
+
+	for (;;) {
+		r = conn_turn(c, fd, deadline);
+		if (r == 1)
+			return 1;
+		if (r == PM_ETIMEDOUT)
+			return 0;
+		if (r != PM_OK)
+			return r;
+	}
+}
+
+int
+pmc_wait(pm_conn *c, struct pmc_pending *p, int64_t deadline)
+{
+	int r;
+
+	while (!p->done) {
+		r = conn_turn(c, -1, deadline);
+		if (r == PM_ETIMEDOUT)
+			return pmc_err(PM_ETIMEDOUT, "no reply from pmd in time");
+		if (r != PM_OK && !p->done)
+			return r;
+	}
+	if (p->code != PM_OK)
+		return pmc_err(p->code, "%s", p->message ? p->message :
+		    pm_strerror(p->code));
+	return pmc_ok();
+}
+
+int
+pmc_call(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
+    const int *fds, int nfds, const ProtobufCMessageDescriptor *want,
+    struct pmc_pending **out, double timeout)
+{
+	struct pmc_pending *p;
+	int rc;
+
+	*out = NULL;
+	if ((p = pmc_send(c, type, req, fds, nfds, want)) == NULL)
+		return pm_last_error();
+	rc = pmc_wait(c, p, wire_deadline(timeout));
+	if (rc != PM_OK) {
+		pmc_pending_free(c, p);
+		return rc;
+	}
+	*out = p;
+	return PM_OK;
+}
+
+int
+pm_dispatch(pm_conn *c, double timeout)
+{
+	int64_t deadline = wire_deadline(timeout);
+	int r;
+
+	if (c == NULL)
+		return pmc_err(PM_EINVAL, "no connection");
+	r = conn_turn(c, -1, deadline);
+	if (r != PM_OK && r != PM_ETIMEDOUT)
+		return r;
+	/* then whatever else is already there, without blocking */
+	while ((r = conn_turn(c, -1, 0)) == PM_OK)
+		;
+	if (r != PM_ETIMEDOUT)
+		return r;
+	return pmc_ok();
+}
+
+int
+pm_active_children(pm_conn *c, pid_t *pids, size_t max)
+{
+	size_t i;
+	int n = 0;
+
+	if (c == NULL)
+		return pmc_err(PM_EINVAL, "no connection");
+	if (!c->lost)
+		while (conn_turn(c, -1, 0) == PM_OK)
+			;
+	for (i = 0; i < c->nprocs; i++) {
+		pid_t pid = pm_process_pid(c->procs[i]);
+
+		if (pid <= 0 || !pm_process_is_alive(c->procs[i]))
+			continue;
+		if ((size_t)n < max && pids != NULL)
+			pids[n] = pid;
+		n++;
+	}
+	pmc_ok();
+	return n;
+}

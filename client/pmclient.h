@@ -1,0 +1,133 @@
+/*
+ * pmclient.h - libpmclient, the C client of pmd: Python's multiprocessing
+ * model (Process, task functions) served by a fork-server daemon.
+ *
+ * Conventions (every function):
+ *  - int results are PM_OK (0) or a negative PM_E* code; pointer results are
+ *    NULL on failure.  Either way pm_last_error() (per thread) holds the code
+ *    and pm_last_message() a human-readable detail.
+ *  - timeout is seconds: < 0 waits forever, 0 never blocks.  A call that
+ *    times out has waited at least timeout.
+ *  - No hidden threads: blocking calls drive the connection; callers with
+ *    their own loop poll pm_conn_fd() and call pm_dispatch().
+ *  - Signals interrupting a blocking call do not make it fail.
+ *  - Bytes the library returns belong to the caller: pm_bytes_free().
+ */
+#ifndef PMCLIENT_H
+#define PMCLIENT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PM_VERSION_MAJOR	0
+#define PM_VERSION_MINOR	1
+#define PM_PROTOCOL_VERSION	1
+
+/* Error codes, stable on the wire and in the ABI. */
+#define PM_OK		0
+#define PM_ETIMEDOUT	(-1)	/* not done in time */
+#define PM_EEMPTY	(-2)	/* queue empty */
+#define PM_EFULL	(-3)	/* queue full */
+#define PM_ECLOSED	(-4)	/* handle or queue closed */
+#define PM_ETASK	(-5)	/* the task reported failure */
+#define PM_EWORKER	(-6)	/* the worker died */
+#define PM_ECANCELLED	(-7)	/* cancelled */
+#define PM_EPERM	(-8)	/* not allowed */
+#define PM_ENOENT	(-9)	/* no such module, function, program, queue */
+#define PM_EEXIST	(-10)	/* already exists */
+#define PM_EINVAL	(-11)	/* bad argument */
+#define PM_ENOMEM	(-12)	/* out of memory */
+#define PM_EPROTO	(-13)	/* protocol error */
+#define PM_ECONN	(-14)	/* daemon unreachable or connection lost */
+#define PM_ELIMIT	(-15)	/* a configured bound was hit */
+#define PM_ESTATE	(-16)	/* not valid in the object's current state */
+#define PM_EDONE	(-17)	/* iterator exhausted */
+#define PM_ESYS		(-18)	/* system error; errno kept */
+
+typedef struct pm_conn pm_conn;
+typedef struct pm_process pm_process;
+typedef struct pm_task pm_task;
+
+typedef struct pm_bytes {
+	void	*data;
+	size_t	 len;
+} pm_bytes;
+
+/* ---- errors ---- */
+int		 pm_last_error(void);
+const char	*pm_last_message(void);
+const char	*pm_strerror(int code);
+void		 pm_bytes_free(pm_bytes *b);	/* frees data, zeroes b */
+
+/* ---- connection ---- */
+/* address NULL: $PMD_SOCKET, /run/pmd/pmd.sock, $XDG_RUNTIME_DIR/pmd/pmd.sock,
+ * else a private pmd started for this process (reused by later calls).
+ * A private pmd is found at $PMD_BIN, else the installed pmd, else $PATH. */
+pm_conn		*pm_connect(const char *address);
+#define PM_CONNECT_NOSTART	0x1	/* discovery only; never start a pmd */
+pm_conn		*pm_connect_flags(const char *address, int flags);
+/* Closes; the caller's daemonic workers end. NULL is ignored. */
+void		 pm_disconnect(pm_conn *c);
+int		 pm_conn_fd(pm_conn *c);
+/* Processes what arrived within timeout (events, exits); PM_ECONN if lost. */
+int		 pm_dispatch(pm_conn *c, double timeout);
+const char	*pm_conn_address(pm_conn *c);	/* socket path in use */
+pid_t		 pm_daemon_pid(pm_conn *c);	/* the broker's pid */
+int		 pm_cpu_count(void);
+/* Live workers this connection started: stores up to max pids, returns
+ * the count (which may exceed max). */
+int		 pm_active_children(pm_conn *c, pid_t *pids, size_t max);
+
+/* ---- task functions (code that runs in a worker) ----
+ * Exported from a shared object: int fn(pm_task *t).  A Process target's
+ * return value is its exit code (& 0xff); pm_task_fail() makes it 1. */
+typedef int pm_task_fn(pm_task *t);
+const void	*pm_task_arg(pm_task *t, size_t *len);
+int		 pm_task_return(pm_task *t, const void *data, size_t len);
+int		 pm_task_fail(pm_task *t, const char *fmt, ...)
+#if defined(__GNUC__)
+		    __attribute__((format(printf, 2, 3)))
+#endif
+		    ;
+pm_conn		*pm_task_conn(pm_task *t);	/* owned by the task */
+
+/* ---- Process ---- */
+pm_process	*pm_process_new(pm_conn *c, const char *module,
+		    const char *function, const void *arg, size_t len);
+/* envp NULL: the caller's environment.  path without '/' is looked up in
+ * the worker's $PATH. */
+pm_process	*pm_process_new_exec(pm_conn *c, const char *path,
+		    char *const argv[], char *const envp[]);
+int		 pm_process_set_name(pm_process *p, const char *name);
+int		 pm_process_set_daemon(pm_process *p, int daemonic);
+/* The worker gets a copy of parent_fd as child_fd (0..1023); parent_fd -1
+ * leaves child_fd closed.  0-2 default to the caller's stdio. */
+int		 pm_process_set_fd(pm_process *p, int child_fd, int parent_fd);
+/* Per-spawn settings, before start. */
+int		 pm_process_set_cwd(pm_process *p, const char *dir);
+int		 pm_process_set_nice(pm_process *p, int nice);
+int		 pm_process_set_rlimit(pm_process *p, int resource,
+		    unsigned long long soft, unsigned long long hard);
+int		 pm_process_set_new_pgrp(pm_process *p, int on);
+int		 pm_process_start(pm_process *p);
+int		 pm_process_join(pm_process *p, double timeout);
+int		 pm_process_is_alive(pm_process *p);
+int		 pm_process_exitcode(pm_process *p, int *code);
+pid_t		 pm_process_pid(pm_process *p);
+const char	*pm_process_name(pm_process *p);
+int		 pm_process_sentinel(pm_process *p);
+int		 pm_process_terminate(pm_process *p);
+int		 pm_process_kill(pm_process *p);
+int		 pm_process_signal(pm_process *p, int sig);
+int		 pm_process_result(pm_process *p, pm_bytes *out);
+const char	*pm_process_error(pm_process *p);
+void		 pm_process_free(pm_process *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,99 @@
+/*
+ * pmclient_int.h - the map of libpmclient's insides, shared by its files
+ * and by pmctl.  Internal names are pmc_*; only pm_* is exported.
+ */
+#ifndef PMCLIENT_INT_H
+#define PMCLIENT_INT_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include "pmclient.h"
+#include "wire.h"
+#include "pm.pb-c.h"
+
+#define PMC_SYSTEM_SOCKET	"/run/pmd/pmd.sock"
+#define PMC_START_TIMEOUT	10.0	/* seconds for a private pmd to come up */
+#define PMC_PROCESS_MAX_FDS	(PM_WIRE_MAX_FDS - 2)
+
+/* A request waiting for its reply. */
+struct pmc_pending {
+	uint32_t	 id;
+	int		 done;
+	uint32_t	 type;		/* reply frame type */
+	ProtobufCMessage *msg;		/* unpacked reply (T_ERROR: NULL) */
+	int		 code;		/* PM_OK or the error */
+	char		*message;	/* error text */
+	int		 fds[PM_WIRE_MAX_FDS];
+	int		 nfds;
+	const ProtobufCMessageDescriptor *want;	/* reply message type */
+	struct pmc_pending *next;
+};
+
+struct pm_conn {
+	int		 fd;
+	char		*address;	/* socket path */
+	pid_t		 daemon_pid;
+	uint32_t	 max_frame;
+	uint32_t	 next_id;
+	int		 lost;		/* connection gone: calls fail PM_ECONN */
+	struct wire_in	 in;
+	struct wire_out	 out;
+	struct pmc_pending *pending;	/* requests in flight */
+	struct pm_process **procs;	/* started, end not yet reported */
+	size_t		 nprocs;
+	size_t		 capprocs;
+};
+
+/* error.c */
+int	 pmc_err(int code, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	 pmc_err_sys(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));
+int	 pmc_ok(void);
+void	 pmc_set_last(int code, const char *msg);
+
+/* conn.c */
+/* Queue a request; the pending record is returned (NULL: error set).
+ * fds are taken.  want: the reply message expected besides Ok/Error. */
+struct pmc_pending *pmc_send(pm_conn *, uint32_t type,
+	    const ProtobufCMessage *req, const int *fds, int nfds,
+	    const ProtobufCMessageDescriptor *want);
+/* Drive the connection until p is done or the deadline passes. */
+int	 pmc_wait(pm_conn *, struct pmc_pending *p, int64_t deadline);
+/* Forget p (frees its reply and closes its fds). */
+void	 pmc_pending_free(pm_conn *, struct pmc_pending *p);
+/* pmc_send + pmc_wait: PM_OK with *out (caller's) or the error code. */
+int	 pmc_call(pm_conn *, uint32_t type, const ProtobufCMessage *req,
+	    const int *fds, int nfds, const ProtobufCMessageDescriptor *want,
+	    struct pmc_pending **out, double timeout);
+/* Read and handle what is there; waits until deadline for the first byte. */
+int	 pmc_pump(pm_conn *, int64_t deadline);
+/* Wait until fd (besides the connection) is readable, pumping meanwhile:
+ * 1 fd ready, 0 deadline, negative error. */
+int	 pmc_wait_fd(pm_conn *, int fd, int64_t deadline);
+int	 pmc_code_from_wire(int32_t code);
+
+/* process.c */
+void	 pmc_process_exited(pm_conn *, const Pm__Exited *ev);
+void	 pmc_process_conn_lost(pm_conn *);
+void	 pmc_process_detach(pm_conn *);
+
+/* task.c: the worker side, entered from pmd's worker runtime */
+struct pm_task {
+	const void	*arg;
+	size_t		 arglen;
+	int		 channel;	/* -1: none */
+	const char	*address;	/* pmd socket, for pm_task_conn */
+	pm_conn		*conn;
+	int		 returned;
+	void		*result;
+	size_t		 resultlen;
+	char		*error;
+};
+/* Run fn as a Process target; returns the exit code after reporting the
+ * outcome on the channel. */
+int	 pmc_task_run_process(pm_task_fn *fn, struct pm_task *t);
+void	 pmc_task_clear(struct pm_task *t);
+
+#endif

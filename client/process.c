@@ -1,0 +1,735 @@
+/*
+ * process.c - pm_process: one worker running a task function or a program,
+ * with Python's Process semantics (start, join, exitcode, terminate).
+ */
+#include <sys/types.h>
+#include <sys/pidfd.h>
+#include <sys/resource.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pmclient_int.h"
+
+#define PMC_SPAWN_TIMEOUT	60.0	/* seconds for pmd to start a worker */
+#define PMC_EXIT_GRACE		2.0	/* sentinel fired: wait this for Exited */
+#define PMC_MAX_RLIMITS		16
+
+enum pstate { P_NEW, P_RUNNING, P_ENDED };
+
+struct pmc_fdmap {
+	int	 child;
+	int	 parent;		/* -1: leave closed */
+};
+
+struct pm_process {
+	pm_conn		*conn;		/* NULL once the connection is gone */
+	enum pstate	 state;
+	Pm__Kind	 kind;
+	char		*name;
+	char		*module;
+	char		*function;
+	char		*path;
+	void		*arg;
+	size_t		 arglen;
+	char		**argv;
+	char		**envp;		/* NULL: the caller's, at start */
+	int		 daemonic;
+	int		 new_pgrp;
+	char		*cwd;
+	int		 has_nice;
+	int		 nice;
+	Pm__Rlimit	 rl[PMC_MAX_RLIMITS];
+	int		 nrl;
+	struct pmc_fdmap fdmap[PMC_PROCESS_MAX_FDS];
+	int		 nfdmap;
+	uint64_t	 wid;
+	pid_t		 pid;
+	int		 pidfd;		/* the sentinel */
+	int		 channel;
+	int		 exitcode;
+	int		 lost;		/* ended unknown: connection lost */
+	int		 result_read;
+	int		 has_result;
+	pm_bytes	 result;
+	char		*error;
+};
+
+static atomic_uint process_counter;
+
+/* ---- the connection's table of processes ---- */
+
+static int
+table_add(pm_conn *c, pm_process *p)
+{
+	pm_process **n;
+	size_t cap;
+
+	if (c->nprocs == c->capprocs) {
+		cap = c->capprocs ? c->capprocs * 2 : 16;
+		if ((n = realloc(c->procs, cap * sizeof(*n))) == NULL)
+			return -1;
+		c->procs = n;
+		c->capprocs = cap;
+	}
+	c->procs[c->nprocs++] = p;
+	return 0;
+}
+
+static void
+table_del(pm_conn *c, pm_process *p)
+{
+	size_t i;
+
+	for (i = 0; i < c->nprocs; i++)
+		if (c->procs[i] == p) {
+			c->procs[i] = c->procs[--c->nprocs];
+			return;
+		}
+}
+
+void
+pmc_process_exited(pm_conn *c, const Pm__Exited *ev)
+{
+	size_t i;
+	pm_process *p;
+
+	for (i = 0; i < c->nprocs; i++) {
+		p = c->procs[i];
+		if (p->state == P_RUNNING && p->wid == ev->wid) {
+			p->state = P_ENDED;
+			p->exitcode = ev->exitcode;
+			return;
+		}
+	}
+}
+
+/* The connection is gone: detach every process (ends unknown). */
+void
+pmc_process_conn_lost(pm_conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nprocs; i++)
+		c->procs[i]->lost = 1;
+}
+
+static void
+process_detach_all(pm_conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nprocs; i++)
+		c->procs[i]->conn = NULL;
+	c->nprocs = 0;
+}
+
+/* ---- construction ---- */
+
+static pm_process *
+process_alloc(pm_conn *c, Pm__Kind kind)
+{
+	pm_process *p;
+	char name[32];
+
+	if (c == NULL) {
+		pmc_err(PM_EINVAL, "no connection");
+		return NULL;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		goto nomem;
+	snprintf(name, sizeof(name), "Process-%u",
+	    atomic_fetch_add(&process_counter, 1) + 1);
+	if ((p->name = strdup(name)) == NULL)
+		goto nomem;
+	p->conn = c;
+	p->kind = kind;
+	p->pidfd = -1;
+	p->channel = -1;
+	if (table_add(c, p) == -1)
+		goto nomem;
+	return p;
+nomem:
+	if (p != NULL)
+		free(p->name);
+	free(p);
+	pmc_err(PM_ENOMEM, "out of memory");
+	return NULL;
+}
+
+static char **
+strv_dup(char *const v[])
+{
+	size_t n, i;
+	char **d;
+
+	for (n = 0; v[n] != NULL; n++)
+		;
+	if ((d = calloc(n + 1, sizeof(*d))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if ((d[i] = strdup(v[i])) == NULL) {
+			while (i > 0)
+				free(d[--i]);
+			free(d);
+			return NULL;
+		}
+	return d;
+}
+
+static void
+strv_free(char **v)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+pm_process *
+pm_process_new(pm_conn *c, const char *module, const char *function,
+    const void *arg, size_t len)
+{
+	pm_process *p;
+
+	if (module == NULL || *module == '\0' || function == NULL ||
+	    *function == '\0') {
+		pmc_err(PM_EINVAL, "a Process needs a module and a function");
+		return NULL;
+	}
+	if (arg == NULL && len > 0) {
+		pmc_err(PM_EINVAL, "NULL argument with nonzero length");
+		return NULL;
+	}
+	if ((p = process_alloc(c, PM__KIND__K_FUNCTION)) == NULL)
+		return NULL;
+	p->module = strdup(module);
+	p->function = strdup(function);
+	p->arg = malloc(len ? len : 1);
+	if (p->module == NULL || p->function == NULL || p->arg == NULL) {
+		pm_process_free(p);
+		pmc_err(PM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (len > 0)
+		memcpy(p->arg, arg, len);
+	p->arglen = len;
+	pmc_ok();
+	return p;
+}
+
+pm_process *
+pm_process_new_exec(pm_conn *c, const char *path, char *const argv[],
+    char *const envp[])
+{
+	char *const defargv[] = { (char *)(uintptr_t)path, NULL };
+	pm_process *p;
+
+	if (path == NULL || *path == '\0') {
+		pmc_err(PM_EINVAL, "an exec Process needs a path");
+		return NULL;
+	}
+	if ((p = process_alloc(c, PM__KIND__K_EXEC)) == NULL)
+		return NULL;
+	p->path = strdup(path);
+	p->argv = strv_dup(argv && argv[0] ? argv : defargv);
+	if (p->path == NULL || p->argv == NULL ||
+	    (envp != NULL && (p->envp = strv_dup(envp)) == NULL)) {
+		pm_process_free(p);
+		pmc_err(PM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	pmc_ok();
+	return p;
+}
+
+/* ---- settings ---- */
+
+static int
+before_start(pm_process *p)
+{
+	if (p == NULL)
+		return pmc_err(PM_EINVAL, "no process");
+	if (p->state != P_NEW)
+		return pmc_err(PM_ESTATE, "%s was already started", p->name);
+	return PM_OK;
+}
+
+int
+pm_process_set_name(pm_process *p, const char *name)
+{
+	char *n;
+
+	if (p == NULL || name == NULL)
+		return pmc_err(PM_EINVAL, "NULL process or name");
+	if ((n = strdup(name)) == NULL)
+		return pmc_err(PM_ENOMEM, "out of memory");
+	free(p->name);
+	p->name = n;
+	return pmc_ok();
+}
+
+int
+pm_process_set_daemon(pm_process *p, int daemonic)
+{
+	int rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	p->daemonic = daemonic != 0;
+	return pmc_ok();
+}
+
+int
+pm_process_set_fd(pm_process *p, int child_fd, int parent_fd)
+{
+	int rc, i;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if (child_fd < 0 || child_fd > 1023)
+		return pmc_err(PM_EINVAL, "child fd %d out of range 0-1023",
+		    child_fd);
+	if (parent_fd < -1 || (parent_fd >= 0 &&
+	    fcntl(parent_fd, F_GETFD) == -1))
+		return pmc_err(PM_EINVAL, "parent fd %d is not open", parent_fd);
+	for (i = 0; i < p->nfdmap; i++)
+		if (p->fdmap[i].child == child_fd) {
+			p->fdmap[i].parent = parent_fd;
+			return pmc_ok();
+		}
+	if (p->nfdmap == PMC_PROCESS_MAX_FDS)
+		return pmc_err(PM_ELIMIT, "at most %d fds per process",
+		    PMC_PROCESS_MAX_FDS);
+	p->fdmap[p->nfdmap].child = child_fd;
+	p->fdmap[p->nfdmap].parent = parent_fd;
+	p->nfdmap++;
+	return pmc_ok();
+}
+
+int
+pm_process_set_cwd(pm_process *p, const char *dir)
+{
+	int rc;
+	char *d;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if (dir == NULL || *dir == '\0')
+		return pmc_err(PM_EINVAL, "empty directory");
+	if ((d = strdup(dir)) == NULL)
+		return pmc_err(PM_ENOMEM, "out of memory");
+	free(p->cwd);
+	p->cwd = d;
+	return pmc_ok();
+}
+
+int
+pm_process_set_nice(pm_process *p, int nice)
+{
+	int rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if (nice < -20 || nice > 19)
+		return pmc_err(PM_EINVAL, "nice %d out of range -20..19", nice);
+	p->has_nice = 1;
+	p->nice = nice;
+	return pmc_ok();
+}
+
+int
+pm_process_set_rlimit(pm_process *p, int resource, unsigned long long soft,
+    unsigned long long hard)
+{
+	int rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if (resource < 0 || resource >= RLIM_NLIMITS || soft > hard)
+		return pmc_err(PM_EINVAL, "bad rlimit %d (%llu > %llu?)",
+		    resource, soft, hard);
+	if (p->nrl == PMC_MAX_RLIMITS)
+		return pmc_err(PM_ELIMIT, "too many rlimits");
+	pm__rlimit__init(&p->rl[p->nrl]);
+	p->rl[p->nrl].resource = resource;
+	p->rl[p->nrl].soft = soft;
+	p->rl[p->nrl].hard = hard;
+	p->nrl++;
+	return pmc_ok();
+}
+
+int
+pm_process_set_new_pgrp(pm_process *p, int on)
+{
+	int rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	p->new_pgrp = on != 0;
+	return pmc_ok();
+}
+
+/* ---- start ---- */
+
+/* Fills fds/child numbers: stdio defaults, then the caller's mapping. */
+static int
+process_fds(pm_process *p, int *fds, int32_t *child, int *n)
+{
+	int i, j, set, fd, src;
+
+	*n = 0;
+	for (i = 0; i < 3; i++) {
+		set = 0;
+		for (j = 0; j < p->nfdmap; j++)
+			if (p->fdmap[j].child == i)
+				set = 1;
+		if (set || fcntl(i, F_GETFD) == -1)
+			continue;
+		if ((fd = fcntl(i, F_DUPFD_CLOEXEC, 3)) == -1)
+			goto fail;
+		fds[*n] = fd;
+		child[(*n)++] = i;
+	}
+	for (j = 0; j < p->nfdmap; j++) {
+		if ((src = p->fdmap[j].parent) < 0)
+			continue;
+		if ((fd = fcntl(src, F_DUPFD_CLOEXEC, 3)) == -1)
+			goto fail;
+		fds[*n] = fd;
+		child[(*n)++] = p->fdmap[j].child;
+	}
+	return PM_OK;
+fail:
+	i = pmc_err_sys("cannot pass fd to the worker");
+	while (*n > 0)
+		close(fds[--(*n)]);
+	return i;
+}
+
+int
+pm_process_start(pm_process *p)
+{
+	extern char **environ;
+	Pm__Spawn s = PM__SPAWN__INIT;
+	Pm__Rlimit *rlp[PMC_MAX_RLIMITS];
+	Pm__SpawnReply *r;
+	struct pmc_pending *pd;
+	int fds[PM_WIRE_MAX_FDS];
+	int32_t child[PM_WIRE_MAX_FDS];
+	char **envp;
+	size_t n;
+	int i, nfds, rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if (p->conn == NULL)
+		return pmc_err(PM_ECONN, "connection to pmd closed");
+	s.kind = p->kind;
+	s.module = p->module ? p->module : (char *)(uintptr_t)"";
+	s.function = p->function ? p->function : (char *)(uintptr_t)"";
+	s.arg.data = p->arg;
+	s.arg.len = p->arglen;
+	s.path = p->path ? p->path : (char *)(uintptr_t)"";
+	if (p->kind == PM__KIND__K_EXEC) {
+		for (n = 0; p->argv[n] != NULL; n++)
+			;
+		s.n_argv = n;
+		s.argv = p->argv;
+		envp = p->envp ? p->envp : environ;
+		for (n = 0; envp != NULL && envp[n] != NULL; n++)
+			;
+		s.n_envp = n;
+		s.envp = envp;
+		s.has_envp = 1;
+	}
+	s.name = p->name;
+	s.daemonic = p->daemonic;
+	s.new_pgrp = p->new_pgrp;
+	s.cwd = p->cwd ? p->cwd : (char *)(uintptr_t)"";
+	s.has_nice = p->has_nice;
+	s.nice = p->nice;
+	for (i = 0; i < p->nrl; i++)
+		rlp[i] = &p->rl[i];
+	s.n_rlimits = (size_t)p->nrl;
+	s.rlimits = rlp;
+	if ((rc = process_fds(p, fds, child, &nfds)) != PM_OK)
+		return rc;
+	s.n_child_fds = (size_t)nfds;
+	s.child_fds = child;
+	rc = pmc_call(p->conn, PM__TYPE__T_SPAWN, &s.base, fds, nfds,
+	    &pm__spawn_reply__descriptor, &pd, PMC_SPAWN_TIMEOUT);
+	if (rc != PM_OK)
+		return rc;
+	r = (Pm__SpawnReply *)pd->msg;
+	if (r == NULL || pd->nfds < 1 ||
+	    (p->kind == PM__KIND__K_FUNCTION && pd->nfds < 2)) {
+		pmc_pending_free(p->conn, pd);
+		return pmc_err(PM_EPROTO, "spawn reply without its fds");
+	}
+	p->wid = r->wid;
+	p->pid = r->pid;
+	p->pidfd = pd->fds[0];
+	pd->fds[0] = -1;
+	if (pd->nfds > 1) {
+		p->channel = pd->fds[1];
+		pd->fds[1] = -1;
+	}
+	p->state = P_RUNNING;
+	pmc_pending_free(p->conn, pd);
+	return pmc_ok();
+}
+
+/* ---- end ---- */
+
+static void
+process_take_result(pm_process *p, const Pm__Result *r, struct pm_frame *f)
+{
+	size_t len = r->in_fd ? r->data_len : r->data.len;
+	void *data = NULL;
+
+	if (!r->ok) {
+		if (r->error != NULL)
+			p->error = strdup(r->error);
+		return;
+	}
+	if (r->in_fd && f->nfds == 1)
+		data = wire_memfd_read(f->fds[0], len);
+	else if (!r->in_fd && (data = malloc(len ? len : 1)) != NULL)
+		memcpy(data, r->data.data, len);
+	if (data == NULL)
+		return;
+	p->has_result = 1;
+	p->result.data = data;
+	p->result.len = len;
+}
+
+/* Reads the worker's Result from the channel, if it wrote one. */
+static void
+process_read_result(pm_process *p)
+{
+	struct wire_in in;
+	struct pm_frame f;
+	const char *why;
+	Pm__Result *r;
+	ssize_t n;
+	int rc;
+
+	if (p->result_read || p->channel < 0)
+		return;
+	p->result_read = 1;
+	wire_in_init(&in, PM_WIRE_MAX_FRAME);
+	fcntl(p->channel, F_SETFL, O_NONBLOCK);
+	/* The worker wrote its Result before it ended: it is all there. */
+	while ((rc = wire_in_next(&in, &f, &why)) == 0)
+		if ((n = wire_in_read(&in, p->channel)) <= 0)
+			break;
+	if (rc == 1) {
+		if (f.type == PM__TYPE__T_RESULT &&
+		    (r = pm__result__unpack(NULL, f.len, f.data)) != NULL) {
+			process_take_result(p, r, &f);
+			pm__result__free_unpacked(r, NULL);
+		}
+		wire_frame_close(&f);
+	}
+	wire_in_free(&in);
+	close(p->channel);
+	p->channel = -1;
+}
+
+static int
+sentinel_fired(pm_process *p)
+{
+	struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
+
+	return p->pidfd >= 0 && poll(&pf, 1, 0) == 1;
+}
+
+/* Drive the connection until p has ended or the deadline passes. */
+static int
+process_wait(pm_process *p, int64_t deadline)
+{
+	int r;
+
+	while (p->state == P_RUNNING) {
+		if (p->lost || p->conn == NULL)
+			return pmc_err(PM_ECONN, "connection to pmd lost; "
+			    "the end of %s is unknown", p->name);
+		r = pmc_pump(p->conn, deadline);
+		if (r == PM_ETIMEDOUT)
+			return pmc_err(PM_ETIMEDOUT, "%s still running",
+			    p->name);
+		if (r != PM_OK && p->state == P_RUNNING)
+			return r;
+	}
+	process_read_result(p);
+	return pmc_ok();
+}
+
+int
+pm_process_join(pm_process *p, double timeout)
+{
+	if (p == NULL)
+		return pmc_err(PM_EINVAL, "no process");
+	if (p->state == P_NEW)
+		return pmc_err(PM_ESTATE, "%s was not started", p->name);
+	return process_wait(p, wire_deadline(timeout));
+}
+
+/* If the sentinel says it is over, wait briefly for pmd's exit report. */
+static void
+process_poll(pm_process *p)
+{
+	if (p->state != P_RUNNING || p->conn == NULL || p->lost)
+		return;
+	while (pmc_pump(p->conn, 0) == PM_OK && p->state == P_RUNNING)
+		;
+	if (p->state == P_RUNNING && sentinel_fired(p))
+		process_wait(p, wire_deadline(PMC_EXIT_GRACE));
+}
+
+int
+pm_process_is_alive(pm_process *p)
+{
+	if (p == NULL || p->state != P_RUNNING)
+		return 0;
+	process_poll(p);
+	if (p->state != P_RUNNING)
+		return 0;
+	return !sentinel_fired(p);
+}
+
+int
+pm_process_exitcode(pm_process *p, int *code)
+{
+	if (p == NULL || code == NULL)
+		return pmc_err(PM_EINVAL, "NULL argument");
+	if (p->state == P_NEW)
+		return pmc_err(PM_ESTATE, "%s was not started", p->name);
+	process_poll(p);
+	if (p->state != P_ENDED)
+		return pmc_err(PM_ESTATE, "%s is still running", p->name);
+	*code = p->exitcode;
+	return pmc_ok();
+}
+
+pid_t
+pm_process_pid(pm_process *p)
+{
+	return p ? p->pid : 0;
+}
+
+const char *
+pm_process_name(pm_process *p)
+{
+	return p ? p->name : NULL;
+}
+
+int
+pm_process_sentinel(pm_process *p)
+{
+	return p ? p->pidfd : -1;
+}
+
+int
+pm_process_signal(pm_process *p, int sig)
+{
+	if (p == NULL)
+		return pmc_err(PM_EINVAL, "no process");
+	if (sig < 0 || sig >= NSIG)
+		return pmc_err(PM_EINVAL, "bad signal %d", sig);
+	if (p->state == P_NEW)
+		return pmc_err(PM_ESTATE, "%s was not started", p->name);
+	if (p->state == P_ENDED || p->pidfd < 0)
+		return pmc_ok();
+	if (pidfd_send_signal(p->pidfd, sig, NULL, 0) == -1) {
+		if (errno == ESRCH)
+			return pmc_ok();
+		if (errno == EPERM)
+			return pmc_err(PM_EPERM, "not allowed to signal %s",
+			    p->name);
+		return pmc_err_sys("signal %s", p->name);
+	}
+	return pmc_ok();
+}
+
+int
+pm_process_terminate(pm_process *p)
+{
+	return pm_process_signal(p, SIGTERM);
+}
+
+int
+pm_process_kill(pm_process *p)
+{
+	return pm_process_signal(p, SIGKILL);
+}
+
+int
+pm_process_result(pm_process *p, pm_bytes *out)
+{
+	if (p == NULL || out == NULL)
+		return pmc_err(PM_EINVAL, "NULL argument");
+	out->data = NULL;
+	out->len = 0;
+	if (p->state != P_ENDED)
+		return pmc_err(PM_ESTATE, "%s has not ended", p->name);
+	process_read_result(p);
+	if (!p->has_result)
+		return pmc_err(PM_ENOENT, "%s returned no result", p->name);
+	if ((out->data = malloc(p->result.len ? p->result.len : 1)) == NULL)
+		return pmc_err(PM_ENOMEM, "out of memory");
+	memcpy(out->data, p->result.data, p->result.len);
+	out->len = p->result.len;
+	return pmc_ok();
+}
+
+const char *
+pm_process_error(pm_process *p)
+{
+	if (p == NULL || p->state != P_ENDED)
+		return NULL;
+	process_read_result(p);
+	return p->error;
+}
+
+void
+pm_process_free(pm_process *p)
+{
+	if (p == NULL)
+		return;
+	if (p->conn != NULL)
+		table_del(p->conn, p);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	if (p->channel >= 0)
+		close(p->channel);
+	free(p->name);
+	free(p->module);
+	free(p->function);
+	free(p->path);
+	free(p->arg);
+	free(p->cwd);
+	strv_free(p->argv);
+	strv_free(p->envp);
+	pm_bytes_free(&p->result);
+	free(p->error);
+	free(p);
+}
+
+/* pm_disconnect: processes outlive their connection as plain handles. */
+void
+pmc_process_detach(pm_conn *c)
+{
+	process_detach_all(c);
+}
