@@ -106,6 +106,7 @@ report(struct job *j)
 	if ((err = pm_process_error(j->p)) != NULL)
 		printf("  error \"%s\"", err);
 	printf("%s\n", code == j->want ? "" : "  (unexpected)");
+	fflush(stdout);
 	return code == j->want ? 0 : 1;
 }
 

@@ -1,0 +1,202 @@
+/*
+ * bench_process.c - times pmd Process start+join of a no-op task next to a
+ * bare fork()+_exit()+waitpid() in this same program, and reads the PSS of
+ * an idle pmd worker.  Prints "key value" lines for bench/run.sh.
+ *
+ *   bench_process MODULE [RUNS]     MODULE: bench_tasks.so (absolute path)
+ *
+ * pm_connect(NULL): $PMD_SOCKET, a system or user pmd, else a private pmd
+ * ($PMD_BIN).  Times come from CLOCK_MONOTONIC.
+ */
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pmclient.h>
+
+#define BENCH_RUNS	2000	/* measured iterations */
+#define BENCH_WARMUP	200	/* discarded iterations first */
+#define BENCH_IDLE_MS	200	/* idle worker settles before PSS is read */
+
+static double
+now_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double	 x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sorts v and prints median, p90, min and mean under prefix. */
+static void
+print_stats(const char *prefix, double *v, int n)
+{
+	double	 sum = 0;
+	int	 i;
+
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	for (i = 0; i < n; i++)
+		sum += v[i];
+	printf("%s_median_us %.1f\n", prefix,
+	    n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
+	printf("%s_p90_us %.1f\n", prefix, v[(int)(0.9 * (n - 1))]);
+	printf("%s_min_us %.1f\n", prefix, v[0]);
+	printf("%s_mean_us %.1f\n", prefix, sum / n);
+	printf("%s_runs %d\n", prefix, n);
+}
+
+static int
+fail(const char *what)
+{
+	fprintf(stderr, "bench_process: %s: %s (%s)\n", what,
+	    pm_last_message(), pm_strerror(pm_last_error()));
+	return -1;
+}
+
+/* One Process start+join of module:noop; its duration in *us. */
+static int
+pmd_once(pm_conn *c, const char *module, double *us)
+{
+	pm_process	*p;
+	double		 t0;
+	int		 code = -1, rc = 0;
+
+	t0 = now_us();
+	if ((p = pm_process_new(c, module, "noop", NULL, 0)) == NULL)
+		return fail("pm_process_new");
+	if (pm_process_start(p) != PM_OK || pm_process_join(p, -1) != PM_OK)
+		rc = fail("start/join");
+	*us = now_us() - t0;
+	if (rc == 0 && (pm_process_exitcode(p, &code) != PM_OK || code != 0)) {
+		fprintf(stderr, "bench_process: noop exit code %d\n", code);
+		rc = -1;
+	}
+	pm_process_free(p);
+	return rc;
+}
+
+static int
+fork_once(double *us)
+{
+	double	 t0;
+	pid_t	 pid;
+	int	 status;
+
+	t0 = now_us();
+	if ((pid = fork()) == -1) {
+		perror("bench_process: fork");
+		return -1;
+	}
+	if (pid == 0)
+		_exit(0);
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR) {
+			perror("bench_process: waitpid");
+			return -1;
+		}
+	*us = now_us() - t0;
+	return 0;
+}
+
+/* Pss of pid in kB from /proc/PID/smaps_rollup, or -1. */
+static long
+pss_kb(pid_t pid)
+{
+	char	 path[64], line[256];
+	FILE	*f;
+	long	 kb = -1;
+
+	snprintf(path, sizeof(path), "/proc/%ld/smaps_rollup", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Pss: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* Starts module:idle, waits, prints its PSS (and the broker's), ends it. */
+static int
+idle_pss(pm_conn *c, const char *module)
+{
+	struct timespec	 ts = { 0, BENCH_IDLE_MS * 1000000L };
+	pm_process	*p;
+	int		 code;
+
+	if ((p = pm_process_new(c, module, "idle", NULL, 0)) == NULL)
+		return fail("pm_process_new idle");
+	if (pm_process_set_daemon(p, 1) != PM_OK ||
+	    pm_process_start(p) != PM_OK) {
+		pm_process_free(p);
+		return fail("start idle");
+	}
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	printf("pmd_idle_pss_kb %ld\n", pss_kb(pm_process_pid(p)));
+	printf("pmd_broker_pss_kb %ld\n", pss_kb(pm_daemon_pid(c)));
+	if (pm_process_terminate(p) != PM_OK || pm_process_join(p, 10) != PM_OK)
+		fail("terminate idle");
+	else if (pm_process_exitcode(p, &code) == PM_OK)
+		printf("pmd_idle_exitcode %d\n", code);
+	pm_process_free(p);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char	*module;
+	double		*pmd, *bare, dummy;
+	pm_conn		*c;
+	int		 i, runs = BENCH_RUNS;
+
+	if (argc < 2 || argc > 3 || (argc == 3 && (runs = atoi(argv[2])) < 1)) {
+		fprintf(stderr, "usage: bench_process MODULE [RUNS]\n");
+		return 2;
+	}
+	module = argv[1];
+	if ((pmd = calloc((size_t)runs, sizeof(*pmd))) == NULL ||
+	    (bare = calloc((size_t)runs, sizeof(*bare))) == NULL) {
+		perror("bench_process");
+		return 1;
+	}
+	if ((c = pm_connect(NULL)) == NULL) {
+		fail("pm_connect");
+		return 1;
+	}
+	printf("pmd_address %s\n", pm_conn_address(c));
+	printf("pmd_pid %ld\n", (long)pm_daemon_pid(c));
+	fflush(stdout);
+
+	/* Interleaved so both see the same machine state. */
+	for (i = 0; i < BENCH_WARMUP; i++)
+		if (pmd_once(c, module, &dummy) == -1 || fork_once(&dummy) == -1)
+			return 1;
+	for (i = 0; i < runs; i++)
+		if (pmd_once(c, module, &pmd[i]) == -1 ||
+		    fork_once(&bare[i]) == -1)
+			return 1;
+	print_stats("pmd_process", pmd, runs);
+	print_stats("bare_fork", bare, runs);
+	if (idle_pss(c, module) == -1)
+		return 1;
+
+	pm_disconnect(c);
+	free(pmd);
+	free(bare);
+	return 0;
+}

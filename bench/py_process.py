@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""py_process.py - Python's multiprocessing side of bench/run.sh.
+
+Times Process start+join of a no-op target with the forkserver and fork
+start methods, and reads the PSS of an idle worker of each.  Plain stdlib;
+prints "key value" lines.
+
+    python3 py_process.py [RUNS]
+"""
+import multiprocessing as mp
+import statistics
+import sys
+import time
+
+WARMUP = 20
+IDLE_SECONDS = 0.2
+
+
+def noop():
+    pass
+
+
+def idle():
+    time.sleep(3600)
+
+
+def now_us():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1000.0
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def time_start_join(ctx, runs):
+    for _ in range(WARMUP):
+        p = ctx.Process(target=noop)
+        p.start()
+        p.join()
+    samples = []
+    for _ in range(runs):
+        t0 = now_us()
+        p = ctx.Process(target=noop)
+        p.start()
+        p.join()
+        samples.append(now_us() - t0)
+        if p.exitcode != 0:
+            raise SystemExit(f"py_process: no-op exit code {p.exitcode}")
+    return sorted(samples)
+
+
+def idle_pss(ctx):
+    p = ctx.Process(target=idle, daemon=True)
+    p.start()
+    time.sleep(IDLE_SECONDS)
+    kb = pss_kb(p.pid)
+    p.terminate()
+    p.join()
+    return kb
+
+
+def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    print(f"py_version {sys.version.split()[0]}")
+    for method in ("forkserver", "fork"):
+        ctx = mp.get_context(method)
+        s = time_start_join(ctx, runs)
+        print(f"py_{method}_median_us {statistics.median(s):.1f}")
+        print(f"py_{method}_p90_us {s[int(0.9 * (len(s) - 1))]:.1f}")
+        print(f"py_{method}_min_us {s[0]:.1f}")
+        print(f"py_{method}_runs {len(s)}")
+        print(f"py_{method}_idle_pss_kb {idle_pss(ctx)}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+#!/bin/sh
+# run.sh BUILD_DIR - pmd and Python's multiprocessing side by side, in one
+# run on one machine: Process start+join of a no-op target, a bare fork in C,
+# and the memory (PSS) of an idle worker.  Prints numbers and ratios next to
+# the budgets; it asserts nothing.
+#
+# Uses $PMD_SOCKET when set; otherwise a private pmd (BUILD_DIR/pmd) in a
+# fresh runtime directory.  RUNS / PY_RUNS override the iteration counts.
+set -eu
+
+if [ $# -ne 1 ]; then
+	echo "usage: run.sh BUILD_DIR" >&2
+	exit 2
+fi
+build=$(cd "$1" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+runs=${RUNS:-2000}
+py_runs=${PY_RUNS:-300}
+for f in "$build/bench/bench_process" "$build/bench/bench_tasks.so"; do
+	if [ ! -e "$f" ]; then
+		echo "bench: $f is missing; run make bench" >&2
+		exit 1
+	fi
+done
+
+out=$(mktemp -d "${TMPDIR:-/tmp}/pmd-bench.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+chmod 700 "$out"
+if [ -z "${PMD_SOCKET:-}" ]; then
+	unset PMD_SOCKET
+	XDG_RUNTIME_DIR=$out
+	export XDG_RUNTIME_DIR
+fi
+PMD_BIN=$build/pmd
+export PMD_BIN
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+echo "== bench: $(uname -srm), $(nproc) CPUs${cpu:+, $cpu}"
+echo "== pmd: $runs Process start+join of bench_tasks.so:noop, interleaved with bare forks"
+"$build/bench/bench_process" "$build/bench/bench_tasks.so" "$runs" > "$out/c.txt"
+if command -v python3 > /dev/null; then
+	echo "== python: $py_runs multiprocessing Process start+join each, forkserver and fork"
+	if ! python3 "$here/py_process.py" "$py_runs" > "$out/py.txt"; then
+		echo "== python: py_process.py failed; Python columns may be empty" >&2
+	fi
+else
+	echo "== python: python3 not found; Python columns left empty"
+	: > "$out/py.txt"
+fi
+
+cat "$out/c.txt" "$out/py.txt" | awk '
+function has(k) { return (k in v) && v[k] != "" && v[k] >= 0 }
+function us(k) { return has(k) ? sprintf("%10.1f us", v[k]) : sprintf("%13s", "n/a") }
+function kb(k) { return has(k) ? sprintf("%7d KB", v[k]) : sprintf("%10s", "n/a") }
+function ratio(a, b) { return (has(a) && has(b) && v[b] > 0) ? sprintf("%.2fx", v[a] / v[b]) : "n/a" }
+function verdict(ok) { return ok ? "within budget" : "OVER budget" }
+{ v[$1] = $2 }
+END {
+	printf "\n%-40s %13s %13s\n", "Process start+join, no-op target", "median", "p90"
+	printf "%-40s %s %s\n", "pmd (libpmclient -> pmd)", us("pmd_process_median_us"), us("pmd_process_p90_us")
+	printf "%-40s %s %s\n", "bare fork+_exit+waitpid (C)", us("bare_fork_median_us"), us("bare_fork_p90_us")
+	printf "%-40s %s %s\n", "python " v["py_version"] " multiprocessing forkserver", us("py_forkserver_median_us"), us("py_forkserver_p90_us")
+	printf "%-40s %s %s\n", "python " v["py_version"] " multiprocessing fork", us("py_fork_median_us"), us("py_fork_p90_us")
+
+	printf "\n%-40s %10s\n", "idle worker memory (PSS)", "PSS"
+	printf "%-40s %s\n", "pmd worker", kb("pmd_idle_pss_kb")
+	printf "%-40s %s\n", "python forkserver worker", kb("py_forkserver_idle_pss_kb")
+	printf "%-40s %s\n", "python fork worker", kb("py_fork_idle_pss_kb")
+	printf "%-40s %s\n", "(pmd broker, for reference)", kb("pmd_broker_pss_kb")
+
+	printf "\nratios (medians)\n"
+	printf "  pmd / bare fork                 %s\n", ratio("pmd_process_median_us", "bare_fork_median_us")
+	printf "  python forkserver / pmd         %s\n", ratio("py_forkserver_median_us", "pmd_process_median_us")
+	printf "  python fork / pmd               %s\n", ratio("py_fork_median_us", "pmd_process_median_us")
+	printf "  python forkserver PSS / pmd PSS %s\n", ratio("py_forkserver_idle_pss_kb", "pmd_idle_pss_kb")
+
+	printf "\nbudgets\n"
+	if (has("pmd_process_median_us"))
+		printf "  start+join median <= 250 us      %.1f us: %s\n", v["pmd_process_median_us"], verdict(v["pmd_process_median_us"] <= 250)
+	if (has("pmd_process_median_us") && has("bare_fork_median_us") && v["bare_fork_median_us"] > 0)
+		printf "  start+join <= 2x bare fork       %.2fx: %s\n", v["pmd_process_median_us"] / v["bare_fork_median_us"], verdict(v["pmd_process_median_us"] <= 2 * v["bare_fork_median_us"])
+	if (has("pmd_idle_pss_kb"))
+		printf "  idle worker PSS <= 300 KB        %d KB: %s\n", v["pmd_idle_pss_kb"], verdict(v["pmd_idle_pss_kb"] <= 300)
+}'

@@ -1,0 +1,641 @@
+/*
+ * broker.c - the broker's client side: the listening socket, sessions
+ * (authentication, framing, output), the request table, and stopping.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "pmd.h"
+
+#define SESSION_MAX_GROUPS	256
+
+static void	session_read_cb(evutil_socket_t, short, void *);
+static void	session_write_cb(evutil_socket_t, short, void *);
+static void	session_free(struct session *);
+
+double
+now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- output ---- */
+
+static void
+session_flush(struct session *s)
+{
+	if (wire_out_flush(&s->out, s->fd) == -1) {
+		log_debug("%s: session %llu: %s", __func__,
+		    (unsigned long long)s->id, strerror(errno));
+		s->closing = 1;
+		wire_out_free(&s->out);
+		wire_out_init(&s->out);
+	}
+	if (wire_out_pending(&s->out) > 0)
+		event_add(s->wev, NULL);
+	else
+		event_del(s->wev);
+}
+
+void
+session_send(struct session *s, uint32_t type, uint32_t id,
+    const ProtobufCMessage *m, const int *fds, int nfds)
+{
+	if (s->closing && wire_out_pending(&s->out) == 0) {
+		while (nfds > 0)
+			close(fds[--nfds]);
+		return;
+	}
+	if (wire_out_pending(&s->out) > PMD_MAX_OUTBUF) {
+		log_warn("session %llu (pid %d) does not read its replies; "
+		    "dropped", (unsigned long long)s->id, (int)s->pid);
+		while (nfds > 0)
+			close(fds[--nfds]);
+		s->closing = 1;
+		wire_out_free(&s->out);
+		wire_out_init(&s->out);
+		return;
+	}
+	if (wire_out_frame(&s->out, type, id, m, fds, nfds) == -1) {
+		log_warn("%s: %s", __func__, strerror(errno));
+		s->closing = 1;
+		return;
+	}
+	/* try at once; EV_WRITE only while something is left */
+	session_flush(s);
+}
+
+void
+session_error(struct session *s, uint32_t id, int code, const char *fmt, ...)
+{
+	Pm__Error e = PM__ERROR__INIT;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e.code = code;
+	e.message = msg;
+	if (code == PM__CODE__C_SYS)
+		e.sys_errno = errno;
+	session_send(s, PM__TYPE__T_ERROR, id, &e.base, NULL, 0);
+}
+
+/* ---- authorization ---- */
+
+static int
+uid_allowed(uid_t uid)
+{
+	int i;
+
+	if (pmd->euid == 0 || uid == pmd->euid || pmd->cfg.allow_all)
+		return 1;
+	for (i = 0; i < pmd->cfg.nallow; i++)
+		if (pmd->cfg.allow_uids[i] == uid)
+			return 1;
+	return 0;
+}
+
+int
+session_is_admin(const struct session *s)
+{
+	int i;
+
+	if (s->uid == 0 || s->uid == pmd->euid)
+		return 1;
+	if (!pmd->cfg.has_admin_group)
+		return 0;
+	if (s->gid == pmd->cfg.admin_gid)
+		return 1;
+	for (i = 0; i < s->ngroups; i++)
+		if (s->groups[i] == pmd->cfg.admin_gid)
+			return 1;
+	return 0;
+}
+
+static int
+sessions_of_uid(uid_t uid)
+{
+	struct session *s;
+	int n = 0;
+
+	TAILQ_FOREACH(s, &pmd->sessions, entry)
+		if (s->uid == uid)
+			n++;
+	return n;
+}
+
+static void
+session_peer(struct session *s)
+{
+	gid_t groups[SESSION_MAX_GROUPS];
+	socklen_t len = sizeof(groups);
+	int n;
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1)
+		return;
+	n = (int)(len / sizeof(gid_t));
+	if (n > 0 && (s->groups = calloc((size_t)n, sizeof(gid_t))) != NULL) {
+		memcpy(s->groups, groups, (size_t)n * sizeof(gid_t));
+		s->ngroups = n;
+	}
+}
+
+/* Refuses a connection with a connection-level error (id 0). */
+static void
+refuse(int fd, int code, const char *msg)
+{
+	Pm__Error e = PM__ERROR__INIT;
+	struct wire_out out;
+
+	e.code = code;
+	e.message = (char *)(uintptr_t)msg;
+	wire_out_init(&out);
+	if (wire_out_frame(&out, PM__TYPE__T_ERROR, 0, &e.base, NULL, 0) == 0)
+		(void)wire_out_flush(&out, fd);
+	wire_out_free(&out);
+	close(fd);
+}
+
+/* ---- accept ---- */
+
+static void
+accept_resume_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	if (!pmd->stopping)
+		event_add(pmd->accept_ev, NULL);
+}
+
+void
+broker_accept_cb(evutil_socket_t lfd, short ev, void *arg)
+{
+	struct session *s;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct timeval tv;
+	int fd;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			/* out of fds: pause rather than spin */
+			log_warn("%s: %s; pausing accept", __func__,
+			    strerror(errno));
+			event_del(pmd->accept_ev);
+			tv.tv_sec = 0;
+			tv.tv_usec = (suseconds_t)(PMD_ACCEPT_BACKOFF * 1e6);
+			evtimer_add(pmd->accept_timer, &tv);
+		}
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		close(fd);
+		return;
+	}
+	if (!uid_allowed(cred.uid)) {
+		log_info("refused uid %u (pid %d): not allowed", cred.uid,
+		    cred.pid);
+		refuse(fd, PM__CODE__C_PERM, "pmd does not serve this uid");
+		return;
+	}
+	if (pmd->nsessions >= pmd->cfg.max_clients ||
+	    sessions_of_uid(cred.uid) >= pmd->cfg.max_clients_per_uid) {
+		log_warn("refused uid %u (pid %d): too many clients", cred.uid,
+		    cred.pid);
+		refuse(fd, PM__CODE__C_LIMIT, "pmd has too many clients");
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		refuse(fd, PM__CODE__C_NOMEM, "pmd is out of memory");
+		return;
+	}
+	s->id = ++pmd->next_session;
+	s->fd = fd;
+	s->uid = cred.uid;
+	s->gid = cred.gid;
+	s->pid = cred.pid;
+	session_peer(s);
+	wire_in_init(&s->in, pmd->cfg.max_frame);
+	wire_out_init(&s->out);
+	s->rev = event_new(pmd->base, fd, EV_READ | EV_PERSIST,
+	    session_read_cb, s);
+	s->wev = event_new(pmd->base, fd, EV_WRITE | EV_PERSIST,
+	    session_write_cb, s);
+	if (s->rev == NULL || s->wev == NULL || event_add(s->rev, NULL) == -1) {
+		session_free(s);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&pmd->sessions, s, entry);
+	pmd->nsessions++;
+	pmd->had_client = 1;
+	if (pmd->idle_timer != NULL)
+		evtimer_del(pmd->idle_timer);
+	log_debug("session %llu: uid %u pid %d", (unsigned long long)s->id,
+	    s->uid, s->pid);
+}
+
+/* ---- requests ---- */
+
+static void
+handle_hello(struct session *s, struct pm_frame *f)
+{
+	Pm__Hello *h;
+	Pm__HelloReply r = PM__HELLO_REPLY__INIT;
+
+	if ((h = pm__hello__unpack(NULL, f->len, f->data)) == NULL) {
+		session_error(s, f->id, PM__CODE__C_PROTO, "malformed hello");
+		s->closing = 1;
+		return;
+	}
+	if (h->version != PM_WIRE_VERSION) {
+		session_error(s, f->id, PM__CODE__C_PROTO,
+		    "protocol version %u not supported (pmd speaks %d)",
+		    h->version, PM_WIRE_VERSION);
+		s->closing = 1;
+		pm__hello__free_unpacked(h, NULL);
+		return;
+	}
+	snprintf(s->name, sizeof(s->name), "%s", h->name ? h->name : "");
+	pm__hello__free_unpacked(h, NULL);
+	s->hello = 1;
+	r.version = PM_WIRE_VERSION;
+	r.server = (char *)(uintptr_t)"pmd " PMD_VERSION;
+	r.pid = getpid();
+	r.max_frame = pmd->cfg.max_frame;
+	session_send(s, PM__TYPE__T_HELLO_REPLY, f->id, &r.base, NULL, 0);
+}
+
+static void
+handle_status(struct session *s, struct pm_frame *f)
+{
+	Pm__StatusReply r = PM__STATUS_REPLY__INIT;
+	struct timespec ts;
+	char sock[PATH_MAX];
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(sock, sizeof(sock), "%s", pmd->cfg.socket ?
+	    pmd->cfg.socket : "");
+	r.server = (char *)(uintptr_t)"pmd " PMD_VERSION;
+	r.pid = getpid();
+	r.uid = pmd->euid;
+	r.uptime = (double)(ts.tv_sec - pmd->start.tv_sec) +
+	    (ts.tv_nsec - pmd->start.tv_nsec) / 1e9;
+	r.clients = (uint32_t)pmd->nsessions;
+	r.workers = (uint32_t)pmd->nworkers;
+	r.spawned = pmd->spawned;
+	r.reaped = pmd->reaped;
+	r.spawn_failed = pmd->spawn_failed;
+	r.max_workers = (uint32_t)pmd->cfg.max_workers;
+	r.max_clients = (uint32_t)pmd->cfg.max_clients;
+	r.socket = sock;
+	r.forker_pid = pmd->forker_pid;
+	r.private_ = pmd->cfg.private_mode;
+	r.requests = pmd->requests;
+	session_send(s, PM__TYPE__T_STATUS_REPLY, f->id, &r.base, NULL, 0);
+}
+
+static void
+handle_ping(struct session *s, struct pm_frame *f)
+{
+	session_send(s, PM__TYPE__T_OK, f->id, NULL, NULL, 0);
+}
+
+static void
+handle_shutdown(struct session *s, struct pm_frame *f)
+{
+	if (!session_is_admin(s)) {
+		session_error(s, f->id, PM__CODE__C_PERM,
+		    "shutdown needs root, pmd's uid or the admin group");
+		return;
+	}
+	log_info("shutdown asked by uid %u pid %d", s->uid, (int)s->pid);
+	session_send(s, PM__TYPE__T_OK, f->id, NULL, NULL, 0);
+	broker_stop("shutdown requested");
+}
+
+static const struct {
+	uint32_t type;
+	void	(*fn)(struct session *, struct pm_frame *);
+} handlers[] = {
+	{ PM__TYPE__T_SPAWN,	handle_spawn },
+	{ PM__TYPE__T_SIGNAL,	handle_signal },
+	{ PM__TYPE__T_STATUS,	handle_status },
+	{ PM__TYPE__T_PS,	handle_ps },
+	{ PM__TYPE__T_PING,	handle_ping },
+	{ PM__TYPE__T_SHUTDOWN,	handle_shutdown },
+};
+
+static void
+session_dispatch(struct session *s, struct pm_frame *f)
+{
+	size_t i;
+
+	pmd->requests++;
+	if (f->id == 0) {
+		session_error(s, 0, PM__CODE__C_PROTO, "request without an id");
+		s->closing = 1;
+		return;
+	}
+	if (!s->hello) {
+		if (f->type == PM__TYPE__T_HELLO)
+			handle_hello(s, f);
+		else {
+			session_error(s, f->id, PM__CODE__C_PROTO,
+			    "hello must come first");
+			s->closing = 1;
+		}
+		return;
+	}
+	for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+		if (handlers[i].type == f->type) {
+			handlers[i].fn(s, f);
+			return;
+		}
+	session_error(s, f->id, PM__CODE__C_PROTO, "unknown request type %u",
+	    f->type);
+}
+
+static void
+session_close(struct session *s)
+{
+	TAILQ_REMOVE(&pmd->sessions, s, entry);
+	pmd->nsessions--;
+	workers_owner_gone(s);
+	session_free(s);
+	broker_check_idle();
+}
+
+static void
+session_free(struct session *s)
+{
+	if (s->rev != NULL)
+		event_free(s->rev);
+	if (s->wev != NULL)
+		event_free(s->wev);
+	wire_in_free(&s->in);
+	wire_out_free(&s->out);
+	close(s->fd);
+	free(s->groups);
+	free(s);
+}
+
+/* Closes now, or once queued output is out. */
+static void
+session_maybe_close(struct session *s)
+{
+	if (!s->closing)
+		return;
+	if (wire_out_pending(&s->out) == 0) {
+		session_close(s);
+		return;
+	}
+	event_del(s->rev);
+	/* a peer that never reads is not waited for: shut reading side */
+	shutdown(s->fd, SHUT_RD);
+}
+
+static void
+session_read_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session *s = arg;
+	struct pm_frame f;
+	const char *why;
+	ssize_t n;
+	int r;
+
+	n = wire_in_read(&s->in, s->fd);
+	if (n == 0 || (n == -1 && errno != EAGAIN)) {
+		if (n == 0 && wire_in_pending(&s->in) > 0)
+			log_info("session %llu: truncated frame at end",
+			    (unsigned long long)s->id);
+		else if (n == -1)
+			log_info("session %llu: %s", (unsigned long long)s->id,
+			    strerror(errno));
+		session_close(s);
+		return;
+	}
+	while (!s->closing && (r = wire_in_next(&s->in, &f, &why)) != 0) {
+		if (r == -1) {
+			log_info("session %llu (pid %d): %s; dropped",
+			    (unsigned long long)s->id, (int)s->pid, why);
+			session_error(s, 0, PM__CODE__C_PROTO, "%s", why);
+			s->closing = 1;
+			break;
+		}
+		session_dispatch(s, &f);
+		wire_frame_close(&f);
+	}
+	session_maybe_close(s);
+}
+
+static void
+session_write_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session *s = arg;
+
+	session_flush(s);
+	session_maybe_close(s);
+}
+
+/* ---- listening ---- */
+
+static int
+socket_in_use(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, r;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	return r == 0;
+}
+
+int
+broker_listen(void)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	const char *path = pmd->cfg.socket;
+	char dir[sizeof(sun.sun_path)], *slash;
+	mode_t old;
+	int fd, n;
+
+	n = sd_listen_fds(1);
+	if (n > 1) {
+		log_err("systemd passed %d sockets; pmd takes one", n);
+		return -1;
+	}
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+			log_err("the socket systemd passed is not a listening "
+			    "Unix stream socket");
+			return -1;
+		}
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+		pmd->listen_fd = fd;
+		pmd->activated = 1;
+		{
+			socklen_t len = sizeof(sun);
+
+			memset(&sun, 0, sizeof(sun));
+			if (getsockname(fd, (struct sockaddr *)&sun, &len) == 0 &&
+			    sun.sun_path[0] != '\0') {
+				free(pmd->cfg.socket);
+				pmd->cfg.socket = strdup(sun.sun_path);
+			}
+		}
+		return 0;
+	}
+	if (path == NULL || strlen(path) >= sizeof(sun.sun_path)) {
+		log_err("socket path missing or too long");
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+			log_err("cannot make %s: %s", dir, strerror(errno));
+			return -1;
+		}
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_err("%s exists and is not a socket", path);
+			return -1;
+		}
+		if (socket_in_use(path)) {
+			log_err("another pmd is serving %s", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) == -1) {
+		log_err("socket: %s", strerror(errno));
+		return -1;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	old = umask(0177);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		umask(old);
+		log_err("bind %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	if (chmod(path, (mode_t)pmd->cfg.socket_mode) == -1 ||
+	    listen(fd, SOMAXCONN) == -1) {
+		log_err("listen %s: %s", path, strerror(errno));
+		unlink(path);
+		close(fd);
+		return -1;
+	}
+	pmd->listen_fd = fd;
+	return 0;
+}
+
+/* ---- stopping ---- */
+
+static void
+stop_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	if (pmd->nworkers > 0) {
+		log_warn("%d workers still alive after SIGTERM; killing",
+		    pmd->nworkers);
+		workers_terminate_all(SIGKILL);
+	}
+}
+
+void
+broker_stop(const char *why)
+{
+	struct timeval tv;
+
+	if (pmd->stopping)
+		return;
+	pmd->stopping = 1;
+	log_info("stopping: %s", why);
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	if (pmd->accept_ev != NULL)
+		event_del(pmd->accept_ev);
+	if (pmd->accept_timer != NULL)
+		evtimer_del(pmd->accept_timer);
+	workers_terminate_all(SIGTERM);
+	tv.tv_sec = (time_t)pmd->cfg.kill_grace;
+	tv.tv_usec = (suseconds_t)((pmd->cfg.kill_grace - (double)tv.tv_sec) *
+	    1e6);
+	evtimer_add(pmd->stop_timer, &tv);
+	broker_check_idle();
+}
+
+void
+broker_close_all(void)
+{
+	struct session *s;
+
+	while ((s = TAILQ_FIRST(&pmd->sessions)) != NULL) {
+		/* last words out, if the peer takes them now */
+		(void)wire_out_flush(&s->out, s->fd);
+		TAILQ_REMOVE(&pmd->sessions, s, entry);
+		pmd->nsessions--;
+		session_free(s);
+	}
+}
+
+/* Ends the loop when there is nothing left to do. */
+void
+broker_check_idle(void)
+{
+	if (pmd->stopping && pmd->nworkers == 0) {
+		event_base_loopbreak(pmd->base);
+		return;
+	}
+	if (pmd->cfg.private_mode && pmd->had_client && pmd->nsessions == 0 &&
+	    pmd->nworkers == 0) {
+		log_info("private pmd: last client gone");
+		pmd->stopping = 1;
+		event_base_loopbreak(pmd->base);
+	}
+}
+
+int
+broker_events_init(void)
+{
+	pmd->accept_ev = event_new(pmd->base, pmd->listen_fd,
+	    EV_READ | EV_PERSIST, broker_accept_cb, NULL);
+	pmd->accept_timer = evtimer_new(pmd->base, accept_resume_cb, NULL);
+	pmd->stop_timer = evtimer_new(pmd->base, stop_timer_cb, NULL);
+	if (pmd->accept_ev == NULL || pmd->accept_timer == NULL ||
+	    pmd->stop_timer == NULL || event_add(pmd->accept_ev, NULL) == -1)
+		return -1;
+	return 0;
+}

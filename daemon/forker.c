@@ -1,0 +1,147 @@
+/*
+ * forker.c - the fork server proper.  A fresh exec of pmd, holding no
+ * client state, that clones workers on the broker's request.  With
+ * CLONE_PARENT a worker is the broker's child: the broker reaps it through
+ * the pidfd we hand back.  Preloaded modules are mapped here once, so
+ * workers skip the dlopen.
+ */
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pmd.h"
+
+static int
+clone_worker(int *pidfd)
+{
+	struct clone_args args;
+
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_PARENT | CLONE_PIDFD;
+	args.pidfd = (uint64_t)(uintptr_t)pidfd;
+	return (int)syscall(SYS_clone3, &args, sizeof(args));
+}
+
+static void
+forker_reply(int sock, uint64_t wid, pid_t pid, int err, int *fds, int nfds)
+{
+	Pm__Forked r = PM__FORKED__INIT;
+	struct wire_out out;
+
+	r.wid = wid;
+	r.pid = pid;
+	r.sys_errno = err;
+	wire_out_init(&out);
+	if (wire_out_frame(&out, PM__TYPE__T_FORKED, 0, &r.base, fds,
+	    nfds) == -1 || wire_out_flush_wait(&out, sock, -1) == -1) {
+		wire_out_free(&out);
+		_exit(1);	/* the broker is gone or broken */
+	}
+	wire_out_free(&out);
+}
+
+static void
+forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
+    struct pm_frame *f)
+{
+	Pm__Fork *req;
+	int st[2], pidfd = -1, fds[2], i;
+	pid_t pid;
+
+	if ((req = pm__fork__unpack(NULL, f->len, f->data)) == NULL ||
+	    req->spec == NULL) {
+		log_err("%s: malformed fork request", __func__);
+		_exit(1);
+	}
+	if (pipe2(st, O_CLOEXEC) == -1) {
+		forker_reply(sock, req->wid, 0, errno, NULL, 0);
+		goto done;
+	}
+	pid = clone_worker(&pidfd);
+	if (pid == 0) {
+		close(sock);
+		close(st[0]);
+		worker_main(cfg, sock_path, req, f->fds, f->nfds, st[1]);
+	}
+	close(st[1]);
+	if (pid == -1) {
+		close(st[0]);
+		forker_reply(sock, req->wid, 0, errno, NULL, 0);
+		goto done;
+	}
+	fds[0] = pidfd;
+	fds[1] = st[0];
+	forker_reply(sock, req->wid, pid, 0, fds, 2);
+done:
+	for (i = 0; i < f->nfds; i++)
+		close(f->fds[i]);
+	f->nfds = 0;
+	pm__fork__free_unpacked(req, NULL);
+}
+
+static void
+forker_preload(struct pmd_config *cfg)
+{
+	int i;
+
+	for (i = 0; i < cfg->npreload; i++)
+		if (dlopen(cfg->preload[i], RTLD_NOW | RTLD_GLOBAL) == NULL)
+			log_warn("%s: cannot preload %s: %s", __func__,
+			    cfg->preload[i], dlerror());
+		else
+			log_info("preloaded %s", cfg->preload[i]);
+}
+
+int
+forker_main(struct pmd_config *cfg, const char *sock_path)
+{
+	struct wire_in in;
+	struct pm_frame f;
+	const char *why;
+	ssize_t n;
+	int sock = cfg->forker_fd, r;
+
+	prctl(PR_SET_NAME, "pmd-forker");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() == 1)
+		_exit(1);
+	/* Terminal signals are the broker's to handle. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	forker_preload(cfg);
+	wire_in_init(&in, PM_WIRE_MAX_FRAME);
+	for (;;) {
+		while ((r = wire_in_next(&in, &f, &why)) == 1) {
+			if (f.type == PM__TYPE__T_FORK)
+				forker_fork(cfg, sock_path, sock, &f);
+			wire_frame_close(&f);
+		}
+		if (r == -1) {
+			log_err("%s: from the broker: %s", __func__, why);
+			_exit(1);
+		}
+		n = wire_in_read(&in, sock);
+		if (n == 0)
+			_exit(0);
+		if (n == -1 && errno != EINTR)
+			_exit(1);
+	}
+}

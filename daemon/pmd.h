@@ -1,0 +1,215 @@
+/*
+ * pmd.h - the map of the daemon: configuration, the broker's state,
+ * sessions and workers, and the prototypes grouped by file.
+ *
+ * Processes: the broker (pmd.c, broker.c, workers.c) runs the libevent
+ * loop; the forker (forker.c) is a fresh exec of pmd that only forks
+ * workers; a worker (worker.c) is cloned from the forker as the broker's
+ * child and runs one task function or program.
+ */
+#ifndef PMD_H
+#define PMD_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "wire.h"
+#include "pm.pb-c.h"
+
+#define PMD_VERSION		"0.1.0"
+#define PMD_SYSTEM_SOCKET	"/run/pmd/pmd.sock"
+#define PMD_MODULE_PATH		"/usr/local/lib/pmd:/usr/lib/pmd"
+
+/* Default bounds; each is a config key. */
+#define PMD_MAX_WORKERS		4096
+#define PMD_MAX_CLIENTS		4096
+#define PMD_MAX_FRAME		PM_WIRE_MAX_FRAME
+#define PMD_KILL_GRACE		1.0	/* s between SIGTERM and SIGKILL */
+#define PMD_MAX_OUTBUF		(64u << 20) /* unread replies per client */
+#define PMD_MAX_PRELOAD		32
+#define PMD_MAX_ALLOW		64
+#define PMD_MAX_NAME		256	/* worker name bytes */
+#define PMD_MAX_PATH		4096
+#define PMD_MAX_ARGS		4096	/* argv + envp entries */
+#define PMD_PRIVATE_IDLE	30.0	/* s a private pmd waits for a client */
+#define PMD_STATUS_PERIOD	1.0	/* s between STATUS= updates */
+#define PMD_ACCEPT_BACKOFF	0.1	/* s of accept pause when out of fds */
+
+enum { LOG_ERR_ = 0, LOG_WARN_, LOG_INFO_, LOG_DEBUG_ };
+
+struct pmd_config {
+	char		*socket;
+	int		 socket_mode;
+	char		*module_path;
+	char		*preload[PMD_MAX_PRELOAD];
+	int		 npreload;
+	int		 log_level;
+	int		 max_workers;
+	int		 max_workers_per_uid;
+	int		 max_clients;
+	int		 max_clients_per_uid;
+	uint32_t	 max_frame;
+	double		 kill_grace;
+	int		 spawn_rate;	/* spawns/s per uid, 0 = unbounded */
+	uid_t		 allow_uids[PMD_MAX_ALLOW];
+	int		 nallow;
+	int		 allow_all;
+	gid_t		 admin_gid;
+	int		 has_admin_group;
+	int		 private_mode;	/* exit when the last client leaves */
+	int		 ready_fd;
+	int		 forker_fd;	/* >= 0: run as the forker */
+};
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	uint64_t	 id;
+	int		 fd;
+	struct event	*rev;
+	struct event	*wev;
+	struct wire_in	 in;
+	struct wire_out	 out;
+	uid_t		 uid;
+	gid_t		 gid;
+	pid_t		 pid;
+	gid_t		*groups;
+	int		 ngroups;
+	int		 hello;		/* Hello accepted */
+	int		 closing;	/* drop once output is flushed */
+	char		 name[64];
+	double		 rate_stamp;	/* spawn rate window start */
+	int		 rate_count;
+};
+
+enum wstate {
+	W_FORKING,			/* asked the forker */
+	W_STARTING,			/* forked, waiting for its status */
+	W_RUNNING,			/* start reported to the owner */
+	W_FAILED,			/* could not start; reaped silently */
+};
+
+struct worker {
+	TAILQ_ENTRY(worker) entry;
+	uint64_t	 wid;
+	enum wstate	 state;
+	pid_t		 pid;
+	int		 pidfd;
+	struct event	*ev;		/* pidfd readable: reap */
+	int		 status_fd;
+	struct event	*status_ev;
+	struct event	*kill_ev;	/* SIGKILL after the grace */
+	struct session	*owner;		/* NULL once the client has gone */
+	uint32_t	 spawn_id;	/* request to answer */
+	int		 client_channel; /* handed to the owner on start */
+	int		 channel_target;
+	uid_t		 uid;
+	pid_t		 owner_pid;
+	Pm__Kind	 kind;
+	int		 daemonic;
+	char		*name;
+	char		*target;
+	struct timespec	 started;
+	uint8_t		 statusbuf[1024];
+	size_t		 statuslen;
+};
+
+TAILQ_HEAD(sessionq, session);
+TAILQ_HEAD(workerq, worker);
+
+struct pmd {
+	struct event_base *base;
+	struct pmd_config  cfg;
+	int		 listen_fd;
+	int		 activated;	/* socket came from systemd */
+	struct event	*accept_ev;
+	struct event	*accept_timer;
+	struct sessionq	 sessions;
+	int		 nsessions;
+	struct workerq	 workers;
+	int		 nworkers;
+	uint64_t	 next_wid;
+	uint64_t	 next_session;
+	/* the forker */
+	pid_t		 forker_pid;
+	int		 forker_pidfd;
+	int		 forker_fd;
+	struct event	*forker_rev;
+	struct event	*forker_wev;
+	struct event	*forker_death_ev;
+	struct wire_in	 forker_in;
+	struct wire_out	 forker_out;
+	/* lifecycle */
+	int		 stopping;
+	int		 had_client;
+	struct event	*stop_timer;
+	struct event	*idle_timer;
+	struct event	*status_timer;
+	struct event	*watchdog_timer;
+	struct timespec	 start;
+	uid_t		 euid;
+	/* counters */
+	uint64_t	 spawned;
+	uint64_t	 reaped;
+	uint64_t	 spawn_failed;
+	uint64_t	 requests;
+};
+
+extern struct pmd *pmd;
+
+/* log.c */
+void	log_init(int level);
+void	log_setlevel(int level);
+void	log_err(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+int	log_level_parse(const char *);
+
+/* config.c */
+void	config_defaults(struct pmd_config *);
+/* 0 ok; -1 with a message already printed (exit 2). */
+int	config_args(struct pmd_config *, int argc, char *argv[], int pass);
+int	config_file(struct pmd_config *, const char *path);
+const char *config_path(int argc, char *argv[]);
+void	config_free(struct pmd_config *);
+
+/* broker.c */
+int	broker_listen(void);
+int	broker_events_init(void);
+void	broker_accept_cb(evutil_socket_t, short, void *);
+void	session_send(struct session *, uint32_t type, uint32_t id,
+	    const ProtobufCMessage *m, const int *fds, int nfds);
+void	session_error(struct session *, uint32_t id, int code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int	session_is_admin(const struct session *);
+void	broker_stop(const char *why);
+void	broker_check_idle(void);
+void	broker_close_all(void);
+double	now_mono(void);
+
+/* workers.c */
+int	forker_start(void);
+void	forker_stop(void);
+void	handle_spawn(struct session *, struct pm_frame *);
+void	handle_signal(struct session *, struct pm_frame *);
+void	handle_ps(struct session *, struct pm_frame *);
+void	workers_owner_gone(struct session *);
+void	workers_terminate_all(int sig);
+int	workers_count_uid(uid_t);
+
+/* forker.c */
+int	forker_main(struct pmd_config *, const char *socket_path)
+	    __attribute__((noreturn));
+
+/* worker.c: runs in the freshly cloned worker; never returns */
+void	worker_main(const struct pmd_config *, const char *socket_path,
+	    const Pm__Fork *, int *fds, int nfds, int status_fd)
+	    __attribute__((noreturn));
+
+#endif

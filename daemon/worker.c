@@ -1,0 +1,314 @@
+/*
+ * worker.c - the clean-worker runtime.  Runs in a worker just cloned from
+ * the forker: resets signals, takes the client's credentials, lays out
+ * exactly the fds asked for, then loads the task function or execs the
+ * program.  A start failure is written to the status pipe as a StartError;
+ * the pipe closing with nothing in it tells the broker the start went well.
+ */
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pmd.h"
+#include "pmclient_int.h"
+
+#define WORKER_DEFAULT_PATH	"/usr/local/bin:/usr/bin:/bin"
+#define WORKER_START_FAILED	127
+
+static int status_fd = -1;
+
+static void __attribute__((noreturn, format(printf, 2, 3)))
+start_fail(int code, const char *fmt, ...)
+{
+	Pm__StartError e = PM__START_ERROR__INIT;
+	uint8_t buf[1024];
+	char msg[768];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e.code = code;
+	e.message = msg;
+	if (status_fd >= 0 && pm__start_error__get_packed_size(&e) <=
+	    sizeof(buf)) {
+		n = pm__start_error__pack(&e, buf);
+		(void)!write(status_fd, buf, n);
+	}
+	_exit(WORKER_START_FAILED);
+}
+
+static void
+reset_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void
+take_creds(const Pm__Fork *f)
+{
+	gid_t groups[NGROUPS_MAX];
+	size_t i, n = f->n_groups;
+
+	if (!f->set_creds)
+		return;
+	if (n > NGROUPS_MAX)
+		n = NGROUPS_MAX;
+	for (i = 0; i < n; i++)
+		groups[i] = f->groups[i];
+	if (setgroups(n, groups) == -1 || setgid(f->gid) == -1 ||
+	    setuid(f->uid) == -1)
+		start_fail(PM__CODE__C_PERM, "cannot take uid %u gid %u: %s",
+		    f->uid, f->gid, strerror(errno));
+}
+
+static void
+apply_limits(const Pm__Spawn *s)
+{
+	struct rlimit rl;
+	size_t i;
+
+	for (i = 0; i < s->n_rlimits; i++) {
+		rl.rlim_cur = s->rlimits[i]->soft;
+		rl.rlim_max = s->rlimits[i]->hard;
+		if (setrlimit(s->rlimits[i]->resource, &rl) == -1)
+			start_fail(errno == EPERM ? PM__CODE__C_PERM :
+			    PM__CODE__C_INVAL, "rlimit %d: %s",
+			    s->rlimits[i]->resource, strerror(errno));
+	}
+	if (s->has_nice && setpriority(PRIO_PROCESS, 0, s->nice) == -1)
+		start_fail(PM__CODE__C_PERM, "nice %d: %s", s->nice,
+		    strerror(errno));
+	if (s->cwd != NULL && *s->cwd != '\0' && chdir(s->cwd) == -1)
+		start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
+		    PM__CODE__C_PERM, "cannot enter directory %s: %s", s->cwd,
+		    strerror(errno));
+}
+
+/*
+ * Lays out fds: src[i] becomes dst[i]; everything else is closed but the
+ * status pipe, which ends up just above the highest target.
+ */
+static void
+layout_fds(int *src, const int *dst, int n)
+{
+	int top = 2, i, fd, keep;
+
+	for (i = 0; i < n; i++)
+		if (dst[i] > top)
+			top = dst[i];
+	/* move every source above every target, so no dup2 clobbers one */
+	for (i = 0; i < n; i++) {
+		if ((fd = fcntl(src[i], F_DUPFD_CLOEXEC, top + 2)) == -1)
+			start_fail(PM__CODE__C_SYS, "fd layout: %s",
+			    strerror(errno));
+		close(src[i]);
+		src[i] = fd;
+	}
+	if ((fd = fcntl(status_fd, F_DUPFD_CLOEXEC, top + 2)) == -1)
+		start_fail(PM__CODE__C_SYS, "fd layout: %s", strerror(errno));
+	close(status_fd);
+	status_fd = fd;
+	for (i = 0; i < n; i++)
+		if (dup2(src[i], dst[i]) == -1)
+			start_fail(PM__CODE__C_SYS, "fd %d: %s", dst[i],
+			    strerror(errno));
+	if (dup3(status_fd, top + 1, O_CLOEXEC) == -1)
+		start_fail(PM__CODE__C_SYS, "fd layout: %s", strerror(errno));
+	status_fd = top + 1;
+	close_range((unsigned)top + 2, ~0U, 0);
+	for (fd = 0; fd <= top; fd++) {
+		keep = 0;
+		for (i = 0; i < n; i++)
+			if (dst[i] == fd)
+				keep = 1;
+		if (!keep)
+			close(fd);
+	}
+	/* 0-2 always exist: /dev/null where the client gave none */
+	for (fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) == -1) {
+			i = open("/dev/null", O_RDWR);
+			if (i != fd && i >= 0) {
+				dup2(i, fd);
+				close(i);
+			}
+		}
+}
+
+/* module: a path, or a name looked up in the module path. */
+static void
+resolve_module(const struct pmd_config *cfg, const char *module, char *out,
+    size_t len)
+{
+	const char *mp = cfg->module_path ? cfg->module_path : PMD_MODULE_PATH;
+	const char *p, *e;
+	size_t dl;
+
+	if (strchr(module, '/') != NULL) {
+		if (access(module, F_OK) == -1)
+			start_fail(PM__CODE__C_NOENT, "no such module: %s",
+			    module);
+		snprintf(out, len, "%s", module);
+		return;
+	}
+	for (p = mp; *p != '\0'; p = *e ? e + 1 : e) {
+		e = strchrnul(p, ':');
+		dl = (size_t)(e - p);
+		if (dl == 0)
+			continue;
+		snprintf(out, len, "%.*s/%s", (int)dl, p, module);
+		if (access(out, F_OK) == 0)
+			return;
+		snprintf(out, len, "%.*s/%s.so", (int)dl, p, module);
+		if (access(out, F_OK) == 0)
+			return;
+	}
+	start_fail(PM__CODE__C_NOENT, "no such module: %s (module path %s)",
+	    module, mp);
+}
+
+static void __attribute__((noreturn))
+run_function(const struct pmd_config *cfg, const char *sock_path,
+    const Pm__Fork *f, int channel)
+{
+	const Pm__Spawn *s = f->spec;
+	char path[PMD_MAX_PATH];
+	struct pm_task t;
+	pm_task_fn *fn;
+	void *h;
+	int rc;
+
+	resolve_module(cfg, s->module, path, sizeof(path));
+	if ((h = dlopen(path, RTLD_NOW)) == NULL) {
+		if (access(path, R_OK) == -1)
+			start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
+			    PM__CODE__C_PERM, "cannot read module %s: %s",
+			    path, strerror(errno));
+		start_fail(PM__CODE__C_INVAL, "cannot load module %s: %s",
+		    path, dlerror());
+	}
+	if ((fn = (pm_task_fn *)dlsym(h, s->function)) == NULL)
+		start_fail(PM__CODE__C_NOENT, "no function %s in module %s",
+		    s->function, path);
+	close(status_fd);		/* started */
+	status_fd = -1;
+	memset(&t, 0, sizeof(t));
+	t.arg = s->arg.data;
+	t.arglen = s->arg.len;
+	t.channel = channel;
+	t.address = sock_path;
+	rc = pmc_task_run_process(fn, &t);
+	pmc_task_clear(&t);
+	fflush(NULL);
+	_exit(rc);
+}
+
+static void __attribute__((noreturn))
+run_exec(const Pm__Spawn *s)
+{
+	char **argv, **envp, path[PMD_MAX_PATH];
+	const char *search, *p, *e;
+	size_t i, dl;
+	int err = ENOENT;
+
+	if ((argv = calloc(s->n_argv + 1, sizeof(*argv))) == NULL ||
+	    (envp = calloc(s->n_envp + 1, sizeof(*envp))) == NULL)
+		start_fail(PM__CODE__C_NOMEM, "out of memory");
+	for (i = 0; i < s->n_argv; i++)
+		argv[i] = s->argv[i];
+	for (i = 0; i < s->n_envp; i++)
+		envp[i] = s->envp[i];
+	if (!s->has_envp) {
+		extern char **environ;
+
+		envp = environ;
+	}
+	if (strchr(s->path, '/') != NULL) {
+		execve(s->path, argv, envp);
+		err = errno;
+	} else {
+		search = NULL;
+		for (i = 0; envp[i] != NULL; i++)
+			if (strncmp(envp[i], "PATH=", 5) == 0)
+				search = envp[i] + 5;
+		if (search == NULL)
+			search = WORKER_DEFAULT_PATH;
+		for (p = search; *p != '\0'; p = *e ? e + 1 : e) {
+			e = strchrnul(p, ':');
+			dl = (size_t)(e - p);
+			snprintf(path, sizeof(path), "%.*s/%s", (int)dl,
+			    dl ? p : ".", s->path);
+			execve(path, argv, envp);
+			if (errno != ENOENT && errno != ENOTDIR)
+				err = errno;
+		}
+	}
+	start_fail(err == ENOENT || err == ENOTDIR ? PM__CODE__C_NOENT :
+	    err == EACCES ? PM__CODE__C_PERM : PM__CODE__C_SYS,
+	    "cannot run %s: %s", s->path, strerror(err));
+}
+
+void
+worker_main(const struct pmd_config *cfg, const char *sock_path,
+    const Pm__Fork *f, int *fds, int nfds, int st)
+{
+	const Pm__Spawn *s = f->spec;
+	int dst[PM_WIRE_MAX_FDS], src[PM_WIRE_MAX_FDS];
+	int n = 0, i, channel = -1, ch, used;
+
+	status_fd = st;
+	if (cfg->private_mode)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	reset_signals();
+	if (s->new_pgrp)
+		setpgid(0, 0);
+	take_creds(f);
+	apply_limits(s);
+	/* the channel takes the lowest number >= 3 nobody asked for */
+	if (f->has_channel) {
+		for (ch = 3;; ch++) {
+			used = 0;
+			for (i = 0; i < (int)s->n_child_fds; i++)
+				if (s->child_fds[i] == ch)
+					used = 1;
+			if (!used)
+				break;
+		}
+		src[n] = fds[0];
+		dst[n++] = channel = ch;
+	}
+	for (i = 0; i < (int)s->n_child_fds && n < PM_WIRE_MAX_FDS; i++) {
+		src[n] = fds[i + (f->has_channel ? 1 : 0)];
+		dst[n++] = s->child_fds[i];
+	}
+	(void)nfds;
+	layout_fds(src, dst, n);
+	if (s->kind == PM__KIND__K_EXEC)
+		run_exec(s);
+	run_function(cfg, sock_path, f, channel);
+}

@@ -1,0 +1,740 @@
+/*
+ * workers.c - the broker's worker table: asking the forker for workers,
+ * learning whether they started, reaping them through pidfds, reporting
+ * exact exit status to their owner, and ending them.
+ */
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pmd.h"
+
+static void	forker_read_cb(evutil_socket_t, short, void *);
+static void	forker_write_cb(evutil_socket_t, short, void *);
+static void	forker_death_cb(evutil_socket_t, short, void *);
+static void	worker_reap_cb(evutil_socket_t, short, void *);
+static void	worker_status_cb(evutil_socket_t, short, void *);
+static void	worker_kill_cb(evutil_socket_t, short, void *);
+static void	worker_free(struct worker *);
+
+/* ---- the forker ---- */
+
+static void
+forker_flush(void)
+{
+	if (pmd->forker_fd < 0)
+		return;
+	if (wire_out_flush(&pmd->forker_out, pmd->forker_fd) == -1) {
+		log_warn("%s: %s", __func__, strerror(errno));
+		return;		/* its death is noticed through the pidfd */
+	}
+	if (wire_out_pending(&pmd->forker_out) > 0)
+		event_add(pmd->forker_wev, NULL);
+	else
+		event_del(pmd->forker_wev);
+}
+
+/* Starts the forker: a fresh exec of ourselves, fed through a socketpair. */
+int
+forker_start(void)
+{
+	char fdarg[16], *argv[8 + 2 * PMD_MAX_PRELOAD];
+	int sp[2], argc = 0, i;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		log_err("%s: socketpair: %s", __func__, strerror(errno));
+		return -1;
+	}
+	argv[argc++] = (char *)(uintptr_t)"pmd-forker";
+	argv[argc++] = (char *)(uintptr_t)"--forker";
+	argv[argc++] = fdarg;
+	argv[argc++] = (char *)(uintptr_t)"--socket";
+	argv[argc++] = pmd->cfg.socket;
+	if (pmd->cfg.private_mode)
+		argv[argc++] = (char *)(uintptr_t)"--private";
+	if (pmd->cfg.module_path != NULL) {
+		argv[argc++] = (char *)(uintptr_t)"--module-path";
+		argv[argc++] = pmd->cfg.module_path;
+	}
+	for (i = 0; i < pmd->cfg.npreload; i++) {
+		argv[argc++] = (char *)(uintptr_t)"--preload";
+		argv[argc++] = pmd->cfg.preload[i];
+	}
+	argv[argc] = NULL;
+	snprintf(fdarg, sizeof(fdarg), "3");
+	if ((pid = fork()) == -1) {
+		log_err("%s: fork: %s", __func__, strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		if (dup2(sp[1], 3) == -1)
+			_exit(127);
+		close_range(4, ~0U, 0);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	close(sp[1]);
+	pmd->forker_pid = pid;
+	pmd->forker_fd = sp[0];
+	fcntl(sp[0], F_SETFL, O_NONBLOCK);
+	if ((pmd->forker_pidfd = pidfd_open(pid, 0)) == -1)
+		fatal("%s: pidfd_open: %s", __func__, strerror(errno));
+	wire_in_init(&pmd->forker_in, PM_WIRE_MAX_FRAME);
+	wire_out_init(&pmd->forker_out);
+	pmd->forker_rev = event_new(pmd->base, sp[0], EV_READ | EV_PERSIST,
+	    forker_read_cb, NULL);
+	pmd->forker_wev = event_new(pmd->base, sp[0], EV_WRITE | EV_PERSIST,
+	    forker_write_cb, NULL);
+	pmd->forker_death_ev = event_new(pmd->base, pmd->forker_pidfd,
+	    EV_READ, forker_death_cb, NULL);
+	if (pmd->forker_rev == NULL || pmd->forker_wev == NULL ||
+	    pmd->forker_death_ev == NULL)
+		fatal("%s: event_new", __func__);
+	event_add(pmd->forker_rev, NULL);
+	event_add(pmd->forker_death_ev, NULL);
+	log_info("forker started, pid %d", (int)pid);
+	return 0;
+}
+
+static void
+forker_release(void)
+{
+	if (pmd->forker_fd < 0)
+		return;
+	event_free(pmd->forker_rev);
+	event_free(pmd->forker_wev);
+	event_free(pmd->forker_death_ev);
+	wire_in_free(&pmd->forker_in);
+	wire_out_free(&pmd->forker_out);
+	close(pmd->forker_fd);
+	close(pmd->forker_pidfd);
+	pmd->forker_fd = -1;
+	pmd->forker_pidfd = -1;
+	pmd->forker_pid = 0;
+}
+
+/* Ends the forker and waits for it. */
+void
+forker_stop(void)
+{
+	siginfo_t si;
+
+	if (pmd->forker_fd < 0)
+		return;
+	pidfd_send_signal(pmd->forker_pidfd, SIGKILL, NULL, 0);
+	memset(&si, 0, sizeof(si));
+	while (waitid(P_PIDFD, (id_t)pmd->forker_pidfd, &si, WEXITED) == -1 &&
+	    errno == EINTR)
+		;
+	forker_release();
+}
+
+static struct worker *
+worker_find(uint64_t wid)
+{
+	struct worker *w;
+
+	TAILQ_FOREACH(w, &pmd->workers, entry)
+		if (w->wid == wid)
+			return w;
+	return NULL;
+}
+
+/* A spawn that will not happen: answer its owner, drop the worker. */
+static void
+spawn_fail(struct worker *w, int code, const char *msg)
+{
+	pmd->spawn_failed++;
+	if (w->owner != NULL)
+		session_error(w->owner, w->spawn_id, code, "%s", msg);
+	TAILQ_REMOVE(&pmd->workers, w, entry);
+	pmd->nworkers--;
+	worker_free(w);
+}
+
+static void
+forker_death_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct worker *w, *next;
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	waitid(P_PIDFD, (id_t)pmd->forker_pidfd, &si, WEXITED | WNOHANG);
+	log_warn("forker (pid %d) ended (code %d status %d)",
+	    (int)pmd->forker_pid, si.si_code, si.si_status);
+	forker_release();
+	for (w = TAILQ_FIRST(&pmd->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->state == W_FORKING)
+			spawn_fail(w, PM__CODE__C_SYS,
+			    "the forker died during this spawn");
+	}
+	if (!pmd->stopping && forker_start() == -1)
+		log_err("cannot restart the forker; spawns will fail");
+	broker_check_idle();
+}
+
+static void
+forker_write_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	forker_flush();
+}
+
+static void
+worker_started(struct worker *w)
+{
+	Pm__SpawnReply r = PM__SPAWN_REPLY__INIT;
+	int fds[2], n = 0;
+
+	w->state = W_RUNNING;
+	pmd->spawned++;
+	if (w->owner == NULL) {
+		/* its client left while it was starting */
+		if (w->daemonic)
+			pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
+		return;
+	}
+	if ((fds[n] = fcntl(w->pidfd, F_DUPFD_CLOEXEC, 3)) == -1) {
+		session_error(w->owner, w->spawn_id, PM__CODE__C_SYS,
+		    "dup pidfd: %s", strerror(errno));
+		pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
+		w->owner = NULL;
+		return;
+	}
+	n++;
+	if (w->client_channel >= 0) {
+		fds[n++] = w->client_channel;
+		w->client_channel = -1;
+	}
+	r.wid = w->wid;
+	r.pid = w->pid;
+	r.channel_fd = w->channel_target;
+	session_send(w->owner, PM__TYPE__T_SPAWN_REPLY, w->spawn_id, &r.base,
+	    fds, n);
+}
+
+/* Reads the status pipe: EOF alone means started. 1 when settled. */
+static int
+worker_status_read(struct worker *w)
+{
+	Pm__StartError *e;
+	ssize_t n;
+
+	for (;;) {
+		n = read(w->status_fd, w->statusbuf + w->statuslen,
+		    sizeof(w->statusbuf) - w->statuslen);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return 0;
+		if (n > 0) {
+			w->statuslen += (size_t)n;
+			if (w->statuslen < sizeof(w->statusbuf))
+				continue;
+		}
+		break;
+	}
+	event_free(w->status_ev);
+	w->status_ev = NULL;
+	close(w->status_fd);
+	w->status_fd = -1;
+	if (w->statuslen == 0) {
+		worker_started(w);
+		return 1;
+	}
+	w->state = W_FAILED;
+	pmd->spawn_failed++;
+	e = pm__start_error__unpack(NULL, w->statuslen, w->statusbuf);
+	if (w->owner != NULL)
+		session_error(w->owner, w->spawn_id,
+		    e ? e->code : PM__CODE__C_SYS, "%s",
+		    e && e->message ? e->message : "worker failed to start");
+	if (e != NULL)
+		pm__start_error__free_unpacked(e, NULL);
+	return 1;
+}
+
+static void
+worker_status_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	worker_status_read(arg);
+}
+
+static void
+forker_forked(struct pm_frame *f)
+{
+	Pm__Forked *r;
+	struct worker *w;
+
+	if ((r = pm__forked__unpack(NULL, f->len, f->data)) == NULL) {
+		log_err("%s: malformed reply from the forker", __func__);
+		return;
+	}
+	if ((w = worker_find(r->wid)) == NULL || w->state != W_FORKING) {
+		log_err("%s: reply for unknown worker %llu", __func__,
+		    (unsigned long long)r->wid);
+		pm__forked__free_unpacked(r, NULL);
+		return;
+	}
+	if (r->sys_errno != 0 || f->nfds != 2) {
+		errno = r->sys_errno;
+		spawn_fail(w, r->sys_errno == EAGAIN ? PM__CODE__C_LIMIT :
+		    PM__CODE__C_SYS, r->sys_errno == EAGAIN ?
+		    "cannot fork: process limit reached" : "cannot fork");
+		pm__forked__free_unpacked(r, NULL);
+		return;
+	}
+	w->pid = r->pid;
+	w->pidfd = wire_frame_take(f, 0);
+	w->status_fd = wire_frame_take(f, 1);
+	pm__forked__free_unpacked(r, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &w->started);
+	w->state = W_STARTING;
+	fcntl(w->status_fd, F_SETFL, O_NONBLOCK);
+	w->ev = event_new(pmd->base, w->pidfd, EV_READ, worker_reap_cb, w);
+	w->status_ev = event_new(pmd->base, w->status_fd, EV_READ | EV_PERSIST,
+	    worker_status_cb, w);
+	if (w->ev == NULL || w->status_ev == NULL)
+		fatal("%s: event_new", __func__);
+	event_add(w->ev, NULL);
+	event_add(w->status_ev, NULL);
+	log_debug("worker %llu: pid %d", (unsigned long long)w->wid,
+	    (int)w->pid);
+}
+
+static void
+forker_read_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct pm_frame f;
+	const char *why;
+	ssize_t n;
+	int r;
+
+	n = wire_in_read(&pmd->forker_in, pmd->forker_fd);
+	if (n == 0 || (n == -1 && errno != EAGAIN)) {
+		event_del(pmd->forker_rev);	/* death follows on the pidfd */
+		return;
+	}
+	while ((r = wire_in_next(&pmd->forker_in, &f, &why)) == 1) {
+		if (f.type == PM__TYPE__T_FORKED)
+			forker_forked(&f);
+		wire_frame_close(&f);
+	}
+	if (r == -1) {
+		log_err("%s: %s; restarting the forker", __func__, why);
+		pidfd_send_signal(pmd->forker_pidfd, SIGKILL, NULL, 0);
+		event_del(pmd->forker_rev);
+	}
+}
+
+/* ---- spawning ---- */
+
+int
+workers_count_uid(uid_t uid)
+{
+	struct worker *w;
+	int n = 0;
+
+	TAILQ_FOREACH(w, &pmd->workers, entry)
+		if (w->uid == uid)
+			n++;
+	return n;
+}
+
+/* 0 when the spec is sound; else an error reply was sent. */
+static int
+spawn_check(struct session *s, uint32_t id, const Pm__Spawn *sp, int nfds)
+{
+	size_t i, j;
+
+	if (sp->kind == PM__KIND__K_FUNCTION) {
+		if (sp->module == NULL || *sp->module == '\0' ||
+		    sp->function == NULL || *sp->function == '\0') {
+			session_error(s, id, PM__CODE__C_INVAL,
+			    "a function target needs a module and a function");
+			return -1;
+		}
+	} else if (sp->kind == PM__KIND__K_EXEC) {
+		if (sp->path == NULL || *sp->path == '\0' || sp->n_argv == 0) {
+			session_error(s, id, PM__CODE__C_INVAL,
+			    "an exec target needs a path and argv[0]");
+			return -1;
+		}
+	} else {
+		session_error(s, id, PM__CODE__C_INVAL, "unknown target kind %d",
+		    sp->kind);
+		return -1;
+	}
+	if (sp->n_argv + sp->n_envp > PMD_MAX_ARGS ||
+	    strlen(sp->name ? sp->name : "") > PMD_MAX_NAME) {
+		session_error(s, id, PM__CODE__C_LIMIT,
+		    "too many arguments or too long a name");
+		return -1;
+	}
+	if (sp->n_child_fds != (size_t)nfds) {
+		session_error(s, id, PM__CODE__C_INVAL,
+		    "%zu fd numbers for %d fds", sp->n_child_fds, nfds);
+		return -1;
+	}
+	for (i = 0; i < sp->n_child_fds; i++) {
+		if (sp->child_fds[i] < 0 || sp->child_fds[i] > 1023) {
+			session_error(s, id, PM__CODE__C_INVAL,
+			    "child fd %d out of range", sp->child_fds[i]);
+			return -1;
+		}
+		for (j = 0; j < i; j++)
+			if (sp->child_fds[j] == sp->child_fds[i]) {
+				session_error(s, id, PM__CODE__C_INVAL,
+				    "child fd %d given twice",
+				    sp->child_fds[i]);
+				return -1;
+			}
+	}
+	return 0;
+}
+
+static int
+spawn_allowed(struct session *s, uint32_t id)
+{
+	double now;
+
+	if (pmd->stopping) {
+		session_error(s, id, PM__CODE__C_STATE, "pmd is stopping");
+		return 0;
+	}
+	if (pmd->forker_fd < 0) {
+		session_error(s, id, PM__CODE__C_SYS, "no forker running");
+		return 0;
+	}
+	if (pmd->nworkers >= pmd->cfg.max_workers) {
+		session_error(s, id, PM__CODE__C_LIMIT,
+		    "pmd runs its maximum of %d workers", pmd->cfg.max_workers);
+		return 0;
+	}
+	if (workers_count_uid(s->uid) >= pmd->cfg.max_workers_per_uid) {
+		session_error(s, id, PM__CODE__C_LIMIT,
+		    "uid %u runs its maximum of %d workers", s->uid,
+		    pmd->cfg.max_workers_per_uid);
+		return 0;
+	}
+	if (pmd->cfg.spawn_rate > 0) {
+		now = now_mono();
+		if (now - s->rate_stamp >= 1.0) {
+			s->rate_stamp = now;
+			s->rate_count = 0;
+		}
+		if (s->rate_count >= pmd->cfg.spawn_rate) {
+			session_error(s, id, PM__CODE__C_LIMIT,
+			    "spawn rate above %d per second",
+			    pmd->cfg.spawn_rate);
+			return 0;
+		}
+		s->rate_count++;
+	}
+	return 1;
+}
+
+static char *
+spawn_target(const Pm__Spawn *sp)
+{
+	char *t;
+
+	if (sp->kind == PM__KIND__K_EXEC)
+		return strdup(sp->path);
+	if (asprintf(&t, "%s:%s", sp->module, sp->function) == -1)
+		return NULL;
+	return t;
+}
+
+void
+handle_spawn(struct session *s, struct pm_frame *f)
+{
+	Pm__Fork fk = PM__FORK__INIT;
+	Pm__Spawn *sp;
+	struct worker *w;
+	uint32_t gids[256];
+	int fds[PM_WIRE_MAX_FDS], ch[2] = { -1, -1 }, n = 0, i;
+
+	if ((sp = pm__spawn__unpack(NULL, f->len, f->data)) == NULL) {
+		session_error(s, f->id, PM__CODE__C_PROTO, "malformed spawn");
+		return;
+	}
+	if (spawn_check(s, f->id, sp, f->nfds) == -1 ||
+	    !spawn_allowed(s, f->id))
+		goto done;
+	if (f->nfds + 1 > PM_WIRE_MAX_FDS) {
+		session_error(s, f->id, PM__CODE__C_LIMIT, "too many fds");
+		goto done;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL ||
+	    (w->name = strdup(sp->name ? sp->name : "")) == NULL ||
+	    (w->target = spawn_target(sp)) == NULL) {
+		if (w != NULL)
+			free(w->name);
+		free(w);
+		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
+		goto done;
+	}
+	if (sp->kind == PM__KIND__K_FUNCTION &&
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1) {
+		session_error(s, f->id, PM__CODE__C_SYS, "socketpair: %s",
+		    strerror(errno));
+		free(w->name);
+		free(w->target);
+		free(w);
+		goto done;
+	}
+	w->wid = ++pmd->next_wid;
+	w->state = W_FORKING;
+	w->pidfd = w->status_fd = -1;
+	w->owner = s;
+	w->owner_pid = s->pid;
+	w->spawn_id = f->id;
+	w->uid = s->uid;
+	w->kind = sp->kind;
+	w->daemonic = sp->daemonic;
+	w->client_channel = ch[0];
+	w->channel_target = -1;
+	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
+	pmd->nworkers++;
+
+	fk.wid = w->wid;
+	fk.spec = sp;
+	fk.uid = s->uid;
+	fk.gid = s->gid;
+	fk.set_creds = pmd->euid == 0;
+	for (i = 0; i < s->ngroups && i < 256; i++)
+		gids[i] = s->groups[i];
+	fk.n_groups = (size_t)i;
+	fk.groups = gids;
+	if (ch[1] >= 0) {
+		fk.has_channel = 1;
+		fds[n++] = ch[1];
+	}
+	for (i = 0; i < f->nfds; i++)
+		fds[n++] = wire_frame_take(f, i);
+	if (wire_out_frame(&pmd->forker_out, PM__TYPE__T_FORK, 0, &fk.base,
+	    fds, n) == -1) {
+		spawn_fail(w, PM__CODE__C_SYS, "cannot queue the fork request");
+		goto done;
+	}
+	forker_flush();
+done:
+	pm__spawn__free_unpacked(sp, NULL);
+}
+
+/* ---- reaping and ending ---- */
+
+static void
+worker_free(struct worker *w)
+{
+	if (w->ev != NULL)
+		event_free(w->ev);
+	if (w->status_ev != NULL)
+		event_free(w->status_ev);
+	if (w->kill_ev != NULL)
+		event_free(w->kill_ev);
+	if (w->pidfd >= 0)
+		close(w->pidfd);
+	if (w->status_fd >= 0)
+		close(w->status_fd);
+	if (w->client_channel >= 0)
+		close(w->client_channel);
+	free(w->name);
+	free(w->target);
+	free(w);
+}
+
+static void
+worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	Pm__Exited ex = PM__EXITED__INIT;
+	struct worker *w = arg;
+	siginfo_t si;
+	int code;
+
+	/* A start report comes before the end: settle it first. */
+	if (w->state == W_STARTING && w->status_fd >= 0)
+		worker_status_read(w);
+	memset(&si, 0, sizeof(si));
+	if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == -1) {
+		log_warn("%s: waitid %d: %s", __func__, (int)w->pid,
+		    strerror(errno));
+	} else if (si.si_pid == 0) {
+		event_add(w->ev, NULL);		/* not yet */
+		return;
+	}
+	code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+	pmd->reaped++;
+	log_debug("worker %llu (pid %d) ended: %d", (unsigned long long)w->wid,
+	    (int)w->pid, code);
+	if (w->state == W_RUNNING && w->owner != NULL) {
+		ex.wid = w->wid;
+		ex.pid = w->pid;
+		ex.exitcode = code;
+		session_send(w->owner, PM__TYPE__T_EXITED, 0, &ex.base, NULL, 0);
+	}
+	TAILQ_REMOVE(&pmd->workers, w, entry);
+	pmd->nworkers--;
+	worker_free(w);
+	broker_check_idle();
+}
+
+static void
+worker_kill_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->pidfd >= 0)
+		pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
+}
+
+/* SIGTERM now, SIGKILL after the grace period. */
+static void
+worker_end(struct worker *w)
+{
+	struct timeval tv;
+
+	if (w->pidfd < 0 || w->kill_ev != NULL)
+		return;
+	pidfd_send_signal(w->pidfd, SIGTERM, NULL, 0);
+	if ((w->kill_ev = evtimer_new(pmd->base, worker_kill_cb, w)) == NULL)
+		return;
+	tv.tv_sec = (time_t)pmd->cfg.kill_grace;
+	tv.tv_usec = (suseconds_t)((pmd->cfg.kill_grace - (double)tv.tv_sec) *
+	    1e6);
+	evtimer_add(w->kill_ev, &tv);
+}
+
+void
+workers_owner_gone(struct session *s)
+{
+	struct worker *w;
+
+	TAILQ_FOREACH(w, &pmd->workers, entry) {
+		if (w->owner != s)
+			continue;
+		w->owner = NULL;
+		if (w->client_channel >= 0) {
+			close(w->client_channel);
+			w->client_channel = -1;
+		}
+		if (w->daemonic && w->state == W_RUNNING)
+			worker_end(w);
+	}
+}
+
+void
+workers_terminate_all(int sig)
+{
+	struct worker *w;
+
+	TAILQ_FOREACH(w, &pmd->workers, entry)
+		if (w->pidfd >= 0)
+			pidfd_send_signal(w->pidfd, sig, NULL, 0);
+}
+
+/* ---- signal and ps ---- */
+
+void
+handle_signal(struct session *s, struct pm_frame *f)
+{
+	struct worker *w, *found = NULL;
+	Pm__Signal *r;
+
+	if ((r = pm__signal__unpack(NULL, f->len, f->data)) == NULL) {
+		session_error(s, f->id, PM__CODE__C_PROTO, "malformed signal");
+		return;
+	}
+	if (r->signo < 0 || r->signo >= NSIG) {
+		session_error(s, f->id, PM__CODE__C_INVAL, "bad signal %d",
+		    r->signo);
+		goto done;
+	}
+	TAILQ_FOREACH(w, &pmd->workers, entry)
+		if ((r->wid != 0 && w->wid == r->wid) ||
+		    (r->wid == 0 && w->pid == r->pid && w->pid > 0))
+			found = w;
+	if (found == NULL || found->pidfd < 0) {
+		session_error(s, f->id, PM__CODE__C_NOENT,
+		    "no worker with pid %d", r->pid);
+		goto done;
+	}
+	if (found->uid != s->uid && !session_is_admin(s)) {
+		session_error(s, f->id, PM__CODE__C_PERM,
+		    "worker %d belongs to another user", (int)found->pid);
+		goto done;
+	}
+	if (pidfd_send_signal(found->pidfd, r->signo, NULL, 0) == -1 &&
+	    errno != ESRCH) {
+		session_error(s, f->id, PM__CODE__C_SYS, "signal: %s",
+		    strerror(errno));
+		goto done;
+	}
+	session_send(s, PM__TYPE__T_OK, f->id, NULL, NULL, 0);
+done:
+	pm__signal__free_unpacked(r, NULL);
+}
+
+void
+handle_ps(struct session *s, struct pm_frame *f)
+{
+	Pm__PsReply r = PM__PS_REPLY__INIT;
+	Pm__WorkerInfo *info = NULL, **ptrs = NULL;
+	struct timespec now;
+	struct worker *w;
+	Pm__Ps *q;
+	size_t n = 0;
+	int all;
+
+	if ((q = pm__ps__unpack(NULL, f->len, f->data)) == NULL) {
+		session_error(s, f->id, PM__CODE__C_PROTO, "malformed ps");
+		return;
+	}
+	all = q->all && session_is_admin(s);
+	pm__ps__free_unpacked(q, NULL);
+	if (pmd->nworkers > 0 &&
+	    ((info = calloc((size_t)pmd->nworkers, sizeof(*info))) == NULL ||
+	    (ptrs = calloc((size_t)pmd->nworkers, sizeof(*ptrs))) == NULL)) {
+		free(info);
+		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	TAILQ_FOREACH(w, &pmd->workers, entry) {
+		if (w->state != W_RUNNING || (!all && w->uid != s->uid))
+			continue;
+		pm__worker_info__init(&info[n]);
+		info[n].wid = w->wid;
+		info[n].pid = w->pid;
+		info[n].uid = w->uid;
+		info[n].name = w->name;
+		info[n].kind = w->kind;
+		info[n].target = w->target;
+		info[n].daemonic = w->daemonic;
+		info[n].owner_pid = w->owner ? w->owner_pid : 0;
+		info[n].age = (double)(now.tv_sec - w->started.tv_sec) +
+		    (now.tv_nsec - w->started.tv_nsec) / 1e9;
+		ptrs[n] = &info[n];
+		n++;
+	}
+	r.n_workers = n;
+	r.workers = ptrs;
+	session_send(s, PM__TYPE__T_PS_REPLY, f->id, &r.base, NULL, 0);
+	free(info);
+	free(ptrs);
+}

@@ -1,0 +1,533 @@
+/*
+ * harness.c - test helpers: a private pmd per test, /proc inspection,
+ * running programs, raw frames.  See harness.h.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "wire.h"
+
+#define TH_MAX_ARGS	64
+
+double
+th_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+th_sleep(double secs)
+{
+	struct timespec ts;
+
+	if (secs <= 0)
+		return;
+	ts.tv_sec = (time_t)secs;
+	ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+const char *
+th_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	ck_assert_msg(v != NULL && *v != '\0',
+	    "$%s is not set (run through make check)", name);
+	return v;
+}
+
+const char *
+th_module(void)
+{
+	return th_env("PM_TEST_MODULE");
+}
+
+int
+th_mkdtemp(char *dir, size_t len)
+{
+	if (snprintf(dir, len, "/tmp/pmdtest.XXXXXX") >= (int)len)
+		return -1;
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void
+th_rmtree(const char *path)
+{
+	if (path != NULL && *path != '\0')
+		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Wait for pid with a deadline; -1 on timeout, else the wait status. */
+static int
+wait_deadline(pid_t pid, double secs, int *status)
+{
+	double end = th_now() + secs;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return 0;
+		if (r == -1 && errno != EINTR)
+			return -1;
+		if (th_now() >= end)
+			return -1;
+		th_sleep(0.005);
+	}
+}
+
+static int
+decode_status(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return -WTERMSIG(st);
+	return TH_TIMEOUT;
+}
+
+int
+th_pmd_start(struct th_pmd *d, const char *const extra_args[])
+{
+	const char *argv[TH_MAX_ARGS];
+	const char *bin = th_env("PMD_BIN");
+	const char *level = getenv("PM_TEST_LOG_LEVEL");
+	char buf[16];
+	size_t got = 0;
+	int rfd[2], n = 0, i, st;
+	ssize_t r;
+	pid_t pid;
+
+	memset(d, 0, sizeof(*d));
+	if (th_mkdtemp(d->dir, sizeof(d->dir)) == -1)
+		return -1;
+	if (snprintf(d->sock, sizeof(d->sock), "%s/pmd.sock", d->dir) >=
+	    (int)sizeof(d->sock) || pipe2(rfd, O_CLOEXEC) == -1)
+		goto fail;
+
+	argv[n++] = bin;
+	argv[n++] = "--socket";
+	argv[n++] = d->sock;
+	argv[n++] = "--ready-fd";
+	argv[n++] = "3";
+	argv[n++] = "--log-level";
+	argv[n++] = level ? level : "warn";
+	for (i = 0; extra_args != NULL && extra_args[i] != NULL &&
+	    n < TH_MAX_ARGS - 1; i++)
+		argv[n++] = extra_args[i];
+	argv[n] = NULL;
+
+	if ((pid = fork()) == -1) {
+		close(rfd[0]);
+		close(rfd[1]);
+		goto fail;
+	}
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (nul >= 0 && nul != 0) {
+			dup2(nul, 0);
+			close(nul);
+		}
+		if (dup2(rfd[1], 3) == -1)
+			_exit(127);
+		close_range(4, ~0U, 0);
+		execv(bin, (char *const *)(uintptr_t)argv);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	close(rfd[1]);
+	while (got < 6) {
+		if (!th_readable(rfd[0], 10.0))
+			break;
+		r = read(rfd[0], buf + got, sizeof(buf) - 1 - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(rfd[0]);
+	buf[got] = '\0';
+	if (strcmp(buf, "READY\n") != 0) {
+		fprintf(stderr, "harness: pmd did not report READY (got \"%s\")\n",
+		    buf);
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		goto fail;
+	}
+	d->pid = pid;
+	return 0;
+fail:
+	th_rmtree(d->dir);
+	d->dir[0] = '\0';
+	return -1;
+}
+
+int
+th_pmd_stop(struct th_pmd *d)
+{
+	int st, rc = 0;
+
+	if (d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		if (wait_deadline(d->pid, 15.0, &st) == -1) {
+			fprintf(stderr, "harness: pmd %d ignored SIGTERM\n",
+			    (int)d->pid);
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, &st, 0);
+			rc = TH_TIMEOUT;
+		} else
+			rc = decode_status(st);
+		d->pid = 0;
+	}
+	if (d->dir[0] != '\0') {
+		th_rmtree(d->dir);
+		d->dir[0] = '\0';
+	}
+	return rc;
+}
+
+int
+th_fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *dir;
+	int n = 0;
+
+	if (pid == 0)
+		snprintf(path, sizeof(path), "/proc/self/fd");
+	else
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((dir = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(dir)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return pid == 0 ? n - 1 : n;	/* the dir's own fd */
+}
+
+/* State and parent of pid from /proc/PID/stat; -1 if gone. */
+static int
+proc_stat(pid_t pid, char *state, pid_t *ppid)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd, pp;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %c %d", state, &pp) != 2)
+		return -1;
+	*ppid = (pid_t)pp;
+	return 0;
+}
+
+char
+th_pid_state(pid_t pid)
+{
+	char s;
+	pid_t pp;
+
+	if (pid <= 0 || proc_stat(pid, &s, &pp) == -1)
+		return 0;
+	return s;
+}
+
+int
+th_pid_alive(pid_t pid)
+{
+	char s = th_pid_state(pid);
+
+	return s != 0 && s != 'Z' && s != 'X' && s != 'x';
+}
+
+/* Children of ppid; with zombies_only, only those in state Z. */
+static int
+scan_children(pid_t ppid, pid_t *pids, int max, int zombies_only)
+{
+	struct dirent *e;
+	DIR *dir;
+	char s, *end;
+	pid_t pp;
+	long v;
+	int n = 0;
+
+	if ((dir = opendir("/proc")) == NULL)
+		return -1;
+	while ((e = readdir(dir)) != NULL) {
+		v = strtol(e->d_name, &end, 10);
+		if (*end != '\0' || v <= 0)
+			continue;
+		if (proc_stat((pid_t)v, &s, &pp) == -1 || pp != ppid)
+			continue;
+		if (zombies_only && s != 'Z')
+			continue;
+		if (pids != NULL && n < max)
+			pids[n] = (pid_t)v;
+		n++;
+	}
+	closedir(dir);
+	return n;
+}
+
+int
+th_zombies(pid_t ppid)
+{
+	return scan_children(ppid, NULL, 0, 1);
+}
+
+int
+th_children(pid_t ppid, pid_t *pids, int max)
+{
+	return scan_children(ppid, pids, max, 0);
+}
+
+pid_t
+th_pmd_forker(const struct th_pmd *d)
+{
+	pid_t kids[64];
+	pid_t best = 0;
+	int n, i;
+
+	n = th_children(d->pid, kids, 64);
+	for (i = 0; i < n && i < 64; i++)	/* forked first: lowest pid */
+		if (best == 0 || kids[i] < best)
+			best = kids[i];
+	return best;
+}
+
+long
+th_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+int
+th_readable(int fd, double secs)
+{
+	struct pollfd p;
+	double end = th_now() + secs;
+	int ms, r;
+
+	for (;;) {
+		p.fd = fd;
+		p.events = POLLIN;
+		p.revents = 0;
+		ms = (int)((end - th_now()) * 1000.0);
+		if (ms < 0)
+			ms = 0;
+		r = poll(&p, 1, ms);
+		if (r == 1)
+			return 1;
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == 0 && th_now() < end)
+			continue;
+		return 0;
+	}
+}
+
+int
+th_run(const char *const argv[], char *out, size_t outsz, double timeout)
+{
+	char sink[512];
+	size_t got = 0;
+	double end = th_now() + timeout;
+	int p[2], st, eof = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (out != NULL && outsz > 0)
+		out[0] = '\0';
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return TH_TIMEOUT;
+	if ((pid = fork()) == -1) {
+		close(p[0]);
+		close(p[1]);
+		return TH_TIMEOUT;
+	}
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (nul > 0) {
+			dup2(nul, 0);
+			close(nul);
+		}
+		dup2(p[1], 1);
+		execv(argv[0], (char *const *)(uintptr_t)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	while (!eof) {
+		if (!th_readable(p[0], end - th_now()))
+			break;
+		if (out != NULL && got + 1 < outsz)
+			n = read(p[0], out + got, outsz - 1 - got);
+		else
+			n = read(p[0], sink, sizeof(sink));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			eof = 1;
+		else if (out != NULL && got + 1 < outsz)
+			got += (size_t)n;
+	}
+	close(p[0]);
+	if (out != NULL && outsz > 0)
+		out[got] = '\0';
+	if (wait_deadline(pid, eof ? (end - th_now() > 5.0 ?
+	    end - th_now() : 5.0) : 0, &st) == -1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		return TH_TIMEOUT;
+	}
+	return decode_status(st);
+}
+
+int
+th_pmctl(char *out, size_t outsz, const char *arg, ...)
+{
+	const char *argv[TH_MAX_ARGS];
+	va_list ap;
+	int n = 0;
+
+	argv[n++] = th_env("PMCTL_BIN");
+	va_start(ap, arg);
+	for (; arg != NULL && n < TH_MAX_ARGS - 1; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	return th_run(argv, out, outsz, 30.0);
+}
+
+size_t
+th_frame(void *buf, size_t cap, uint8_t version, uint32_t type, uint32_t id,
+    uint8_t nfds, const ProtobufCMessage *m)
+{
+	struct pm_hdr h;
+	size_t plen = m ? protobuf_c_message_get_packed_size(m) : 0;
+
+	if (cap < PM_WIRE_HDR + plen)
+		return 0;
+	memset(&h, 0, sizeof(h));
+	h.magic = PM_WIRE_MAGIC;
+	h.version = version;
+	h.nfds = nfds;
+	h.type = type;
+	h.id = id;
+	h.len = (uint32_t)plen;
+	memcpy(buf, &h, sizeof(h));
+	if (m != NULL)
+		protobuf_c_message_pack(m, (uint8_t *)buf + PM_WIRE_HDR);
+	return PM_WIRE_HDR + plen;
+}
+
+int
+th_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int) * 64)];
+	} cbuf;
+	struct msghdr msg;
+	struct iovec iov;
+	struct cmsghdr *c;
+	ssize_t n;
+
+	if (nfds < 0 || nfds > 64)
+		return -1;
+	memset(&msg, 0, sizeof(msg));
+	memset(&cbuf, 0, sizeof(cbuf));
+	iov.iov_base = (void *)(uintptr_t)buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (nfds > 0) {
+		msg.msg_control = cbuf.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
+	do {
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	} while (n == -1 && errno == EINTR);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+int
+th_unix_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -1;
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}

@@ -1,0 +1,76 @@
+/*
+ * harness.h - helpers shared by the Check suites: a private pmd per test,
+ * /proc inspection (fds, zombies, children), running pmctl and other
+ * programs, deadlines, and raw frame building for bad-input tests.
+ * Nothing here calls libpmclient, so the wire suite links without it.
+ */
+#ifndef PM_TEST_HARNESS_H
+#define PM_TEST_HARNESS_H
+
+#include <sys/types.h>
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#define TH_TIMEOUT	(-1000)		/* th_run/th_pmd_stop: gave up waiting */
+
+struct th_pmd {
+	pid_t	pid;			/* the broker; 0 when not running */
+	char	dir[PATH_MAX];		/* private 0700 temp dir */
+	char	sock[PATH_MAX];		/* dir/pmd.sock */
+};
+
+/* Start pmd on dir/pmd.sock with --ready-fd and wait (10 s) for READY.
+ * extra_args: NULL-terminated, may be NULL.  0 or -1 (nothing left). */
+int	 th_pmd_start(struct th_pmd *, const char *const extra_args[]);
+/* SIGTERM, wait (15 s, then SIGKILL), remove dir.  Returns pmd's exit
+ * status (>= 0), -signo, or TH_TIMEOUT.  A stopped pmd is a no-op (0). */
+int	 th_pmd_stop(struct th_pmd *);
+/* The broker's child that is not a worker: its only child when idle. */
+pid_t	 th_pmd_forker(const struct th_pmd *);
+
+/* /proc */
+int	 th_fd_count(pid_t pid);	/* 0: self (without the dir fd) */
+int	 th_zombies(pid_t ppid);	/* children of ppid in state Z */
+int	 th_children(pid_t ppid, pid_t *pids, int max);	/* count */
+int	 th_pid_alive(pid_t pid);	/* exists and is not a zombie */
+char	 th_pid_state(pid_t pid);	/* R, S, Z...; 0 gone */
+long	 th_rss_kb(pid_t pid);		/* VmRSS, -1 unknown */
+
+/* Environment given by make check; fails the test when unset. */
+const char *th_env(const char *name);
+const char *th_module(void);		/* $PM_TEST_MODULE */
+
+/* Run argv (argv[0] a path), stdin /dev/null, stdout captured into out
+ * (NUL-terminated, truncated), stderr inherited.  Returns the exit
+ * status, -signo, or TH_TIMEOUT (the child is killed). */
+int	 th_run(const char *const argv[], char *out, size_t outsz,
+	    double timeout);
+/* th_run($PMCTL_BIN arg...), NULL-terminated, 30 s. */
+int	 th_pmctl(char *out, size_t outsz, const char *arg, ...);
+
+/* Time, CLOCK_MONOTONIC seconds. */
+double	 th_now(void);
+void	 th_sleep(double secs);
+/* Loop until cond holds or secs pass; test cond again afterwards. */
+#define TH_WAIT(cond, secs)						\
+	for (double th_end_ = th_now() + (secs);			\
+	    !(cond) && th_now() < th_end_; th_sleep(0.01))
+
+int	 th_mkdtemp(char *dir, size_t len);	/* /tmp/pmdtest.XXXXXX */
+void	 th_rmtree(const char *path);
+
+/* Raw frames: header with explicit version and declared fd count (no
+ * checks), then m packed.  Returns the length, or 0 if cap is short. */
+size_t	 th_frame(void *buf, size_t cap, uint8_t version, uint32_t type,
+	    uint32_t id, uint8_t nfds, const ProtobufCMessage *m);
+/* One sendmsg of buf with fds as SCM_RIGHTS; all or -1. */
+int	 th_send(int sock, const void *buf, size_t len, const int *fds,
+	    int nfds);
+int	 th_unix_connect(const char *path);	/* blocking stream socket */
+/* 1 if fd becomes readable within secs, else 0. */
+int	 th_readable(int fd, double secs);
+
+#endif
