@@ -108,18 +108,22 @@ forker_main(struct pmd_config *cfg, const char *sock_path)
 {
 	struct wire_in in;
 	struct pm_frame f;
+	static const int ignored[] = FORKER_IGNORED_SIGNALS;
 	const char *why;
 	ssize_t n;
-	int sock = cfg->forker_fd, r;
+	int sock = cfg->forker_fd, r, i;
 
 	prctl(PR_SET_NAME, "pmd-forker");
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() == 1)
 		_exit(1);
-	/* Terminal signals are the broker's to handle. */
-	signal(SIGINT, SIG_IGN);
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
+	/* Every disposition default (an exec keeps ignored ones), but the
+	 * terminal signals, which are the broker's to handle; a worker then
+	 * resets just those. */
+	for (i = 1; i < NSIG; i++)
+		if (i != SIGKILL && i != SIGSTOP)
+			signal(i, SIG_DFL);
+	for (i = 0; i < (int)(sizeof(ignored) / sizeof(int)); i++)
+		signal(ignored[i], SIG_IGN);
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDNAMES");

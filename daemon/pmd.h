@@ -40,6 +40,9 @@
 #define PMD_STATUS_PERIOD	1.0	/* s between STATUS= updates */
 #define PMD_ACCEPT_BACKOFF	0.1	/* s of accept pause when out of fds */
 
+/* What the forker ignores; a worker sets them back to default. */
+#define FORKER_IGNORED_SIGNALS	{ SIGINT, SIGTERM, SIGHUP, SIGPIPE }
+
 enum { LOG_ERR_ = 0, LOG_WARN_, LOG_INFO_, LOG_DEBUG_ };
 
 struct pmd_config {

@@ -51,19 +51,16 @@ start_fail(int code, const char *fmt, ...)
 	_exit(WORKER_START_FAILED);
 }
 
+/* The forker starts with every disposition default but these. */
 static void
 reset_signals(void)
 {
-	struct sigaction sa;
+	static const int forker_ignored[] = FORKER_IGNORED_SIGNALS;
 	sigset_t none;
-	int sig;
+	size_t i;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &sa, NULL);
+	for (i = 0; i < sizeof(forker_ignored) / sizeof(int); i++)
+		signal(forker_ignored[i], SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }

@@ -127,6 +127,7 @@ th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 	const char *level = getenv("PM_TEST_LOG_LEVEL");
 	char buf[16];
 	size_t got = 0;
+	double end;
 	int rfd[2], n = 0, i, st;
 	ssize_t r;
 	pid_t pid;
@@ -170,8 +171,11 @@ th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 		_exit(127);
 	}
 	close(rfd[1]);
-	while (got < 6) {
-		if (!th_readable(rfd[0], 10.0))
+	/* READY, then EOF: pmd has closed the fd (it would count as its own
+	 * if the baseline were taken before) */
+	end = th_now() + 10.0;
+	while (got < sizeof(buf) - 1) {
+		if (!th_readable(rfd[0], end - th_now()))
 			break;
 		r = read(rfd[0], buf + got, sizeof(buf) - 1 - got);
 		if (r == -1 && errno == EINTR)

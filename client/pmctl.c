@@ -1,0 +1,413 @@
+/*
+ * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping.
+ * Exit codes: 0 ok, 1 refused by pmd, 2 usage, 3 pmd unreachable.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pmclient_int.h"
+
+#define EX_OK		0
+#define EX_REFUSED	1
+#define EX_USAGE	2
+#define EX_UNREACH	3
+#define CALL_TIMEOUT	30.0
+
+static const char *opt_socket;
+static int opt_json;
+
+
+static int
+usage_of(const char *u, int code)
+{
+	fprintf(code ? stderr : stdout, "usage: pmctl [--socket PATH] %s\n", u);
+	return code ? EX_USAGE : EX_OK;
+}
+
+/* Exit code for a failed libpmclient call. */
+static int
+fail(const char *what)
+{
+	int code = pm_last_error();
+
+	fprintf(stderr, "pmctl: %s: %s\n", what, pm_last_message());
+	return code == PM_ECONN ? EX_UNREACH : code == PM_EINVAL ?
+	    EX_USAGE : EX_REFUSED;
+}
+
+static pm_conn *
+open_conn(void)
+{
+	return pm_connect_flags(opt_socket, PM_CONNECT_NOSTART);
+}
+
+/* Common option parsing of a subcommand: --json, --help. */
+static int
+sub_opts(int argc, char **argv, const char *usage, const char *more,
+    int *extra, char **extra_arg)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "name", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 }
+	};
+	char shortopts[16] = "+h";
+	int ch;
+
+	if (more != NULL)
+		strncat(shortopts, more, sizeof(shortopts) - 3);
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			opt_json = 1;
+			break;
+		case 'h':
+			usage_of(usage, 0);
+			return 1;
+		case 'S':
+			opt_socket = optarg;
+			break;
+		case 'n':
+		case 's':
+			if (extra_arg == NULL)
+				goto bad;
+			*extra = ch;
+			*extra_arg = optarg;
+			break;
+		default:
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	fprintf(stderr, "pmctl: bad option %s\n", argv[optind - 1]);
+	usage_of(usage, 1);
+	return -1;
+}
+
+static void
+json_str(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static int
+cmd_ping(int argc, char **argv)
+{
+	struct pmc_pending *p;
+	Pm__Ping q = PM__PING__INIT;
+	pm_conn *c;
+	int r;
+
+	if ((r = sub_opts(argc, argv, "ping", NULL, NULL, NULL)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if ((c = open_conn()) == NULL)
+		return fail("ping");
+	if (pmc_call(c, PM__TYPE__T_PING, &q.base, NULL, 0, NULL, &p,
+	    CALL_TIMEOUT) != PM_OK) {
+		r = fail("ping");
+		pm_disconnect(c);
+		return r;
+	}
+	pmc_pending_free(c, p);
+	if (opt_json)
+		printf("{\"ok\": true, \"pid\": %d}\n", (int)pm_daemon_pid(c));
+	else
+		printf("pmd (pid %d) is alive at %s\n", (int)pm_daemon_pid(c),
+		    pm_conn_address(c));
+	pm_disconnect(c);
+	return EX_OK;
+}
+
+static int
+cmd_status(int argc, char **argv)
+{
+	Pm__Status q = PM__STATUS__INIT;
+	Pm__StatusReply *s;
+	struct pmc_pending *p;
+	pm_conn *c;
+	int r;
+
+	if ((r = sub_opts(argc, argv, "status [--json]", NULL, NULL,
+	    NULL)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if ((c = open_conn()) == NULL)
+		return fail("status");
+	if (pmc_call(c, PM__TYPE__T_STATUS, &q.base, NULL, 0,
+	    &pm__status_reply__descriptor, &p, CALL_TIMEOUT) != PM_OK) {
+		r = fail("status");
+		pm_disconnect(c);
+		return r;
+	}
+	s = (Pm__StatusReply *)p->msg;
+	if (opt_json) {
+		printf("{\"server\": ");
+		json_str(s->server);
+		printf(", \"pid\": %d, \"uid\": %u, \"uptime\": %.3f, "
+		    "\"clients\": %u, \"workers\": %u, \"spawned\": %llu, "
+		    "\"reaped\": %llu, \"spawn_failed\": %llu, "
+		    "\"max_workers\": %u, \"max_clients\": %u, "
+		    "\"forker_pid\": %d, \"private\": %s, \"requests\": %llu, "
+		    "\"socket\": ", s->pid, s->uid, s->uptime, s->clients,
+		    s->workers, (unsigned long long)s->spawned,
+		    (unsigned long long)s->reaped,
+		    (unsigned long long)s->spawn_failed, s->max_workers,
+		    s->max_clients, s->forker_pid,
+		    s->private_ ? "true" : "false",
+		    (unsigned long long)s->requests);
+		json_str(s->socket);
+		printf("}\n");
+	} else {
+		printf("server:       %s\n", s->server);
+		printf("pid:          %d\n", s->pid);
+		printf("uid:          %u\n", s->uid);
+		printf("socket:       %s%s\n", s->socket,
+		    s->private_ ? " (private)" : "");
+		printf("uptime:       %.1f s\n", s->uptime);
+		printf("clients:      %u (max %u)\n", s->clients,
+		    s->max_clients);
+		printf("workers:      %u (max %u)\n", s->workers,
+		    s->max_workers);
+		printf("spawned:      %llu (%llu failed to start)\n",
+		    (unsigned long long)s->spawned,
+		    (unsigned long long)s->spawn_failed);
+		printf("reaped:       %llu\n", (unsigned long long)s->reaped);
+		printf("forker pid:   %d\n", s->forker_pid);
+		printf("requests:     %llu\n", (unsigned long long)s->requests);
+	}
+	pmc_pending_free(c, p);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
+static int
+cmd_ps(int argc, char **argv)
+{
+	Pm__Ps q = PM__PS__INIT;
+	Pm__PsReply *s;
+	Pm__WorkerInfo *w;
+	struct pmc_pending *p;
+	pm_conn *c;
+	size_t i;
+	int r, all = 0;
+	char *dummy = NULL;
+
+	if ((r = sub_opts(argc, argv, "ps [--json] [-a]", "a", &all,
+	    &dummy)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if ((c = open_conn()) == NULL)
+		return fail("ps");
+	q.all = all != 0;
+	if (pmc_call(c, PM__TYPE__T_PS, &q.base, NULL, 0,
+	    &pm__ps_reply__descriptor, &p, CALL_TIMEOUT) != PM_OK) {
+		r = fail("ps");
+		pm_disconnect(c);
+		return r;
+	}
+	s = (Pm__PsReply *)p->msg;
+	if (opt_json)
+		printf("[");
+	else
+		printf("%7s %6s %6s %-4s %-3s %7s %8s  %-16s %s\n", "PID", "WID",
+		    "UID", "KIND", "DMN", "OWNER", "AGE", "NAME", "TARGET");
+	for (i = 0; i < s->n_workers; i++) {
+		w = s->workers[i];
+		if (opt_json) {
+			printf("%s{\"pid\": %d, \"wid\": %llu, \"uid\": %u, "
+			    "\"kind\": \"%s\", \"daemon\": %s, \"owner_pid\": "
+			    "%d, \"age\": %.3f, \"tasks\": %llu, \"pool\": %llu, "
+			    "\"name\": ", i ? ", " : "", w->pid,
+			    (unsigned long long)w->wid, w->uid,
+			    w->kind == PM__KIND__K_EXEC ? "exec" : "function",
+			    w->daemonic ? "true" : "false", w->owner_pid,
+			    w->age, (unsigned long long)w->tasks,
+			    (unsigned long long)w->pool);
+			json_str(w->name);
+			printf(", \"target\": ");
+			json_str(w->target);
+			printf("}");
+		} else
+			printf("%7d %6llu %6u %-4s %-3s %7d %7.1fs  %-16s %s\n",
+			    w->pid, (unsigned long long)w->wid, w->uid,
+			    w->kind == PM__KIND__K_EXEC ? "exec" : "func",
+			    w->daemonic ? "yes" : "no", w->owner_pid, w->age,
+			    w->name, w->target);
+	}
+	if (opt_json)
+		printf("]\n");
+	pmc_pending_free(c, p);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
+static int
+parse_signal(const char *s)
+{
+	static const struct { const char *n; int v; } names[] = {
+		{ "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
+		{ "KILL", SIGKILL }, { "TERM", SIGTERM }, { "USR1", SIGUSR1 },
+		{ "USR2", SIGUSR2 }, { "STOP", SIGSTOP }, { "CONT", SIGCONT },
+		{ "ALRM", SIGALRM }, { "ABRT", SIGABRT }, { "SEGV", SIGSEGV },
+	};
+	char *end;
+	long v;
+	size_t i;
+
+	if (strncmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(s, names[i].n) == 0)
+			return names[i].v;
+	v = strtol(s, &end, 10);
+	if (end == s || *end != '\0' || v <= 0 || v >= NSIG)
+		return -1;
+	return (int)v;
+}
+
+static int
+cmd_kill(int argc, char **argv)
+{
+	static const char *u = "kill [-s SIGNAL] PID";
+	Pm__Signal q = PM__SIGNAL__INIT;
+	struct pmc_pending *p;
+	pm_conn *c;
+	char *sig = NULL, *end;
+	long pid;
+	int r, which = 0;
+
+	if ((r = sub_opts(argc, argv, u, "s:", &which, &sig)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if (optind + 1 != argc)
+		return usage_of(u, 1);
+	q.signo = sig ? parse_signal(sig) : SIGTERM;
+	pid = strtol(argv[optind], &end, 10);
+	if (q.signo < 0 || end == argv[optind] || *end != '\0' || pid <= 0) {
+		fprintf(stderr, "pmctl: bad signal or pid\n");
+		return usage_of(u, 1);
+	}
+	q.pid = (int32_t)pid;
+	if ((c = open_conn()) == NULL)
+		return fail("kill");
+	if (pmc_call(c, PM__TYPE__T_SIGNAL, &q.base, NULL, 0, NULL, &p,
+	    CALL_TIMEOUT) != PM_OK) {
+		r = fail("kill");
+		pm_disconnect(c);
+		return r;
+	}
+	pmc_pending_free(c, p);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
+static int
+cmd_run(int argc, char **argv)
+{
+	static const char *u = "run [--name NAME] -- PROGRAM [ARG...]";
+	pm_process *p;
+	pm_conn *c;
+	char *name = NULL;
+	int r, which = 0, code;
+
+	if ((r = sub_opts(argc, argv, u, NULL, &which, &name)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if (optind >= argc)
+		return usage_of(u, 1);
+	if ((c = open_conn()) == NULL)
+		return fail("run");
+	if ((p = pm_process_new_exec(c, argv[optind], argv + optind,
+	    NULL)) == NULL || (name != NULL &&
+	    pm_process_set_name(p, name) != PM_OK) ||
+	    pm_process_start(p) != PM_OK) {
+		r = fail(argv[optind]);
+		pm_process_free(p);
+		pm_disconnect(c);
+		return r == EX_REFUSED && pm_last_error() == PM_ENOENT ? 127 : r;
+	}
+	if (pm_process_join(p, -1) != PM_OK ||
+	    pm_process_exitcode(p, &code) != PM_OK) {
+		r = fail("run");
+		pm_process_free(p);
+		pm_disconnect(c);
+		return r;
+	}
+	pm_process_free(p);
+	pm_disconnect(c);
+	return code >= 0 ? code : 128 - code;
+}
+
+
+static const struct {
+	const char *name;
+	int	 (*fn)(int, char **);
+	const char *usage;
+} cmds[] = {
+	{ "status", cmd_status, "status [--json]" },
+	{ "ps",	    cmd_ps,	"ps [--json] [-a]" },
+	{ "kill",   cmd_kill,	"kill [-s SIGNAL] PID" },
+	{ "run",    cmd_run,	"run [--name NAME] -- PROGRAM [ARG...]" },
+	{ "ping",   cmd_ping,	"ping" },
+};
+
+static int
+usage(int code)
+{
+	size_t i;
+	FILE *f = code ? stderr : stdout;
+
+	fprintf(f, "usage: pmctl [--socket PATH] [--json] COMMAND [ARGS]\n"
+	    "commands:\n");
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %s\n", cmds[i].usage);
+	fprintf(f, "exit codes: 0 ok, 1 refused, 2 usage, 3 pmd unreachable\n");
+	return code;
+}
+
+int
+main(int argc, char *argv[])
+{
+	size_t i;
+	int a = 1;
+
+	while (a < argc && argv[a][0] == '-') {
+		if (strcmp(argv[a], "--socket") == 0 && a + 1 < argc) {
+			opt_socket = argv[a + 1];
+			a += 2;
+		} else if (strncmp(argv[a], "--socket=", 9) == 0) {
+			opt_socket = argv[a++] + 9;
+		} else if (strcmp(argv[a], "--json") == 0) {
+			opt_json = 1;
+			a++;
+		} else if (strcmp(argv[a], "--help") == 0 ||
+		    strcmp(argv[a], "-h") == 0) {
+			return usage(EX_OK);
+		} else {
+			fprintf(stderr, "pmctl: unknown option %s\n", argv[a]);
+			return usage(EX_USAGE);
+		}
+	}
+	if (a >= argc)
+		return usage(EX_USAGE);
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[a], cmds[i].name) == 0)
+			return cmds[i].fn(argc - a, argv + a);
+	fprintf(stderr, "pmctl: unknown command '%s'\n", argv[a]);
+	return usage(EX_USAGE);
+}

@@ -1,0 +1,305 @@
+/*
+ * check_pmctl.c - the pmctl command line against a real pmd: status, ps,
+ * kill, run, ping, --json, --help, and its exit codes (0 ok, 1 refused,
+ * 2 usage, 3 daemon unreachable).
+ */
+#include <sys/types.h>
+
+#include <check.h>
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pmclient.h"
+
+#define OUT	16384
+
+static struct th_pmd pmd;
+static pm_conn *conn;
+static int base_pmd;
+static char out[OUT];
+
+static void
+setup(void)
+{
+	ck_assert_int_eq(th_pmd_start(&pmd, NULL), 0);
+	base_pmd = th_fd_count(pmd.pid);
+	conn = pm_connect(pmd.sock);
+	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+}
+
+static void
+teardown(void)
+{
+	pm_disconnect(conn);
+	TH_WAIT(th_fd_count(pmd.pid) == base_pmd &&
+	    th_zombies(pmd.pid) == 0, 10);
+	ck_assert_int_eq(th_fd_count(pmd.pid), base_pmd);
+	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
+}
+
+/* n appears in s as a whole number. */
+static int
+has_number(const char *s, long n)
+{
+	char want[32];
+	const char *p;
+	size_t len;
+
+	len = (size_t)snprintf(want, sizeof(want), "%ld", n);
+	for (p = s; (p = strstr(p, want)) != NULL; p++)
+		if ((p == s || !isdigit((unsigned char)p[-1])) &&
+		    !isdigit((unsigned char)p[len]))
+			return 1;
+	return 0;
+}
+
+static int
+looks_json(const char *s)
+{
+	const char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		e--;
+	if (e == s)
+		return 0;
+	return (*s == '{' && e[-1] == '}') || (*s == '[' && e[-1] == ']');
+}
+
+/* pmctl with --json: as a global option, else after the command. */
+static int
+pmctl_json(const char *cmd)
+{
+	int r;
+
+	r = th_pmctl(out, OUT, "--socket", pmd.sock, "--json", cmd, NULL);
+	if (r == 2)
+		r = th_pmctl(out, OUT, "--socket", pmd.sock, cmd, "--json",
+		    NULL);
+	return r;
+}
+
+static pm_process *
+start_forever(const char *name)
+{
+	pm_process *p;
+
+	p = pm_process_new(conn, th_module(), "wait_forever", NULL, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(pm_process_set_name(p, name), PM_OK);
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	return p;
+}
+
+static int
+join_code(pm_process *p)
+{
+	int code = -12345;
+
+	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	return code;
+}
+
+START_TEST(t_status)
+{
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "status",
+	    NULL), 0);
+	ck_assert_msg(has_number(out, pmd.pid), "status lacks pid %d:\n%s",
+	    (int)pmd.pid, out);
+	ck_assert_int_eq(pmctl_json("status"), 0);
+	ck_assert_msg(looks_json(out), "status --json:\n%s", out);
+	ck_assert(has_number(out, pmd.pid));
+}
+END_TEST
+
+START_TEST(t_ps)
+{
+	pm_process *p = start_forever("pmctl-ps-worker");
+	pid_t pid = pm_process_pid(p);
+
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "ps",
+	    NULL), 0);
+	ck_assert_msg(has_number(out, pid), "ps lacks worker %d:\n%s",
+	    (int)pid, out);
+	ck_assert_int_eq(pmctl_json("ps"), 0);
+	ck_assert_msg(looks_json(out), "ps --json:\n%s", out);
+	ck_assert(has_number(out, pid));
+	ck_assert_msg(strstr(out, "pmctl-ps-worker") != NULL,
+	    "ps --json lacks the name:\n%s", out);
+
+	ck_assert_int_eq(pm_process_kill(p), PM_OK);
+	ck_assert_int_eq(join_code(p), -SIGKILL);
+	pm_process_free(p);
+	/* gone from the list once reaped */
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "ps",
+	    NULL), 0);
+	ck_assert_msg(!has_number(out, pid), "ps still lists %d:\n%s",
+	    (int)pid, out);
+}
+END_TEST
+
+START_TEST(t_kill)
+{
+	pm_process *p;
+	char pid[32];
+
+	p = start_forever("pmctl-kill-term");
+	snprintf(pid, sizeof(pid), "%d", (int)pm_process_pid(p));
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "kill", pid,
+	    NULL), 0);
+	ck_assert_int_eq(join_code(p), -SIGTERM);
+	pm_process_free(p);
+
+	p = start_forever("pmctl-kill-kill");
+	snprintf(pid, sizeof(pid), "%d", (int)pm_process_pid(p));
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "kill",
+	    "-s", "KILL", pid, NULL), 0);
+	ck_assert_int_eq(join_code(p), -SIGKILL);
+	pm_process_free(p);
+
+	p = start_forever("pmctl-kill-num");
+	snprintf(pid, sizeof(pid), "%d", (int)pm_process_pid(p));
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "kill",
+	    "-s", "2", pid, NULL), 0);
+	ck_assert_int_eq(join_code(p), -SIGINT);
+	pm_process_free(p);
+
+	/* not a worker: refused, and nothing is signalled */
+	snprintf(pid, sizeof(pid), "%d", (int)pmd.pid);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "kill", pid,
+	    NULL), 1);
+	ck_assert(th_pid_alive(pmd.pid));
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "kill",
+	    "-s", "NOSUCHSIG", pid, NULL), 2);
+}
+END_TEST
+
+START_TEST(t_run)
+{
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run", "--",
+	    "/bin/sh", "-c", "exit 3", NULL), 3);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run", "--",
+	    "sh", "-c", "kill -TERM $$", NULL), 128 + SIGTERM);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run", "--",
+	    "echo", "hi", NULL), 0);
+	ck_assert_str_eq(out, "hi\n");
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run",
+	    "--name", "named-run", "--", "true", NULL), 0);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run", "--",
+	    "/nonexistent/pm_prog", NULL), 1);
+}
+END_TEST
+
+START_TEST(t_ping)
+{
+	char dead[PATH_MAX + 16];
+
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "ping",
+	    NULL), 0);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", "/nonexistent/pmd.sock",
+	    "ping", NULL), 3);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", "/nonexistent/pmd.sock",
+	    "status", NULL), 3);
+	/* a stopped daemon: its socket file may linger, nobody answers */
+	snprintf(dead, sizeof(dead), "%s", pmd.sock);
+	{
+		struct th_pmd other;
+
+		ck_assert_int_eq(th_pmd_start(&other, NULL), 0);
+		snprintf(dead, sizeof(dead), "%s", other.sock);
+		ck_assert_int_eq(th_pmctl(out, OUT, "--socket", dead, "ping",
+		    NULL), 0);
+		kill(other.pid, SIGKILL);	/* leaves the socket file */
+		ck_assert_int_eq(th_pmctl(out, OUT, "--socket", dead, "ping",
+		    NULL), 3);
+		th_pmd_stop(&other);
+	}
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", dead, "ping", NULL),
+	    3);
+}
+END_TEST
+
+static const char *const bad_usage[][4] = {
+	{ NULL },
+	{ "frobnicate", NULL },
+	{ "kill", NULL },
+	{ "kill", "notapid", NULL },
+	{ "run", NULL },
+	{ "run", "--", NULL },
+	{ "ps", "--no-such-option", NULL },
+	{ "--no-such-option", "status", NULL },
+};
+
+START_TEST(t_usage)
+{
+	const char *const *a = bad_usage[_i];
+	int r;
+
+	r = th_pmctl(out, OUT, "--socket", pmd.sock, a[0], a[0] ? a[1] : NULL,
+	    a[0] && a[1] ? a[2] : NULL, NULL);
+	ck_assert_msg(r == 2, "pmctl %s %s: exit %d, want 2", a[0] ? a[0] : "",
+	    a[0] && a[1] ? a[1] : "", r);
+}
+END_TEST
+
+static const char *const help_cmds[] = {
+	NULL, "status", "ps", "kill", "run", "ping",
+};
+
+START_TEST(t_help)
+{
+	const char *cmd = help_cmds[_i];
+
+	if (cmd == NULL)
+		ck_assert_int_eq(th_pmctl(out, OUT, "--help", NULL), 0);
+	else
+		ck_assert_int_eq(th_pmctl(out, OUT, cmd, "--help", NULL), 0);
+	ck_assert_msg(strlen(out) > 10, "pmctl %s --help printed nothing",
+	    cmd ? cmd : "");
+	if (cmd != NULL)
+		ck_assert_msg(strstr(out, cmd) != NULL,
+		    "pmctl %s --help does not mention %s", cmd, cmd);
+}
+END_TEST
+
+static Suite *
+pmctl_suite(void)
+{
+	Suite *s = suite_create("pmctl");
+	TCase *tc = tcase_create("pmctl");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t_status);
+	tcase_add_test(tc, t_ps);
+	tcase_add_test(tc, t_kill);
+	tcase_add_test(tc, t_run);
+	tcase_add_test(tc, t_ping);
+	tcase_add_loop_test(tc, t_usage, 0,
+	    (int)(sizeof(bad_usage) / sizeof(bad_usage[0])));
+	tcase_add_loop_test(tc, t_help, 0,
+	    (int)(sizeof(help_cmds) / sizeof(help_cmds[0])));
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(pmctl_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
