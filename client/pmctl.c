@@ -339,7 +339,7 @@ cmd_run(int argc, char **argv)
 		r = fail(argv[optind]);
 		pm_process_free(p);
 		pm_disconnect(c);
-		return r == EX_REFUSED && pm_last_error() == PM_ENOENT ? 127 : r;
+		return r;
 	}
 	if (pm_process_join(p, -1) != PM_OK ||
 	    pm_process_exitcode(p, &code) != PM_OK) {

@@ -22,6 +22,22 @@
 
 #include "pmd.h"
 
+/* The raw call: libc refuses the signals it reserves for itself, yet a
+ * parent may have left them ignored. */
+static void
+forker_default_signal(int sig)
+{
+	struct {
+		void		*handler;
+		unsigned long	 flags;
+		void		*restorer;
+		uint64_t	 mask;
+	} ksa;
+
+	memset(&ksa, 0, sizeof(ksa));	/* SIG_DFL, empty mask */
+	syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+}
+
 static int
 clone_worker(int *pidfd)
 {
@@ -121,7 +137,7 @@ forker_main(struct pmd_config *cfg, const char *sock_path)
 	 * resets just those. */
 	for (i = 1; i < NSIG; i++)
 		if (i != SIGKILL && i != SIGSTOP)
-			signal(i, SIG_DFL);
+			forker_default_signal(i);
 	for (i = 0; i < (int)(sizeof(ignored) / sizeof(int)); i++)
 		signal(ignored[i], SIG_IGN);
 	unsetenv("LISTEN_FDS");
