@@ -45,8 +45,10 @@ LIBPB	= $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
 LIBSD	= $(shell pkg-config --libs libsystemd 2>/dev/null)
 LIBCHECK = $(shell pkg-config --libs check 2>/dev/null)
 
-PROTO_O	= $(B)/proto/pm.pb-c.o $(B)/proto/wire.o
-CLIENT_SRC = client/conn.c client/error.c client/process.c client/task.c
+PROTOS	= $(wildcard proto/*.proto)
+PROTO_H	= $(PROTOS:proto/%.proto=$(B)/proto/%.pb-c.h)
+PROTO_O	= $(PROTOS:proto/%.proto=$(B)/proto/%.pb-c.o) $(B)/proto/wire.o
+CLIENT_SRC = $(filter-out client/pmctl.c,$(wildcard client/*.c))
 CLIENT_O = $(CLIENT_SRC:%.c=$(B)/%.o)
 DAEMON_SRC = $(wildcard daemon/*.c)
 DAEMON_O = $(DAEMON_SRC:%.c=$(B)/%.o)
@@ -80,14 +82,14 @@ deps:
 	    echo "  apt-get update && apt-get install -y $(DEBS)"; exit 1; \
 	fi
 
-$(B)/proto/pm.pb-c.c $(B)/proto/pm.pb-c.h: proto/pm.proto
+$(B)/proto/%.pb-c.c $(B)/proto/%.pb-c.h: proto/%.proto $(PROTOS)
 	@mkdir -p $(B)/proto
-	protoc-c --proto_path=proto --c_out=$(B)/proto proto/pm.proto
+	protoc-c --proto_path=proto --c_out=$(B)/proto $<
 
-$(B)/proto/pm.pb-c.o: $(B)/proto/pm.pb-c.c
+$(B)/proto/%.pb-c.o: $(B)/proto/%.pb-c.c $(PROTO_H)
 	$(CC) $(GENCFLAGS) -c -o $@ $<
 
-$(B)/%.o: %.c $(B)/proto/pm.pb-c.h $(wildcard proto/*.h client/*.h daemon/*.h tests/*.h)
+$(B)/%.o: %.c $(PROTO_H) $(wildcard proto/*.h client/*.h daemon/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -c -o $@ $<
 
@@ -112,6 +114,8 @@ $(PMCTL): $(B)/client/pmctl.o $(LIBA)
 	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)
 
 # Task modules: resolved against pmd at load time, not linked to the library.
+$(B)/client/conn.o: ALLCFLAGS += -DPMC_PMD_PATH='"$(BINDIR)/pmd"'
+
 $(B)/%.so: %.c client/pmclient.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -shared -o $@ $<

@@ -51,6 +51,10 @@ extern "C" {
 typedef struct pm_conn pm_conn;
 typedef struct pm_process pm_process;
 typedef struct pm_task pm_task;
+typedef struct pm_pool pm_pool;
+typedef struct pm_result pm_result;
+typedef struct pm_iter pm_iter;
+typedef struct pm_queue pm_queue;
 
 typedef struct pm_bytes {
 	void	*data;
@@ -126,6 +130,80 @@ int		 pm_process_signal(pm_process *p, int sig);
 int		 pm_process_result(pm_process *p, pm_bytes *out);
 const char	*pm_process_error(pm_process *p);
 void		 pm_process_free(pm_process *p);
+
+/* ---- Pool ----
+ * Workers in pool mode run tasks sent over their channels, straight from
+ * this process (no broker hop).  A worker that dies fails only the tasks
+ * it held (PM_EWORKER) and is replaced. */
+typedef struct pm_pool_opts {
+	int		 processes;	/* 0: pm_cpu_count(); < 0: PM_EINVAL */
+	const char	*module;	/* module holding the task functions */
+	const char	*initializer;	/* optional; run once in each worker */
+	const void	*initarg;
+	size_t		 initarglen;
+	int		 maxtasksperchild; /* 0: no limit; < 0: PM_EINVAL */
+} pm_pool_opts;
+/* Runs once per result, success or failure, from pm_dispatch() or any
+ * blocking call on the caller's thread. */
+typedef void pm_callback(pm_result *r, void *userdata);
+
+pm_pool		*pm_pool_new(pm_conn *c, const pm_pool_opts *o);
+int		 pm_pool_apply(pm_pool *p, const char *fn, const void *arg,
+		    size_t len, pm_bytes *out);
+pm_result	*pm_pool_apply_async(pm_pool *p, const char *fn,
+		    const void *arg, size_t len, pm_callback *cb, void *ud);
+/* out has n slots, in input order; chunksize 0 picks one.  Not fail-fast:
+ * returns once every task ended, with the first error. */
+int		 pm_pool_map(pm_pool *p, const char *fn, const pm_bytes *in,
+		    size_t n, size_t chunksize, pm_bytes *out);
+pm_result	*pm_pool_map_async(pm_pool *p, const char *fn,
+		    const pm_bytes *in, size_t n, size_t chunksize,
+		    pm_callback *cb, void *ud);
+pm_iter		*pm_pool_imap(pm_pool *p, const char *fn, const pm_bytes *in,
+		    size_t n, size_t chunksize);
+pm_iter		*pm_pool_imap_unordered(pm_pool *p, const char *fn,
+		    const pm_bytes *in, size_t n, size_t chunksize);
+/* PM_EDONE after the last result; a failed task gives its error in order. */
+int		 pm_iter_next(pm_iter *it, double timeout, pm_bytes *out);
+void		 pm_iter_free(pm_iter *it);
+int		 pm_pool_close(pm_pool *p);	/* no new tasks */
+int		 pm_pool_terminate(pm_pool *p);	/* pending: PM_ECANCELLED */
+int		 pm_pool_join(pm_pool *p);	/* after close or terminate */
+void		 pm_pool_free(pm_pool *p);	/* terminates if running */
+
+/* AsyncResult */
+int		 pm_result_get(pm_result *r, double timeout, pm_bytes *out);
+int		 pm_result_wait(pm_result *r, double timeout);
+int		 pm_result_ready(pm_result *r);
+int		 pm_result_successful(pm_result *r);
+const char	*pm_result_error(pm_result *r);
+int		 pm_result_cancel(pm_result *r);
+void		 pm_result_free(pm_result *r);
+
+/* ---- Queues (hosted by pmd, usable from any client or worker) ---- */
+#define PM_Q_CREATE	0x1	/* create if missing */
+#define PM_Q_EXCL	0x2	/* with CREATE: fail PM_EEXIST if present */
+#define PM_Q_JOINABLE	0x4	/* task_done / join */
+#define PM_Q_SHARED	0x8	/* other uids may open it */
+
+pm_queue	*pm_queue_open(pm_conn *c, const char *name, long maxsize,
+		    int flags);
+int		 pm_queue_put(pm_queue *q, const void *data, size_t len,
+		    double timeout);
+int		 pm_queue_get(pm_queue *q, pm_bytes *out, double timeout);
+int		 pm_queue_put_many(pm_queue *q, const pm_bytes *items, size_t n,
+		    double timeout);
+int		 pm_queue_get_many(pm_queue *q, pm_bytes *out, size_t max,
+		    size_t *got, double timeout);
+long		 pm_queue_qsize(pm_queue *q);
+int		 pm_queue_empty(pm_queue *q);
+int		 pm_queue_full(pm_queue *q);
+int		 pm_queue_task_done(pm_queue *q);
+int		 pm_queue_join(pm_queue *q, double timeout);
+int		 pm_queue_shutdown(pm_queue *q, int immediate);
+int		 pm_queue_close(pm_queue *q);
+int		 pm_queue_unlink(pm_conn *c, const char *name);
+void		 pm_queue_free(pm_queue *q);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
  * Skipped (with a message) when the tools or units are missing.
  */
 #include <sys/types.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -231,6 +232,7 @@ START_TEST(t_socket_activate)
 			close(nul);
 		}
 		close_range(3, ~0U, 0);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		unsetenv("NOTIFY_SOCKET");
 		unsetenv("LISTEN_FDS");
 		unsetenv("LISTEN_PID");

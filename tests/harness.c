@@ -3,6 +3,7 @@
  * running programs, raw frames.  See harness.h.
  */
 #include <sys/types.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,6 +27,12 @@
 #include "wire.h"
 
 #define TH_MAX_ARGS	64
+#define TH_MAX_PMD	8
+
+/* pmds started and not yet stopped, for the exit handler: a failed check
+ * exits the test process without running teardowns. */
+static struct th_pmd	 live[TH_MAX_PMD];
+static int		 live_registered;
 
 double
 th_now(void)
@@ -119,6 +126,40 @@ decode_status(int st)
 	return TH_TIMEOUT;
 }
 
+static void
+cleanup_at_exit(void)
+{
+	int i, st;
+
+	for (i = 0; i < TH_MAX_PMD; i++) {
+		if (live[i].pid <= 0)
+			continue;
+		kill(live[i].pid, SIGKILL);
+		waitpid(live[i].pid, &st, 0);
+		th_rmtree(live[i].dir);
+		live[i].pid = 0;
+	}
+}
+
+static void
+remember(const struct th_pmd *d, int on)
+{
+	int i;
+
+	if (!live_registered && atexit(cleanup_at_exit) == 0)
+		live_registered = 1;
+	for (i = 0; i < TH_MAX_PMD; i++) {
+		if (on && live[i].pid <= 0) {
+			live[i] = *d;
+			return;
+		}
+		if (!on && live[i].pid == d->pid) {
+			live[i].pid = 0;
+			return;
+		}
+	}
+}
+
 int
 th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 {
@@ -165,6 +206,8 @@ th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 		}
 		if (dup2(rfd[1], 3) == -1)
 			_exit(127);
+		/* a test that dies leaves no daemon behind */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		close_range(4, ~0U, 0);
 		execv(bin, (char *const *)(uintptr_t)argv);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
@@ -194,6 +237,7 @@ th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 		goto fail;
 	}
 	d->pid = pid;
+	remember(d, 1);
 	return 0;
 fail:
 	th_rmtree(d->dir);
@@ -207,6 +251,7 @@ th_pmd_stop(struct th_pmd *d)
 	int st, rc = 0;
 
 	if (d->pid > 0) {
+		remember(d, 0);
 		kill(d->pid, SIGTERM);
 		if (wait_deadline(d->pid, 15.0, &st) == -1) {
 			fprintf(stderr, "harness: pmd %d ignored SIGTERM\n",

@@ -3,6 +3,7 @@
  * Not linked to libpmclient: pm_* resolve against pmd when it is loaded.
  */
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <dirent.h>
@@ -18,7 +19,8 @@
 #include "pmclient.h"
 
 pm_task_fn noop, ret7, exit8, fail, segv, sleep_ms, sleep_touch, echo, sq,
-    list_fds, sigstate, nested, wait_forever, ignore_term, write_fd, getenv_t;
+    list_fds, sigstate, nested, wait_forever, ignore_term, write_fd, getenv_t,
+    fd_ident;
 
 /* The argument as a NUL-terminated string in buf. */
 static const char *
@@ -286,5 +288,32 @@ getenv_t(pm_task *t)
 	if (v == NULL)
 		return 3;
 	pm_task_return(t, v, strlen(v));
+	return 0;
+}
+
+/* arg: "0 1 2": result "dev:ino dev:ino dev:ino" of those fds ("-" closed) */
+int
+fd_ident(pm_task *t)
+{
+	char buf[256], out[1024], *p, *end;
+	struct stat st;
+	size_t off = 0;
+	long fd;
+
+	out[0] = '\0';
+	arg_str(t, buf, sizeof(buf));
+	for (p = buf; *p != '\0'; p = end) {
+		fd = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		if (fstat((int)fd, &st) == -1)
+			off += (size_t)snprintf(out + off, sizeof(out) - off,
+			    "%s-", off ? " " : "");
+		else
+			off += (size_t)snprintf(out + off, sizeof(out) - off,
+			    "%s%lu:%lu", off ? " " : "",
+			    (unsigned long)st.st_dev, (unsigned long)st.st_ino);
+	}
+	pm_task_return(t, out, strlen(out));
 	return 0;
 }
