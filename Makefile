@@ -57,12 +57,12 @@ LIBSO	= $(B)/libpmclient.so.$(VERSION)
 LIBA	= $(B)/libpmclient.a
 PMD	= $(B)/pmd
 PMCTL	= $(B)/pmctl
-MODULES	= $(B)/tests/tasks.so $(B)/examples/hello_tasks.so
-EXAMPLES = $(B)/examples/hello
+MODULES	= $(patsubst %.c,$(B)/%.so,$(wildcard tests/*tasks.c examples/*_tasks.c))
+EXAMPLES = $(patsubst %.c,$(B)/%,$(filter-out %_tasks.c,$(wildcard examples/*.c)))
 TESTS	= $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/check_*.c))
 TEST_O	= $(B)/tests/harness.o
-BENCH	= $(patsubst bench/%.c,$(B)/bench/%,$(filter-out bench/bench_tasks.c,$(wildcard bench/*.c)))
-BENCHMOD = $(if $(wildcard bench/bench_tasks.c),$(B)/bench/bench_tasks.so)
+BENCH	= $(patsubst bench/%.c,$(B)/bench/%,$(filter-out %_tasks.c,$(wildcard bench/*.c)))
+BENCHMOD = $(patsubst %.c,$(B)/%.so,$(wildcard bench/*_tasks.c))
 UNITS	= $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
 
 all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \

@@ -3,6 +3,7 @@
  * request/reply machinery every blocking call is built from.
  */
 #include <sys/types.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,6 +33,7 @@ static pthread_mutex_t private_lock = PTHREAD_MUTEX_INITIALIZER;
 static char private_addr[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 static int	conn_handle_frame(pm_conn *, struct pm_frame *);
+static void	watch_free_all(pm_conn *);
 
 /* ---- socket and hello ---- */
 
@@ -117,6 +119,22 @@ conn_open(const char *path, int quiet)
 	}
 	c->fd = fd;
 	c->next_id = 1;
+	c->sock_events = EPOLLIN;
+	if ((c->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+		close(fd);
+		free(c->address);
+		free(c);
+		pmc_err_sys("epoll_create1");
+		return NULL;
+	}
+	{
+		struct epoll_event ev;
+
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN;
+		ev.data.ptr = NULL;	/* NULL: the pmd socket */
+		epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
+	}
 	wire_in_init(&c->in, PM_WIRE_MAX_FRAME);
 	wire_out_init(&c->out);
 	if (conn_hello(c) != PM_OK) {
@@ -319,6 +337,9 @@ pm_disconnect(pm_conn *c)
 		pmc_pending_free(c, p);
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	watch_free_all(c);
 	wire_in_free(&c->in);
 	wire_out_free(&c->out);
 	free(c->procs);
@@ -326,12 +347,13 @@ pm_disconnect(pm_conn *c)
 	free(c);
 }
 
+/* An epoll fd: readable when the socket or any pool channel is. */
 int
 pm_conn_fd(pm_conn *c)
 {
 	if (c == NULL)
 		return pmc_err(PM_EINVAL, "no connection");
-	return c->fd;
+	return c->epfd;
 }
 
 const char *
@@ -361,7 +383,7 @@ pm_cpu_count(void)
 /* ---- requests ---- */
 
 static void
-conn_lost(pm_conn *c, const char *why)
+conn_lost_code(pm_conn *c, int code, const char *why)
 {
 	struct pmc_pending *p;
 
@@ -372,11 +394,17 @@ conn_lost(pm_conn *c, const char *why)
 		if (p->done)
 			continue;
 		p->done = 1;
-		p->code = PM_ECONN;
+		p->code = code;
 		free(p->message);
 		p->message = strdup(why);
 	}
 	pmc_process_conn_lost(c);
+}
+
+static void
+conn_lost(pm_conn *c, const char *why)
+{
+	conn_lost_code(c, PM_ECONN, why);
 }
 
 struct pmc_pending *
@@ -489,6 +517,19 @@ conn_handle_frame(pm_conn *c, struct pm_frame *f)
 	if (f->id != 0)
 		return conn_reply(c, f);
 	switch (f->type) {
+	case PM__TYPE__T_ERROR: {
+		/* connection-level: refused, or a protocol error; pmd closes */
+		Pm__Error *e = pm__error__unpack(NULL, f->len, f->data);
+		char why[256];
+
+		snprintf(why, sizeof(why), "pmd: %s", e && e->message ?
+		    e->message : "connection refused");
+		conn_lost_code(c, e ? pmc_code_from_wire(e->code) : PM_ECONN,
+		    why);
+		if (e != NULL)
+			pm__error__free_unpacked(e, NULL);
+		return 0;
+	}
 	case PM__TYPE__T_EXITED:
 		if ((ev = pm__exited__unpack(NULL, f->len, f->data)) == NULL)
 			return -1;
@@ -525,63 +566,209 @@ conn_process(pm_conn *c)
 	}
 }
 
+/* ---- watchers: other fds serviced by every turn (pool channels) ---- */
+
+struct pmc_watch {
+	int		 fd;
+	unsigned	 events;
+	pmc_watch_fn	*fn;
+	void		*ud;
+	int		 dead;
+	struct pmc_watch *next;
+};
+
+int
+pmc_watch_add(pm_conn *c, int fd, unsigned events, pmc_watch_fn *fn,
+    void *ud)
+{
+	struct epoll_event ev;
+	struct pmc_watch *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return pmc_err(PM_ENOMEM, "out of memory");
+	w->fd = fd;
+	w->events = events;
+	w->fn = fn;
+	w->ud = ud;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.ptr = w;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		free(w);
+		return pmc_err_sys("epoll_ctl");
+	}
+	w->next = c->watches;
+	c->watches = w;
+	return PM_OK;
+}
+
+static struct pmc_watch *
+watch_find(pm_conn *c, int fd)
+{
+	struct pmc_watch *w;
+
+	for (w = c->watches; w != NULL; w = w->next)
+		if (w->fd == fd && !w->dead)
+			return w;
+	return NULL;
+}
+
+int
+pmc_watch_mod(pm_conn *c, int fd, unsigned events)
+{
+	struct epoll_event ev;
+	struct pmc_watch *w;
+
+	if ((w = watch_find(c, fd)) == NULL)
+		return pmc_err(PM_EINVAL, "fd %d is not watched", fd);
+	if (w->events == events)
+		return PM_OK;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.ptr = w;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev) == -1)
+		return pmc_err_sys("epoll_ctl");
+	w->events = events;
+	return PM_OK;
+}
+
+/* Stops watching fd (before the caller closes it).  Safe from a callback. */
+void
+pmc_watch_del(pm_conn *c, int fd)
+{
+	struct pmc_watch *w;
+
+	if ((w = watch_find(c, fd)) == NULL)
+		return;
+	epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
+	w->dead = 1;
+	c->watch_dead = 1;
+}
+
+static void
+watch_sweep(pm_conn *c)
+{
+	struct pmc_watch **pp, *w;
+
+	if (!c->watch_dead || c->in_turn)
+		return;
+	for (pp = &c->watches; (w = *pp) != NULL;) {
+		if (w->dead) {
+			*pp = w->next;
+			free(w);
+		} else
+			pp = &w->next;
+	}
+	c->watch_dead = 0;
+}
+
+static void
+watch_free_all(pm_conn *c)
+{
+	struct pmc_watch *w;
+
+	while ((w = c->watches) != NULL) {
+		c->watches = w->next;
+		free(w);
+	}
+}
+
+/* Keep EPOLLOUT on the socket only while output is queued. */
+static void
+conn_interest(pm_conn *c)
+{
+	struct epoll_event ev;
+	unsigned want = EPOLLIN | (wire_out_pending(&c->out) ? EPOLLOUT : 0);
+
+	if (want == c->sock_events)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = want;
+	ev.data.ptr = NULL;
+	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->sock_events = want;
+}
+
+static int
+conn_socket_ready(pm_conn *c, unsigned events)
+{
+	ssize_t n;
+
+	if (events & EPOLLOUT) {
+		if (wire_out_flush(&c->out, c->fd) == -1) {
+			conn_lost(c, "connection to pmd lost");
+			return pmc_err(PM_ECONN, "connection to pmd lost");
+		}
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		n = wire_in_read(&c->in, c->fd);
+		if (n == 0 || (n == -1 && errno != EAGAIN)) {
+			conn_lost(c, "connection to pmd lost");
+			return pmc_err(PM_ECONN, "connection to pmd lost");
+		}
+		return conn_process(c);
+	}
+	return PM_OK;
+}
+
 /*
- * One turn of the connection: wait until the deadline for the socket (or
- * extra_fd) to be ready, then move bytes both ways and handle frames.
+ * One turn of the connection: wait until the deadline for the socket,
+ * a watched fd or extra_fd to be ready, then move bytes and run handlers.
  * Returns 1 when extra_fd is readable, PM_OK after progress,
  * PM_ETIMEDOUT when the deadline passed, PM_ECONN when the link is gone.
  */
 static int
 conn_turn(pm_conn *c, int extra_fd, int64_t deadline)
 {
-	struct pollfd pf[2];
+	struct epoll_event evs[PMC_TURN_EVENTS], xev;
+	struct pmc_watch *w;
 	int64_t left;
-	ssize_t n;
-	int ms, r, nfd = 1;
+	int ms, n, i, r = PM_OK, extra = 0;
 
 	if (c->lost)
 		return pmc_err(PM_ECONN, "connection to pmd lost");
-	pf[0].fd = c->fd;
-	pf[0].events = POLLIN | (wire_out_pending(&c->out) ? POLLOUT : 0);
-	pf[0].revents = 0;
-	if (extra_fd >= 0) {
-		pf[1].fd = extra_fd;
-		pf[1].events = POLLIN;
-		pf[1].revents = 0;
-		nfd = 2;
-	}
+	conn_interest(c);
 	if (deadline < 0)
 		ms = -1;
 	else {
 		left = deadline - wire_now_ns();
 		ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 	}
-	r = poll(pf, (nfds_t)nfd, ms);
-	if (r == -1 && errno == EINTR)
+	if (extra_fd >= 0) {
+		memset(&xev, 0, sizeof(xev));
+		xev.events = EPOLLIN;
+		xev.data.ptr = &c->epfd;	/* marks extra_fd */
+		if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, extra_fd, &xev) == -1)
+			return pmc_err_sys("epoll_ctl");
+	}
+	n = epoll_wait(c->epfd, evs, PMC_TURN_EVENTS, ms);
+	if (extra_fd >= 0)
+		epoll_ctl(c->epfd, EPOLL_CTL_DEL, extra_fd, NULL);
+	if (n == -1 && errno == EINTR)
 		return PM_OK;
-	if (r == -1)
-		return pmc_err_sys("poll");
-	if (r == 0)
+	if (n == -1)
+		return pmc_err_sys("epoll_wait");
+	if (n == 0)
 		return deadline >= 0 && wire_now_ns() >= deadline ?
 		    PM_ETIMEDOUT : PM_OK;
-	if (pf[0].revents & POLLOUT) {
-		if (wire_out_flush(&c->out, c->fd) == -1) {
-			conn_lost(c, "connection to pmd lost");
-			return pmc_err(PM_ECONN, "connection to pmd lost");
+	c->in_turn++;
+	for (i = 0; i < n; i++) {
+		if (evs[i].data.ptr == NULL) {
+			if ((r = conn_socket_ready(c, evs[i].events)) != PM_OK)
+				break;
+		} else if (evs[i].data.ptr == &c->epfd) {
+			extra = 1;
+		} else {
+			w = evs[i].data.ptr;
+			if (!w->dead)
+				w->fn(c, w->fd, evs[i].events, w->ud);
 		}
 	}
-	if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-		n = wire_in_read(&c->in, c->fd);
-		if (n == 0 || (n == -1 && errno != EAGAIN)) {
-			conn_lost(c, "connection to pmd lost");
-			return pmc_err(PM_ECONN, "connection to pmd lost");
-		}
-		if ((r = conn_process(c)) != PM_OK)
-			return r;
-	}
-	if (nfd == 2 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
-		return 1;
-	return PM_OK;
+	c->in_turn--;
+	watch_sweep(c);
+	if (r != PM_OK)
+		return r;
+	return extra ? 1 : PM_OK;
 }
 
 int

@@ -30,8 +30,18 @@ struct pmc_pending {
 	struct pmc_pending *next;
 };
 
+/* Handler of a watched fd; events are EPOLL* bits. */
+typedef void pmc_watch_fn(pm_conn *c, int fd, unsigned events, void *ud);
+struct pmc_watch;
+#define PMC_TURN_EVENTS	64
+
 struct pm_conn {
 	int		 fd;
+	int		 epfd;		/* socket + watches; pm_conn_fd() */
+	unsigned	 sock_events;	/* epoll interest on fd */
+	struct pmc_watch *watches;
+	int		 watch_dead;	/* some watch awaits freeing */
+	int		 in_turn;	/* inside handlers */
 	char		*address;	/* socket path */
 	pid_t		 daemon_pid;
 	uint32_t	 max_frame;
@@ -73,6 +83,12 @@ int	 pmc_pump(pm_conn *, int64_t deadline);
  * 1 fd ready, 0 deadline, negative error. */
 int	 pmc_wait_fd(pm_conn *, int fd, int64_t deadline);
 int	 pmc_code_from_wire(int32_t code);
+/* Watch fd in every turn of c (blocking calls, pm_dispatch).  The handler
+ * may add, modify or delete watches.  Delete before closing fd. */
+int	 pmc_watch_add(pm_conn *, int fd, unsigned events, pmc_watch_fn *,
+	    void *ud);
+int	 pmc_watch_mod(pm_conn *, int fd, unsigned events);
+void	 pmc_watch_del(pm_conn *, int fd);
 
 /* process.c */
 void	 pmc_process_exited(pm_conn *, const Pm__Exited *ev);
