@@ -69,6 +69,7 @@ all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
      $(B)/libpmclient.pc
 
 .PHONY: all deps check valgrind demo bench install clean header-check
+.SECONDARY:
 
 deps:
 	@if command -v protoc-c >/dev/null && pkg-config --exists $(PKGS) && \

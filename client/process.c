@@ -641,6 +641,27 @@ pm_process_sentinel(pm_process *p)
 	return p ? p->pidfd : -1;
 }
 
+static int
+process_signal_via_pmd(pm_process *p, int sig)
+{
+	Pm__Signal q = PM__SIGNAL__INIT;
+	struct pmc_pending *pd;
+	int rc;
+
+	if (p->conn == NULL)
+		return pmc_err(PM_ECONN, "connection to pmd closed");
+	q.wid = p->wid;
+	q.signo = sig;
+	rc = pmc_call(p->conn, PM__TYPE__T_SIGNAL, &q.base, NULL, 0, NULL,
+	    &pd, PMC_SPAWN_TIMEOUT);
+	if (rc == PM_ENOENT)		/* already reaped */
+		return pmc_ok();
+	if (rc != PM_OK)
+		return rc;
+	pmc_pending_free(p->conn, pd);
+	return pmc_ok();
+}
+
 int
 pm_process_signal(pm_process *p, int sig)
 {
@@ -655,6 +676,8 @@ pm_process_signal(pm_process *p, int sig)
 	if (pidfd_send_signal(p->pidfd, sig, NULL, 0) == -1) {
 		if (errno == ESRCH)
 			return pmc_ok();
+		if (errno == ENOSYS)	/* e.g. under valgrind: ask pmd */
+			return process_signal_via_pmd(p, sig);
 		if (errno == EPERM)
 			return pmc_err(PM_EPERM, "not allowed to signal %s",
 			    p->name);
