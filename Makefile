@@ -17,8 +17,8 @@ PCDIR	?= $(LIBDIR)/pkgconfig
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 DEBS	= build-essential pkg-config libevent-dev libprotobuf-c-dev \
-	  protobuf-c-compiler check libsystemd-dev python3 systemd
-PKGS	= libevent libprotobuf-c check libsystemd
+	  protobuf-c-compiler check python3 systemd valgrind
+PKGS	= libevent_core libprotobuf-c check
 
 ifeq ($(SANITIZE),1)
 B	= build-san
@@ -40,9 +40,8 @@ PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 ALLCFLAGS = $(BASEFLAGS) $(WARN) $(PKGCFLAGS) $(CFLAGS)
 GENCFLAGS = $(BASEFLAGS) $(PKGCFLAGS) $(CFLAGS)
 LDSAN	= $(SANFLAGS)
-LIBEVENT = $(shell pkg-config --libs libevent 2>/dev/null)
+LIBEVENT = $(shell pkg-config --libs libevent_core 2>/dev/null)
 LIBPB	= $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
-LIBSD	= $(shell pkg-config --libs libsystemd 2>/dev/null)
 LIBCHECK = $(shell pkg-config --libs check 2>/dev/null)
 
 PROTOS	= $(wildcard proto/*.proto)
@@ -109,7 +108,7 @@ $(LIBA): $(CLIENT_O) $(PROTO_O)
 # back); it exports pm_* so task modules resolve against it.
 $(PMD): $(DAEMON_O) $(LIBA)
 	$(CC) $(LDSAN) -Wl,--dynamic-list=client/pmclient.dynlist -o $@ \
-	    $(DAEMON_O) $(LIBA) $(LIBEVENT) $(LIBPB) $(LIBSD) -ldl
+	    $(DAEMON_O) $(LIBA) $(LIBEVENT) $(LIBPB) -ldl
 
 $(PMCTL): $(B)/client/pmctl.o $(LIBA)
 	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)

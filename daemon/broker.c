@@ -19,13 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "pmd.h"
-#include "queue.pb-c.h"
 
 #define SESSION_MAX_GROUPS	256
-#define SESSION_CORK_MAX	(256u << 10) /* replies held while reading */
 
 static void	session_read_cb(evutil_socket_t, short, void *);
 static void	session_write_cb(evutil_socket_t, short, void *);
@@ -82,10 +78,8 @@ session_send(struct session *s, uint32_t type, uint32_t id,
 		s->closing = 1;
 		return;
 	}
-	/* try at once (after the batch being read, when corked); EV_WRITE
-	 * only while something is left */
-	if (!s->corked || wire_out_pending(&s->out) >= SESSION_CORK_MAX)
-		session_flush(s);
+	/* try at once; EV_WRITE only while something is left */
+	session_flush(s);
 }
 
 void
@@ -347,16 +341,6 @@ static const struct {
 	{ PM__TYPE__T_PS,	handle_ps },
 	{ PM__TYPE__T_PING,	handle_ping },
 	{ PM__TYPE__T_SHUTDOWN,	handle_shutdown },
-	/* queues.c */
-	{ PM__QUEUE_TYPE__Q_OPEN,	handle_q_open },
-	{ PM__QUEUE_TYPE__Q_PUT,	handle_q_put },
-	{ PM__QUEUE_TYPE__Q_GET,	handle_q_get },
-	{ PM__QUEUE_TYPE__Q_TASK_DONE,	handle_q_task_done },
-	{ PM__QUEUE_TYPE__Q_JOIN,	handle_q_join },
-	{ PM__QUEUE_TYPE__Q_SHUTDOWN,	handle_q_shutdown },
-	{ PM__QUEUE_TYPE__Q_UNLINK,	handle_q_unlink },
-	{ PM__QUEUE_TYPE__Q_STAT,	handle_q_stat },
-	{ PM__QUEUE_TYPE__Q_LIST,	handle_q_list },
 };
 
 static void
@@ -395,7 +379,6 @@ session_close(struct session *s)
 	TAILQ_REMOVE(&pmd->sessions, s, entry);
 	pmd->nsessions--;
 	workers_owner_gone(s);
-	queues_session_gone(s);
 	session_free(s);
 	broker_check_idle();
 }
@@ -449,7 +432,6 @@ session_read_cb(evutil_socket_t fd, short ev, void *arg)
 		session_close(s);
 		return;
 	}
-	s->corked = 1;	/* one sendmsg for the replies to this read */
 	while (!s->closing && (r = wire_in_next(&s->in, &f, &why)) != 0) {
 		if (r == -1) {
 			log_info("session %llu (pid %d): %s; dropped",
@@ -461,9 +443,6 @@ session_read_cb(evutil_socket_t fd, short ev, void *arg)
 		session_dispatch(s, &f);
 		wire_frame_close(&f);
 	}
-	s->corked = 0;
-	if (wire_out_pending(&s->out) > 0)
-		session_flush(s);
 	session_maybe_close(s);
 }
 
@@ -494,6 +473,21 @@ socket_in_use(const char *path)
 	return r == 0;
 }
 
+static int
+is_listening_unix(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int v = 0, type = 0;
+	socklen_t vl = sizeof(v), tl = sizeof(type);
+
+	return getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    ss.ss_family == AF_UNIX &&
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+	    type == SOCK_STREAM &&
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl) == 0 && v;
+}
+
 int
 broker_listen(void)
 {
@@ -504,14 +498,14 @@ broker_listen(void)
 	mode_t old;
 	int fd, n;
 
-	n = sd_listen_fds(1);
+	n = notify_listen_fds();
 	if (n > 1) {
 		log_err("systemd passed %d sockets; pmd takes one", n);
 		return -1;
 	}
 	if (n == 1) {
-		fd = SD_LISTEN_FDS_START;
-		if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+		fd = LISTEN_FDS_START;
+		if (!is_listening_unix(fd)) {
 			log_err("the socket systemd passed is not a listening "
 			    "Unix stream socket");
 			return -1;
@@ -603,7 +597,7 @@ broker_stop(const char *why)
 		return;
 	pmd->stopping = 1;
 	log_info("stopping: %s", why);
-	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	notify("STOPPING=1\nSTATUS=stopping");
 	if (pmd->accept_ev != NULL)
 		event_del(pmd->accept_ev);
 	if (pmd->accept_timer != NULL)
@@ -628,7 +622,6 @@ broker_close_all(void)
 		pmd->nsessions--;
 		session_free(s);
 	}
-	queues_free_all();
 }
 
 /* Ends the loop when there is nothing left to do. */

@@ -14,8 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "pmd.h"
 
 #define PMD_NOFILE_MAX	(1 << 20)
@@ -69,14 +67,14 @@ status_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	last_clients = pmd->nsessions;
 	last_workers = pmd->nworkers;
-	sd_notifyf(0, "STATUS=%d clients, %d workers, %llu spawned",
+	notify("STATUS=%d clients, %d workers, %llu spawned",
 	    pmd->nsessions, pmd->nworkers, (unsigned long long)pmd->spawned);
 }
 
 static void
 watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	sd_notify(0, "WATCHDOG=1");
+	notify("WATCHDOG=1");
 }
 
 static void
@@ -114,10 +112,10 @@ announce_ready(void)
 		close(pmd->cfg.ready_fd);
 		pmd->cfg.ready_fd = -1;
 	}
-	sd_notifyf(0, "READY=1\nSTATUS=serving %s\nMAINPID=%d",
+	notify("READY=1\nSTATUS=serving %s\nMAINPID=%d",
 	    pmd->cfg.socket, (int)getpid());
 	pmd->status_timer = periodic(PMD_STATUS_PERIOD, status_cb);
-	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
+	if ((usec = notify_watchdog_usec()) > 0)
 		pmd->watchdog_timer = periodic((double)usec / 2e6, watchdog_cb);
 	if (pmd->cfg.private_mode) {
 		pmd->idle_timer = evtimer_new(pmd->base, idle_cb, NULL);
