@@ -314,6 +314,8 @@ forker_forked(struct pm_frame *f)
 	event_add(w->status_ev, NULL);
 	log_debug("worker %llu: pid %d", (unsigned long long)w->wid,
 	    (int)w->pid);
+	/* often the worker has reported already: spare a loop turn */
+	worker_status_read(w);
 }
 
 static void
