@@ -108,7 +108,8 @@ $(LIBA): $(CLIENT_O) $(PROTO_O)
 # back); it exports pm_* so task modules resolve against it.
 $(PMD): $(DAEMON_O) $(LIBA)
 	$(CC) $(LDSAN) -Wl,--dynamic-list=client/pmclient.dynlist -o $@ \
-	    $(DAEMON_O) $(LIBA) $(LIBEVENT) $(LIBPB) -ldl
+	    $(DAEMON_O) -Wl,--whole-archive $(LIBA) -Wl,--no-whole-archive \
+	    $(LIBEVENT) $(LIBPB) -ldl
 
 $(PMCTL): $(B)/client/pmctl.o $(LIBA)
 	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)

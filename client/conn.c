@@ -407,9 +407,10 @@ conn_lost(pm_conn *c, const char *why)
 	conn_lost_code(c, PM_ECONN, why);
 }
 
-struct pmc_pending *
-pmc_send(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
-    const int *fds, int nfds, const ProtobufCMessageDescriptor *want)
+static struct pmc_pending *
+conn_send(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
+    const int *fds, int nfds, const ProtobufCMessageDescriptor *want,
+    int flush)
 {
 	struct pmc_pending *p;
 	int i;
@@ -435,7 +436,7 @@ pmc_send(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
 		pmc_err_sys("cannot queue request");
 		return NULL;
 	}
-	if (wire_out_flush(&c->out, c->fd) == -1) {
+	if (flush && wire_out_flush(&c->out, c->fd) == -1) {
 		conn_lost(c, "connection to pmd lost");
 		free(p);
 		pmc_err(PM_ECONN, "connection to pmd lost: %s", strerror(errno));
@@ -444,6 +445,33 @@ pmc_send(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
 	p->next = c->pending;
 	c->pending = p;
 	return p;
+}
+
+struct pmc_pending *
+pmc_send(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
+    const int *fds, int nfds, const ProtobufCMessageDescriptor *want)
+{
+	return conn_send(c, type, req, fds, nfds, want, 1);
+}
+
+struct pmc_pending *
+pmc_send_later(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *want)
+{
+	return conn_send(c, type, req, NULL, 0, want, 0);
+}
+
+int
+pmc_flush(pm_conn *c)
+{
+	if (c->lost)
+		return pmc_err(PM_ECONN, "connection to pmd lost");
+	if (wire_out_flush(&c->out, c->fd) == -1) {
+		conn_lost(c, "connection to pmd lost");
+		return pmc_err(PM_ECONN, "connection to pmd lost: %s",
+		    strerror(errno));
+	}
+	return PM_OK;
 }
 
 void
@@ -467,17 +495,11 @@ pmc_pending_free(pm_conn *c, struct pmc_pending *p)
 }
 
 static int
-conn_reply(pm_conn *c, struct pm_frame *f)
+conn_reply_fill(struct pmc_pending *p, struct pm_frame *f)
 {
-	struct pmc_pending *p;
 	Pm__Error *e;
 	int i;
 
-	for (p = c->pending; p != NULL; p = p->next)
-		if (p->id == f->id && !p->done)
-			break;
-	if (p == NULL)
-		return 0;	/* abandoned request: its fds are closed */
 	p->done = 1;
 	p->type = f->type;
 	if (f->type == PM__TYPE__T_ERROR) {
@@ -506,6 +528,22 @@ conn_reply(pm_conn *c, struct pm_frame *f)
 	for (i = 0; i < f->nfds; i++)
 		p->fds[i] = wire_frame_take(f, i);
 	p->nfds = f->nfds;
+	return 0;
+}
+
+static int
+conn_reply(pm_conn *c, struct pm_frame *f)
+{
+	struct pmc_pending *p;
+
+	for (p = c->pending; p != NULL; p = p->next)
+		if (p->id == f->id && !p->done)
+			break;
+	if (p == NULL)
+		return 0;	/* abandoned request: its fds are closed */
+	conn_reply_fill(p, f);
+	if (p->done_fn != NULL)		/* pool.c: may free p */
+		p->done_fn(c, p, p->done_ud);
 	return 0;
 }
 

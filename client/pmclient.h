@@ -148,6 +148,12 @@ typedef struct pm_pool_opts {
 typedef void pm_callback(pm_result *r, void *userdata);
 
 pm_pool		*pm_pool_new(pm_conn *c, const pm_pool_opts *o);
+/* Like pm_pool_new, and every worker (replacements too) gets a copy of
+ * parent_fds[i] as child_fds[i] (3..1023), as pm_process_set_fd does:
+ * e.g. a file that every task preads a range of.  The pool keeps its own
+ * copies until pm_pool_free. */
+pm_pool		*pm_pool_new_fds(pm_conn *c, const pm_pool_opts *o,
+		    const int *child_fds, const int *parent_fds, size_t nfds);
 int		 pm_pool_apply(pm_pool *p, const char *fn, const void *arg,
 		    size_t len, pm_bytes *out);
 pm_result	*pm_pool_apply_async(pm_pool *p, const char *fn,

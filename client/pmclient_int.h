@@ -28,6 +28,9 @@ struct pmc_pending {
 	int		 nfds;
 	const ProtobufCMessageDescriptor *want;	/* reply message type */
 	struct pmc_pending *next;
+	/* pool.c: called once the reply is in (p->done); may free p */
+	void		(*done_fn)(pm_conn *, struct pmc_pending *, void *);
+	void		*done_ud;
 };
 
 /* Handler of a watched fd; events are EPOLL* bits. */
@@ -53,6 +56,7 @@ struct pm_conn {
 	struct pm_process **procs;	/* started, end not yet reported */
 	size_t		 nprocs;
 	size_t		 capprocs;
+	struct pm_pool	*pools;		/* pool.c: pools on this connection */
 };
 
 /* error.c */
@@ -77,6 +81,11 @@ void	 pmc_pending_free(pm_conn *, struct pmc_pending *p);
 int	 pmc_call(pm_conn *, uint32_t type, const ProtobufCMessage *req,
 	    const int *fds, int nfds, const ProtobufCMessageDescriptor *want,
 	    struct pmc_pending **out, double timeout);
+/* pmc_send without fds that leaves the frame queued (pipelining); the
+ * next pmc_flush, or any wait, sends it. */
+struct pmc_pending *pmc_send_later(pm_conn *, uint32_t type,
+	    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *want);
+int	 pmc_flush(pm_conn *);
 /* Read and handle what is there; waits until deadline for the first byte. */
 int	 pmc_pump(pm_conn *, int64_t deadline);
 /* Wait until fd (besides the connection) is readable, pumping meanwhile:
@@ -106,10 +115,34 @@ struct pm_task {
 	void		*result;
 	size_t		 resultlen;
 	char		*error;
+	/* pool mode: pm_task_return hands the result here (no copy kept) */
+	int		(*ret_hook)(struct pm_task *, const void *, size_t);
+	void		*hook_ud;
 };
 /* Run fn as a Process target; returns the exit code after reporting the
  * outcome on the channel. */
 int	 pmc_task_run_process(pm_task_fn *fn, struct pm_task *t);
 void	 pmc_task_clear(struct pm_task *t);
+
+/* ---- queue.c: queues hosted by pmd (issue 4) ----
+ * Each blocking call is a send and a receive; pipelining callers (bench,
+ * pmctl) issue several sends, then receive in the same order.  flush 0
+ * leaves the request queued for a later pmc_flush or wait. */
+struct pmc_pending *pmc_queue_put_send(pm_queue *, const pm_bytes *items,
+	    size_t n, double timeout, int flush);
+int	 pmc_queue_put_recv(pm_queue *, struct pmc_pending *);
+struct pmc_pending *pmc_queue_get_send(pm_queue *, size_t max,
+	    double timeout, int flush);
+/* Frees p; out has max slots; *got items stored. */
+int	 pmc_queue_get_recv(pm_queue *, struct pmc_pending *, pm_bytes *out,
+	    size_t max, size_t *got);
+
+/* ---- pool.c: Pool and AsyncResult (issue 3) ----
+ * Pool workers end through the same Exited events as processes; process.c
+ * passes them, and the connection's loss and detach, on to every pool. */
+void	 pmc_pool_exited(pm_conn *, const Pm__Exited *ev);
+void	 pmc_pool_conn_lost(pm_conn *);
+void	 pmc_pool_detach(pm_conn *);
+#define PMC_POOL_MAX_ITEM	(1u << 30)	/* bytes per argument/result */
 
 #endif

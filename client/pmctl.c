@@ -1,5 +1,5 @@
 /*
- * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping.
+ * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping, queues.
  * Exit codes: 0 ok, 1 refused by pmd, 2 usage, 3 pmd unreachable.
  */
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "pmclient_int.h"
+#include "queue.pb-c.h"
 
 #define EX_OK		0
 #define EX_REFUSED	1
@@ -75,6 +76,11 @@ sub_opts(int argc, char **argv, const char *usage, const char *more,
 			return 1;
 		case 'S':
 			opt_socket = optarg;
+			break;
+		case 'a':
+			if (extra == NULL)
+				goto bad;
+			*extra = 1;
 			break;
 		case 'n':
 		case 's':
@@ -353,6 +359,199 @@ cmd_run(int argc, char **argv)
 	return code >= 0 ? code : 128 - code;
 }
 
+/* ---- queues ---- */
+
+static void
+json_bytes(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	size_t i;
+
+	putchar('"');
+	for (i = 0; i < len; i++) {
+		if (p[i] == '"' || p[i] == '\\')
+			printf("\\%c", p[i]);
+		else if (p[i] < 0x20 || p[i] >= 0x7f)
+			printf("\\u%04x", p[i]);
+		else
+			putchar(p[i]);
+	}
+	putchar('"');
+}
+
+static int
+cmd_queues(int argc, char **argv)
+{
+	Pm__QueueList q = PM__QUEUE_LIST__INIT;
+	Pm__QueueListReply *s;
+	Pm__QueueInfo *i;
+	struct pmc_pending *p;
+	pm_conn *c;
+	size_t k;
+	int r, all = 0;
+	char *dummy = NULL;
+
+	if ((r = sub_opts(argc, argv, "queues [--json] [-a]", "a", &all,
+	    &dummy)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if ((c = open_conn()) == NULL)
+		return fail("queues");
+	q.all = all != 0;
+	if (pmc_call(c, PM__QUEUE_TYPE__Q_LIST, &q.base, NULL, 0,
+	    &pm__queue_list_reply__descriptor, &p, CALL_TIMEOUT) != PM_OK) {
+		r = fail("queues");
+		pm_disconnect(c);
+		return r;
+	}
+	s = (Pm__QueueListReply *)p->msg;
+	if (opt_json)
+		printf("[");
+	else
+		printf("%-20s %6s %8s %8s %7s %10s %10s %10s  %s\n", "NAME",
+		    "OWNER", "SIZE", "MAXSIZE", "WAITERS", "PUTS", "GETS",
+		    "BYTES", "FLAGS");
+	for (k = 0; k < s->n_queues; k++) {
+		i = s->queues[k];
+		if (opt_json) {
+			printf("%s{\"name\": ", k ? ", " : "");
+			json_str(i->name);
+			printf(", \"owner\": %u, \"size\": %llu, "
+			    "\"maxsize\": %lld, \"waiters\": %u, "
+			    "\"getters\": %u, \"putters\": %u, "
+			    "\"joiners\": %u, \"puts\": %llu, \"gets\": %llu, "
+			    "\"bytes\": %llu, \"unfinished\": %llu, "
+			    "\"joinable\": %s, \"shared\": %s, "
+			    "\"shutdown\": \"%s\"}", i->owner,
+			    (unsigned long long)i->size, (long long)i->maxsize,
+			    i->getters + i->putters + i->joiners, i->getters,
+			    i->putters, i->joiners,
+			    (unsigned long long)i->puts,
+			    (unsigned long long)i->gets,
+			    (unsigned long long)i->bytes,
+			    (unsigned long long)i->unfinished,
+			    (i->flags & PM_Q_JOINABLE) ? "true" : "false",
+			    (i->flags & PM_Q_SHARED) ? "true" : "false",
+			    i->shutdown == 0 ? "no" : i->shutdown == 1 ?
+			    "drain" : "immediate");
+		} else
+			printf("%-20s %6u %8llu %8lld %7u %10llu %10llu %10llu  "
+			    "%s%s%s\n", i->name, i->owner,
+			    (unsigned long long)i->size, (long long)i->maxsize,
+			    i->getters + i->putters + i->joiners,
+			    (unsigned long long)i->puts,
+			    (unsigned long long)i->gets,
+			    (unsigned long long)i->bytes,
+			    (i->flags & PM_Q_JOINABLE) ? "joinable " : "",
+			    (i->flags & PM_Q_SHARED) ? "shared " : "",
+			    i->shutdown ? "shutdown" : "");
+	}
+	if (opt_json)
+		printf("]\n");
+	pmc_pending_free(c, p);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
+/* queue put|get|rm: its own options (--timeout, --create). */
+static int
+cmd_queue(int argc, char **argv)
+{
+	static const char *u = "queue put [--create] NAME DATA | "
+	    "queue get [--timeout S] NAME | queue rm NAME";
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "create", no_argument, NULL, 'c' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *verb;
+	double timeout = 0;
+	pm_queue *q = NULL;
+	pm_bytes b = { NULL, 0 };
+	pm_conn *c;
+	char *end;
+	int ch, create = 0, r, want;
+
+	if (argc < 2)
+		return usage_of(u, 1);
+	verb = argv[1];
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc - 1, argv + 1, "+hct:", lo, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'j':
+			opt_json = 1;
+			break;
+		case 'h':
+			return usage_of(u, 0);
+		case 'c':
+			create = 1;
+			break;
+		case 't':
+			timeout = strtod(optarg, &end);
+			if (end == optarg || *end != '\0') {
+				fprintf(stderr, "pmctl: bad timeout %s\n",
+				    optarg);
+				return usage_of(u, 1);
+			}
+			break;
+		default:
+			fprintf(stderr, "pmctl: bad option %s\n",
+			    argv[optind]);
+			return usage_of(u, 1);
+		}
+	}
+	argc -= optind + 1;
+	argv += optind + 1;
+	want = strcmp(verb, "put") == 0 ? 2 : 1;
+	if ((strcmp(verb, "put") != 0 && strcmp(verb, "get") != 0 &&
+	    strcmp(verb, "rm") != 0) || argc != want)
+		return usage_of(u, 1);
+	if ((c = open_conn()) == NULL)
+		return fail("queue");
+	if (strcmp(verb, "rm") == 0) {
+		if (pm_queue_unlink(c, argv[0]) != PM_OK)
+			goto failed;
+		if (opt_json)
+			printf("{\"ok\": true}\n");
+		pm_disconnect(c);
+		return EX_OK;
+	}
+	if ((q = pm_queue_open(c, argv[0], 0, create ? PM_Q_CREATE : 0)) ==
+	    NULL)
+		goto failed;
+	if (strcmp(verb, "put") == 0) {
+		if (pm_queue_put(q, argv[1], strlen(argv[1]), timeout) != PM_OK)
+			goto failed;
+		if (opt_json)
+			printf("{\"ok\": true}\n");
+	} else {
+		if (pm_queue_get(q, &b, timeout) != PM_OK)
+			goto failed;
+		if (opt_json) {
+			printf("{\"item\": ");
+			json_bytes(b.data, b.len);
+			printf(", \"len\": %zu}\n", b.len);
+		} else {
+			fwrite(b.data, 1, b.len, stdout);
+			putchar('\n');
+		}
+		pm_bytes_free(&b);
+	}
+	pm_queue_free(q);
+	pm_disconnect(c);
+	return EX_OK;
+failed:
+	r = fail(verb);
+	if (opt_json)
+		printf("{\"ok\": false, \"error\": \"%s\"}\n",
+		    pm_strerror(pm_last_error()));
+	pm_queue_free(q);
+	pm_disconnect(c);
+	return r;
+}
 
 static const struct {
 	const char *name;
@@ -364,6 +563,10 @@ static const struct {
 	{ "kill",   cmd_kill,	"kill [-s SIGNAL] PID" },
 	{ "run",    cmd_run,	"run [--name NAME] -- PROGRAM [ARG...]" },
 	{ "ping",   cmd_ping,	"ping" },
+	{ "queues", cmd_queues,	"queues [--json] [-a]" },
+	{ "queue",  cmd_queue,	"queue put [--create] NAME DATA" },
+	{ "queue",  cmd_queue,	"queue get [--timeout S] NAME" },
+	{ "queue",  cmd_queue,	"queue rm NAME" },
 };
 
 static int

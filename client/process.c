@@ -101,6 +101,7 @@ pmc_process_exited(pm_conn *c, const Pm__Exited *ev)
 	size_t i;
 	pm_process *p;
 
+	pmc_pool_exited(c, ev);		/* pool workers: pool.c */
 	for (i = 0; i < c->nprocs; i++) {
 		p = c->procs[i];
 		if (p->state == P_RUNNING && p->wid == ev->wid) {
@@ -119,6 +120,7 @@ pmc_process_conn_lost(pm_conn *c)
 
 	for (i = 0; i < c->nprocs; i++)
 		c->procs[i]->lost = 1;
+	pmc_pool_conn_lost(c);
 }
 
 static void
@@ -754,5 +756,6 @@ pm_process_free(pm_process *p)
 void
 pmc_process_detach(pm_conn *c)
 {
+	pmc_pool_detach(c);
 	process_detach_all(c);
 }

@@ -34,6 +34,8 @@ pm_task_return(pm_task *t, const void *data, size_t len)
 
 	if (t == NULL || (data == NULL && len > 0))
 		return pmc_err(PM_EINVAL, "bad task result");
+	if (t->ret_hook != NULL)	/* a pool worker: straight into the batch */
+		return t->ret_hook(t, data, len);
 	if ((copy = malloc(len ? len : 1)) == NULL)
 		return pmc_err(PM_ENOMEM, "out of memory for a %zu-byte result",
 		    len);

@@ -20,8 +20,10 @@
 #include <unistd.h>
 
 #include "pmd.h"
+#include "queue.pb-c.h"
 
 #define SESSION_MAX_GROUPS	256
+#define SESSION_CORK_MAX	(256u << 10) /* replies held while reading */
 
 static void	session_read_cb(evutil_socket_t, short, void *);
 static void	session_write_cb(evutil_socket_t, short, void *);
@@ -78,8 +80,10 @@ session_send(struct session *s, uint32_t type, uint32_t id,
 		s->closing = 1;
 		return;
 	}
-	/* try at once; EV_WRITE only while something is left */
-	session_flush(s);
+	/* try at once (after the batch being read, when corked); EV_WRITE
+	 * only while something is left */
+	if (!s->corked || wire_out_pending(&s->out) >= SESSION_CORK_MAX)
+		session_flush(s);
 }
 
 void
@@ -341,6 +345,16 @@ static const struct {
 	{ PM__TYPE__T_PS,	handle_ps },
 	{ PM__TYPE__T_PING,	handle_ping },
 	{ PM__TYPE__T_SHUTDOWN,	handle_shutdown },
+	/* queues.c */
+	{ PM__QUEUE_TYPE__Q_OPEN,	handle_q_open },
+	{ PM__QUEUE_TYPE__Q_PUT,	handle_q_put },
+	{ PM__QUEUE_TYPE__Q_GET,	handle_q_get },
+	{ PM__QUEUE_TYPE__Q_TASK_DONE,	handle_q_task_done },
+	{ PM__QUEUE_TYPE__Q_JOIN,	handle_q_join },
+	{ PM__QUEUE_TYPE__Q_SHUTDOWN,	handle_q_shutdown },
+	{ PM__QUEUE_TYPE__Q_UNLINK,	handle_q_unlink },
+	{ PM__QUEUE_TYPE__Q_STAT,	handle_q_stat },
+	{ PM__QUEUE_TYPE__Q_LIST,	handle_q_list },
 };
 
 static void
@@ -379,6 +393,7 @@ session_close(struct session *s)
 	TAILQ_REMOVE(&pmd->sessions, s, entry);
 	pmd->nsessions--;
 	workers_owner_gone(s);
+	queues_session_gone(s);
 	session_free(s);
 	broker_check_idle();
 }
@@ -432,6 +447,7 @@ session_read_cb(evutil_socket_t fd, short ev, void *arg)
 		session_close(s);
 		return;
 	}
+	s->corked = 1;	/* one sendmsg for the replies to this read */
 	while (!s->closing && (r = wire_in_next(&s->in, &f, &why)) != 0) {
 		if (r == -1) {
 			log_info("session %llu (pid %d): %s; dropped",
@@ -443,6 +459,9 @@ session_read_cb(evutil_socket_t fd, short ev, void *arg)
 		session_dispatch(s, &f);
 		wire_frame_close(&f);
 	}
+	s->corked = 0;
+	if (wire_out_pending(&s->out) > 0)
+		session_flush(s);
 	session_maybe_close(s);
 }
 
@@ -622,6 +641,7 @@ broker_close_all(void)
 		pmd->nsessions--;
 		session_free(s);
 	}
+	queues_free_all();
 }
 
 /* Ends the loop when there is nothing left to do. */

@@ -72,6 +72,11 @@ config_defaults(struct pmd_config *c)
 	c->max_clients_per_uid = PMD_MAX_CLIENTS;
 	c->max_frame = PMD_MAX_FRAME;
 	c->kill_grace = PMD_KILL_GRACE;
+	c->max_queues = PMD_MAX_QUEUES;
+	c->max_queue_items = PMD_MAX_QUEUE_ITEMS;
+	c->max_queue_bytes = PMD_MAX_QUEUE_BYTES;
+	c->max_item_size = PMD_MAX_ITEM_SIZE;
+	c->max_total_queue_bytes = PMD_MAX_TOTAL_QUEUE_BYTES;
 	c->ready_fd = -1;
 	c->forker_fd = -1;
 }
@@ -197,11 +202,29 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	NUM("max_clients_per_uid", max_clients_per_uid, 1, 1000000)
 	NUM("spawn_rate", spawn_rate, 0, 10000000)
 	NUM("socket_mode", socket_mode, 0, 0777)
+	NUM("max_queues", max_queues, 1, 1000000)
+	NUM("max_queue_items", max_queue_items, 1, 100000000)
 #undef NUM
 	if (strcmp(k, "max_frame") == 0) {
 		if (parse_long(k, v, 4096, 1L << 30, &n) == -1)
 			return -1;
 		c->max_frame = (uint32_t)n;
+		return 0;
+	}
+	if (strcmp(k, "max_item_size") == 0) {
+		if (parse_long(k, v, 0, PMD_ITEM_SIZE_CEIL, &n) == -1)
+			return -1;
+		c->max_item_size = (uint32_t)n;
+		return 0;
+	}
+	if (strcmp(k, "max_queue_bytes") == 0 ||
+	    strcmp(k, "max_total_queue_bytes") == 0) {
+		if (parse_long(k, v, 1, LONG_MAX, &n) == -1)
+			return -1;
+		if (strcmp(k, "max_queue_bytes") == 0)
+			c->max_queue_bytes = (uint64_t)n;
+		else
+			c->max_total_queue_bytes = (uint64_t)n;
 		return 0;
 	}
 	if (strcmp(k, "kill_grace") == 0) {

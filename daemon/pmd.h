@@ -40,6 +40,18 @@
 #define PMD_STATUS_PERIOD	1.0	/* s between STATUS= updates */
 #define PMD_ACCEPT_BACKOFF	0.1	/* s of accept pause when out of fds */
 
+/* Queue bounds (queues.c); each is a config key. */
+#define PMD_MAX_QUEUES		1024	/* named queues in all */
+#define PMD_MAX_QUEUE_ITEMS	1000000	/* items per queue */
+#define PMD_MAX_QUEUE_BYTES	(256ull << 20)	/* payload bytes per queue */
+#define PMD_MAX_ITEM_SIZE	(4u << 20)	/* bytes per item */
+#define PMD_MAX_TOTAL_QUEUE_BYTES (1ull << 30)	/* all queues, parked puts */
+#define PMD_MAX_QUEUE_WAITERS	65536	/* parked requests in all */
+#define PMD_MAX_QUEUE_NAME	255	/* bytes of a queue name */
+#define PMD_QUEUE_FRAME_SLACK	4096	/* frame bytes besides one item */
+#define PMD_MAX_WAIT		(366.0 * 86400) /* s; longer waits: forever-ish */
+#define PMD_ITEM_SIZE_CEIL	(PM_WIRE_MAX_FRAME - PMD_QUEUE_FRAME_SLACK)
+
 /* What the forker ignores; a worker sets them back to default. */
 #define FORKER_IGNORED_SIGNALS	{ SIGINT, SIGTERM, SIGHUP, SIGPIPE }
 
@@ -65,6 +77,12 @@ struct pmd_config {
 	gid_t		 admin_gid;
 	int		 has_admin_group;
 	int		 private_mode;	/* exit when the last client leaves */
+	/* queues (queues.c) */
+	int		 max_queues;
+	int		 max_queue_items;
+	uint64_t	 max_queue_bytes;
+	uint32_t	 max_item_size;
+	uint64_t	 max_total_queue_bytes;
 	int		 ready_fd;
 	int		 forker_fd;	/* >= 0: run as the forker */
 };
@@ -84,6 +102,7 @@ struct session {
 	int		 ngroups;
 	int		 hello;		/* Hello accepted */
 	int		 closing;	/* drop once output is flushed */
+	int		 corked;	/* replies queued, flushed after the read */
 	char		 name[64];
 	double		 rate_stamp;	/* spawn rate window start */
 	int		 rate_count;
@@ -119,6 +138,9 @@ struct worker {
 	struct timespec	 started;
 	uint8_t		 statusbuf[1024];
 	size_t		 statuslen;
+	/* pool workers (issue 3) */
+	uint64_t	 pool;		/* pool id from the Spawn, 0 none */
+	int		 stats_fd;	/* memfd: tasks done at 0, -1 none */
 };
 
 TAILQ_HEAD(sessionq, session);
@@ -206,6 +228,19 @@ void	workers_owner_gone(struct session *);
 void	workers_terminate_all(int sig);
 int	workers_count_uid(uid_t);
 
+/* queues.c: named queues, parked requests */
+void	handle_q_open(struct session *, struct pm_frame *);
+void	handle_q_put(struct session *, struct pm_frame *);
+void	handle_q_get(struct session *, struct pm_frame *);
+void	handle_q_task_done(struct session *, struct pm_frame *);
+void	handle_q_join(struct session *, struct pm_frame *);
+void	handle_q_shutdown(struct session *, struct pm_frame *);
+void	handle_q_unlink(struct session *, struct pm_frame *);
+void	handle_q_stat(struct session *, struct pm_frame *);
+void	handle_q_list(struct session *, struct pm_frame *);
+void	queues_session_gone(struct session *);	/* drops its parked requests */
+void	queues_free_all(void);
+
 /* notify.c: the systemd service protocol */
 #define LISTEN_FDS_START	3
 void	notify(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -219,6 +254,13 @@ int	forker_main(struct pmd_config *, const char *socket_path)
 /* worker.c: runs in the freshly cloned worker; never returns */
 void	worker_main(const struct pmd_config *, const char *socket_path,
 	    const Pm__Fork *, int *fds, int nfds, int status_fd)
+	    __attribute__((noreturn));
+
+struct pm_task;
+/* poolworker.c: a pool worker's task loop (issue 3); never returns.
+ * h: the loaded module; stats: the shared tasks-done counter or NULL. */
+void	pool_worker_loop(void *h, const char *module, int channel,
+	    struct pm_task *t, uint32_t maxtasks, volatile uint64_t *stats)
 	    __attribute__((noreturn));
 
 #endif

@@ -5,6 +5,7 @@
  * program.  A start failure is written to the status pipe as a StartError;
  * the pipe closing with nothing in it tells the broker the start went well.
  */
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -225,6 +226,56 @@ run_function(const struct pmd_config *cfg, const char *sock_path,
 	_exit(rc);
 }
 
+/*
+ * A pool worker (issue 3): load the module, run the initializer once (a
+ * missing or failing one is a start failure, so the spawn and with it
+ * pm_pool_new fail with its message), report started, then loop on tasks.
+ */
+static void __attribute__((noreturn))
+run_pool(const struct pmd_config *cfg, const char *sock_path,
+    const Pm__Fork *f, int channel, volatile uint64_t *stats)
+{
+	const Pm__Spawn *s = f->spec;
+	char path[PMD_MAX_PATH];
+	static struct pm_task t;
+	pm_task_fn *init = NULL;
+	void *h;
+	int rc;
+
+	resolve_module(cfg, s->module, path, sizeof(path));
+	if ((h = dlopen(path, RTLD_NOW)) == NULL) {
+		if (access(path, R_OK) == -1)
+			start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
+			    PM__CODE__C_PERM, "cannot read module %s: %s",
+			    path, strerror(errno));
+		start_fail(PM__CODE__C_INVAL, "cannot load module %s: %s",
+		    path, dlerror());
+	}
+	if (s->function != NULL && *s->function != '\0' &&
+	    (init = (pm_task_fn *)dlsym(h, s->function)) == NULL)
+		start_fail(PM__CODE__C_NOENT, "no initializer %s in module %s",
+		    s->function, path);
+	memset(&t, 0, sizeof(t));
+	t.channel = -1;
+	t.address = sock_path;
+	if (init != NULL) {
+		t.arg = s->arg.data;
+		t.arglen = s->arg.len;
+		rc = init(&t);
+		if (t.error != NULL || rc != 0)
+			start_fail(PM__CODE__C_TASK, "initializer %s failed: %s",
+			    s->function, t.error ? t.error : "nonzero return");
+		free(t.result);
+		t.result = NULL;
+		t.returned = 0;
+		t.arg = NULL;
+		t.arglen = 0;
+	}
+	close(status_fd);		/* started */
+	status_fd = -1;
+	pool_worker_loop(h, path, channel, &t, s->maxtasks, stats);
+}
+
 static void __attribute__((noreturn))
 run_exec(const Pm__Spawn *s)
 {
@@ -277,8 +328,16 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 	const Pm__Spawn *s = f->spec;
 	int dst[PM_WIRE_MAX_FDS], src[PM_WIRE_MAX_FDS];
 	int n = 0, i, channel = -1, ch, used;
+	volatile uint64_t *stats = NULL;
+	void *map;
 
 	status_fd = st;
+	if (f->has_stats && nfds > 0) {	/* pool: the tasks-done counter */
+		map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
+		    MAP_SHARED, fds[nfds - 1], 0);
+		if (map != MAP_FAILED)
+			stats = map;
+	}
 	if (cfg->private_mode)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	reset_signals();
@@ -307,5 +366,7 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 	layout_fds(src, dst, n);
 	if (s->kind == PM__KIND__K_EXEC)
 		run_exec(s);
+	if (s->kind == PM__KIND__K_POOL)
+		run_pool(cfg, sock_path, f, channel, stats);
 	run_function(cfg, sock_path, f, channel);
 }

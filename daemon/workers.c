@@ -3,6 +3,7 @@
  * learning whether they started, reaping them through pidfds, reporting
  * exact exit status to their owner, and ending them.
  */
+#include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -345,6 +346,36 @@ forker_read_cb(evutil_socket_t fd, short ev, void *arg)
 
 /* ---- spawning ---- */
 
+/*
+ * Tasks done by a pool worker: the worker keeps a uint64 count at offset 0
+ * of a memfd made here (one page, shared through the fork), and ps reads
+ * it with one pread.  No frames, no broker work on the task path.
+ */
+static int
+pool_stats_fd(void)
+{
+	int fd;
+
+	if ((fd = memfd_create("pm-pool-stats", MFD_CLOEXEC)) == -1)
+		return -1;
+	if (ftruncate(fd, sizeof(uint64_t)) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static uint64_t
+pool_stats_read(const struct worker *w)
+{
+	uint64_t v = 0;
+
+	if (w->stats_fd < 0 || pread(w->stats_fd, &v, sizeof(v), 0) !=
+	    (ssize_t)sizeof(v))
+		return 0;
+	return v;
+}
+
 int
 workers_count_uid(uid_t uid)
 {
@@ -368,6 +399,12 @@ spawn_check(struct session *s, uint32_t id, const Pm__Spawn *sp, int nfds)
 		    sp->function == NULL || *sp->function == '\0') {
 			session_error(s, id, PM__CODE__C_INVAL,
 			    "a function target needs a module and a function");
+			return -1;
+		}
+	} else if (sp->kind == PM__KIND__K_POOL) {
+		if (sp->module == NULL || *sp->module == '\0') {
+			session_error(s, id, PM__CODE__C_INVAL,
+			    "a pool worker needs a module");
 			return -1;
 		}
 	} else if (sp->kind == PM__KIND__K_EXEC) {
@@ -457,6 +494,9 @@ spawn_target(const Pm__Spawn *sp)
 
 	if (sp->kind == PM__KIND__K_EXEC)
 		return strdup(sp->path);
+	if (sp->kind == PM__KIND__K_POOL && (sp->function == NULL ||
+	    *sp->function == '\0'))
+		return strdup(sp->module);
 	if (asprintf(&t, "%s:%s", sp->module, sp->function) == -1)
 		return NULL;
 	return t;
@@ -478,7 +518,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	if (spawn_check(s, f->id, sp, f->nfds) == -1 ||
 	    !spawn_allowed(s, f->id))
 		goto done;
-	if (f->nfds + 1 > PM_WIRE_MAX_FDS) {
+	if (f->nfds + 2 > PM_WIRE_MAX_FDS) {
 		session_error(s, f->id, PM__CODE__C_LIMIT, "too many fds");
 		goto done;
 	}
@@ -491,7 +531,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
 		goto done;
 	}
-	if (sp->kind == PM__KIND__K_FUNCTION &&
+	if ((sp->kind == PM__KIND__K_FUNCTION || sp->kind == PM__KIND__K_POOL) &&
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1) {
 		session_error(s, f->id, PM__CODE__C_SYS, "socketpair: %s",
 		    strerror(errno));
@@ -511,6 +551,11 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	w->daemonic = sp->daemonic;
 	w->client_channel = ch[0];
 	w->channel_target = -1;
+	w->stats_fd = -1;
+	if (sp->kind == PM__KIND__K_POOL) {
+		w->pool = sp->pool;
+		w->stats_fd = pool_stats_fd();
+	}
 	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
 	pmd->nworkers++;
 
@@ -529,6 +574,11 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	}
 	for (i = 0; i < f->nfds; i++)
 		fds[n++] = wire_frame_take(f, i);
+	if (w->stats_fd >= 0 &&
+	    (fds[n] = fcntl(w->stats_fd, F_DUPFD_CLOEXEC, 3)) >= 0) {
+		fk.has_stats = 1;
+		n++;
+	}
 	if (wire_out_frame(&pmd->forker_out, PM__TYPE__T_FORK, 0, &fk.base,
 	    fds, n) == -1) {
 		spawn_fail(w, PM__CODE__C_SYS, "cannot queue the fork request");
@@ -554,6 +604,8 @@ worker_free(struct worker *w)
 		close(w->pidfd);
 	if (w->status_fd >= 0)
 		close(w->status_fd);
+	if (w->stats_fd >= 0)
+		close(w->stats_fd);
 	if (w->client_channel >= 0)
 		close(w->client_channel);
 	free(w->name);
@@ -731,6 +783,8 @@ handle_ps(struct session *s, struct pm_frame *f)
 		info[n].owner_pid = w->owner ? w->owner_pid : 0;
 		info[n].age = (double)(now.tv_sec - w->started.tv_sec) +
 		    (now.tv_nsec - w->started.tv_nsec) / 1e9;
+		info[n].pool = w->pool;
+		info[n].tasks = pool_stats_read(w);
 		ptrs[n] = &info[n];
 		n++;
 	}
