@@ -67,7 +67,7 @@ UNITS	= $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
 all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
      $(B)/libpmclient.pc
 
-.PHONY: all deps check valgrind demo bench install clean header-check
+.PHONY: all deps check valgrind demo bench fuzz install clean header-check
 .SECONDARY:
 
 deps:
@@ -166,11 +166,45 @@ valgrind: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@sh examples/demo.sh $(abspath $(B))
+	@for d in examples/demo.sh $(sort $(wildcard examples/demo-*.sh)); do \
+	    sh $$d $(abspath $(B)) || exit 1; done
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH) $(BENCHMOD)
-	@sh bench/run.sh $(abspath $(B))
+	@for r in bench/run.sh $(sort $(wildcard bench/run-*.sh)); do \
+	    sh $$r $(abspath $(B)) || exit 1; done
+
+# libFuzzer harnesses (clang), ASan+UBSan: make fuzz FUZZ_SECONDS=60
+FUZZ_SECONDS ?= 60
+FB	= build-fuzz
+FUZZCC	= clang
+FUZZFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	  -fno-sanitize-recover=all -Iproto -Iclient -Idaemon -isystem $(FB)/proto \
+	  $(PKGCFLAGS)
+FUZZ_LIB_SRC = $(CLIENT_SRC) proto/wire.c
+FUZZ_D_SRC = $(filter-out daemon/pmd.c,$(DAEMON_SRC))
+FUZZ_GEN = $(PROTOS:proto/%.proto=$(FB)/proto/%.pb-c.c)
+
+$(FB)/proto/%.pb-c.c: proto/%.proto
+	@mkdir -p $(FB)/proto
+	protoc-c --proto_path=proto --c_out=$(FB)/proto $<
+
+$(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_GEN) $(FUZZ_LIB_SRC) $(FUZZ_D_SRC) daemon/pmd.c
+	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_GEN) \
+	    $(FUZZ_LIB_SRC) $(if $(filter broker,$*),$(FUZZ_D_SRC) \
+	    -x c -Dmain=pmd_main daemon/pmd.c -x none $(LIBEVENT)) $(LIBPB) -ldl
+
+$(FB)/mkseeds: tests/fuzz/mkseeds.c $(FUZZ_GEN) proto/wire.c
+	$(CC) -std=c11 -D_GNU_SOURCE -Iproto -isystem $(FB)/proto -o $@ $^ $(LIBPB)
+
+fuzz: deps $(FB)/fuzz_wire $(FB)/fuzz_broker
+	@for h in wire broker; do \
+	    mkdir -p $(FB)/corpus-$$h; \
+	    echo "== fuzz_$$h for $(FUZZ_SECONDS) s"; \
+	    $(FB)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-rss_limit_mb=2048 -print_final_stats=1 \
+		$(FB)/corpus-$$h tests/fuzz/seeds || exit 1; \
+	done
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
@@ -188,4 +222,4 @@ install: all
 	install -m 644 $(B)/systemd/pmd-user.service $(DESTDIR)$(USERUNITDIR)/pmd.service
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
