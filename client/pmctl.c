@@ -1,5 +1,6 @@
 /*
- * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping, queues.
+ * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping, shutdown,
+ * queues.
  * Exit codes: 0 ok, 1 refused by pmd, 2 usage, 3 pmd unreachable.
  */
 #include <errno.h>
@@ -143,6 +144,39 @@ cmd_ping(int argc, char **argv)
 	return EX_OK;
 }
 
+/* Asks pmd to stop (an admin operation) and waits for it to go. */
+static int
+cmd_shutdown(int argc, char **argv)
+{
+	struct pmc_pending *p;
+	Pm__Shutdown q = PM__SHUTDOWN__INIT;
+	pm_conn *c;
+	double end;
+	int r;
+
+	if ((r = sub_opts(argc, argv, "shutdown", NULL, NULL, NULL)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if (optind != argc)
+		return usage_of("shutdown", 1);
+	if ((c = open_conn()) == NULL)
+		return fail("shutdown");
+	if (pmc_call(c, PM__TYPE__T_SHUTDOWN, &q.base, NULL, 0, NULL, &p,
+	    CALL_TIMEOUT) != PM_OK) {
+		r = fail("shutdown");
+		pm_disconnect(c);
+		return r;
+	}
+	pmc_pending_free(c, p);
+	/* pmd ends its workers, then closes: wait for the connection to drop */
+	end = wire_now_ns() / 1e9 + CALL_TIMEOUT;
+	while ((r = pm_dispatch(c, 0.5)) == PM_OK && wire_now_ns() / 1e9 < end)
+		;
+	if (opt_json)
+		printf("{\"ok\": true}\n");
+	pm_disconnect(c);
+	return EX_OK;
+}
+
 static int
 cmd_status(int argc, char **argv)
 {
@@ -204,6 +238,20 @@ cmd_status(int argc, char **argv)
 	return EX_OK;
 }
 
+/* A worker's kind as ps shows it; json spells "function" out. */
+static const char *
+kind_name(Pm__Kind kind, int json)
+{
+	switch (kind) {
+	case PM__KIND__K_EXEC:
+		return "exec";
+	case PM__KIND__K_POOL:
+		return "pool";
+	default:
+		return json ? "function" : "func";
+	}
+}
+
 static int
 cmd_ps(int argc, char **argv)
 {
@@ -214,7 +262,7 @@ cmd_ps(int argc, char **argv)
 	pm_conn *c;
 	size_t i;
 	int r, all = 0;
-	char *dummy = NULL;
+	char *dummy = NULL, pool[24], tasks[24];
 
 	if ((r = sub_opts(argc, argv, "ps [--json] [-a]", "a", &all,
 	    &dummy)) != 0)
@@ -232,8 +280,9 @@ cmd_ps(int argc, char **argv)
 	if (opt_json)
 		printf("[");
 	else
-		printf("%7s %6s %6s %-4s %-3s %7s %8s  %-16s %s\n", "PID", "WID",
-		    "UID", "KIND", "DMN", "OWNER", "AGE", "NAME", "TARGET");
+		printf("%7s %6s %6s %-4s %-3s %7s %8s %6s %8s  %-16s %s\n",
+		    "PID", "WID", "UID", "KIND", "DMN", "OWNER", "AGE", "POOL",
+		    "TASKS", "NAME", "TARGET");
 	for (i = 0; i < s->n_workers; i++) {
 		w = s->workers[i];
 		if (opt_json) {
@@ -242,7 +291,7 @@ cmd_ps(int argc, char **argv)
 			    "%d, \"age\": %.3f, \"tasks\": %llu, \"pool\": %llu, "
 			    "\"name\": ", i ? ", " : "", w->pid,
 			    (unsigned long long)w->wid, w->uid,
-			    w->kind == PM__KIND__K_EXEC ? "exec" : "function",
+			    kind_name(w->kind, 1),
 			    w->daemonic ? "true" : "false", w->owner_pid,
 			    w->age, (unsigned long long)w->tasks,
 			    (unsigned long long)w->pool);
@@ -250,12 +299,22 @@ cmd_ps(int argc, char **argv)
 			printf(", \"target\": ");
 			json_str(w->target);
 			printf("}");
-		} else
-			printf("%7d %6llu %6u %-4s %-3s %7d %7.1fs  %-16s %s\n",
-			    w->pid, (unsigned long long)w->wid, w->uid,
-			    w->kind == PM__KIND__K_EXEC ? "exec" : "func",
-			    w->daemonic ? "yes" : "no", w->owner_pid, w->age,
-			    w->name, w->target);
+			continue;
+		}
+		/* POOL and TASKS mean something for pool workers only */
+		if (w->kind == PM__KIND__K_POOL) {
+			snprintf(pool, sizeof(pool), "%llu",
+			    (unsigned long long)w->pool);
+			snprintf(tasks, sizeof(tasks), "%llu",
+			    (unsigned long long)w->tasks);
+		} else {
+			snprintf(pool, sizeof(pool), "-");
+			snprintf(tasks, sizeof(tasks), "-");
+		}
+		printf("%7d %6llu %6u %-4s %-3s %7d %7.1fs %6s %8s  %-16s %s\n",
+		    w->pid, (unsigned long long)w->wid, w->uid,
+		    kind_name(w->kind, 0), w->daemonic ? "yes" : "no",
+		    w->owner_pid, w->age, pool, tasks, w->name, w->target);
 	}
 	if (opt_json)
 		printf("]\n");
@@ -456,7 +515,7 @@ cmd_queues(int argc, char **argv)
 static int
 cmd_queue(int argc, char **argv)
 {
-	static const char *u = "queue put [--create] NAME DATA | "
+	static const char *u = "queue put [--create] [--timeout S] NAME DATA | "
 	    "queue get [--timeout S] NAME | queue rm NAME";
 	static const struct option lo[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -563,8 +622,10 @@ static const struct {
 	{ "kill",   cmd_kill,	"kill [-s SIGNAL] PID" },
 	{ "run",    cmd_run,	"run [--name NAME] -- PROGRAM [ARG...]" },
 	{ "ping",   cmd_ping,	"ping" },
+	{ "shutdown", cmd_shutdown, "shutdown" },
 	{ "queues", cmd_queues,	"queues [--json] [-a]" },
-	{ "queue",  cmd_queue,	"queue put [--create] NAME DATA" },
+	{ "queue",  cmd_queue,
+	    "queue put [--create] [--timeout S] NAME DATA" },
 	{ "queue",  cmd_queue,	"queue get [--timeout S] NAME" },
 	{ "queue",  cmd_queue,	"queue rm NAME" },
 };

@@ -22,7 +22,8 @@
 #define PMC_EXIT_GRACE		2.0	/* sentinel fired: wait this for Exited */
 #define PMC_MAX_RLIMITS		16
 
-enum pstate { P_NEW, P_RUNNING, P_ENDED };
+/* P_STARTING: spawned, waiting for the worker's own start report. */
+enum pstate { P_NEW, P_STARTING, P_RUNNING, P_ENDED };
 
 struct pmc_fdmap {
 	int	 child;
@@ -57,12 +58,17 @@ struct pm_process {
 	int		 exitcode;
 	int		 lost;		/* ended unknown: connection lost */
 	int		 result_read;
+	struct wire_in	 chin;		/* what the channel brought */
+	int		 exit_seen;	/* Exited came while starting */
 	int		 has_result;
 	pm_bytes	 result;
 	char		*error;
 };
 
 static atomic_uint process_counter;
+
+static int	process_started(pm_process *, int64_t);
+static void	process_unstart(pm_process *);
 
 /* ---- the connection's table of processes ---- */
 
@@ -104,6 +110,11 @@ pmc_process_exited(pm_conn *c, const Pm__Exited *ev)
 	pmc_pool_exited(c, ev);		/* pool workers: pool.c */
 	for (i = 0; i < c->nprocs; i++) {
 		p = c->procs[i];
+		if (p->state == P_STARTING && p->wid == ev->wid) {
+			p->exit_seen = 1;	/* settled once started */
+			p->exitcode = ev->exitcode;
+			return;
+		}
 		if (p->state == P_RUNNING && p->wid == ev->wid) {
 			p->state = P_ENDED;
 			p->exitcode = ev->exitcode;
@@ -474,22 +485,122 @@ pm_process_start(pm_process *p)
 	if (rc != PM_OK)
 		return rc;
 	r = (Pm__SpawnReply *)pd->msg;
-	if (r == NULL || pd->nfds < 1 ||
-	    (p->kind == PM__KIND__K_FUNCTION && pd->nfds < 2)) {
+	if (r == NULL || pd->nfds != 1) {
 		pmc_pending_free(p->conn, pd);
-		return pmc_err(PM_EPROTO, "spawn reply without its fds");
+		return pmc_err(PM_EPROTO, "spawn reply without its channel");
 	}
 	p->wid = r->wid;
-	p->pid = r->pid;
-	p->pidfd = pd->fds[0];
+	p->channel = pd->fds[0];
 	pd->fds[0] = -1;
-	if (pd->nfds > 1) {
-		p->channel = pd->fds[1];
-		pd->fds[1] = -1;
-	}
-	p->state = P_RUNNING;
 	pmc_pending_free(p->conn, pd);
+	fcntl(p->channel, F_SETFL, O_NONBLOCK);
+	wire_in_init(&p->chin, PM_WIRE_MAX_FRAME);
+	p->state = P_STARTING;
+	if ((rc = process_started(p, wire_deadline(PMC_SPAWN_TIMEOUT))) !=
+	    PM_OK) {
+		process_unstart(p);
+		return rc;
+	}
+	p->state = p->exit_seen ? P_ENDED : P_RUNNING;
 	return pmc_ok();
+}
+
+/* A start that did not happen: back to a handle that was never started. */
+static void
+process_unstart(pm_process *p)
+{
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	if (p->channel >= 0)
+		close(p->channel);
+	wire_in_free(&p->chin);
+	p->pidfd = p->channel = -1;
+	p->wid = 0;
+	p->pid = 0;
+	p->exit_seen = 0;
+	p->state = P_NEW;
+}
+
+static int
+process_take_started(pm_process *p, struct pm_frame *f)
+{
+	Pm__Started *m;
+
+	if (f->nfds != 1 || (m = pm__started__unpack(NULL, f->len,
+	    f->data)) == NULL)
+		return pmc_err(PM_EPROTO, "malformed start report from worker");
+	p->pid = m->pid;
+	p->pidfd = wire_frame_take(f, 0);
+	pm__started__free_unpacked(m, NULL);
+	return PM_OK;
+}
+
+static int
+process_start_failed(pm_process *p, struct pm_frame *f)
+{
+	Pm__StartError *e;
+	int rc;
+
+	if ((e = pm__start_error__unpack(NULL, f->len, f->data)) == NULL)
+		return pmc_err(PM_EPROTO, "malformed start error from worker");
+	rc = pmc_err(pmc_code_from_wire(e->code), "%s", e->message ?
+	    e->message : "the worker could not start");
+	pm__start_error__free_unpacked(e, NULL);
+	return rc;
+}
+
+/*
+ * The worker reports on its channel: Started (with its pidfd), or
+ * StartError.  A program's channel then closes on exec: EOF is success.
+ */
+static int
+process_started(pm_process *p, int64_t deadline)
+{
+	struct pm_frame f;
+	const char *why;
+	ssize_t n;
+	int r, done = 0, rc = PM_OK;
+
+	while (!done) {
+		r = wire_in_next(&p->chin, &f, &why);
+		if (r == -1)
+			return pmc_err(PM_EPROTO, "worker channel: %s", why);
+		if (r == 1) {
+			if (f.type == PM__TYPE__T_STARTED && p->pidfd < 0) {
+				rc = process_take_started(p, &f);
+				done = rc != PM_OK ||
+				    p->kind != PM__KIND__K_EXEC;
+			} else if (f.type == PM__TYPE__T_START_FAILED) {
+				rc = process_start_failed(p, &f);
+				done = 1;
+			} else
+				rc = pmc_err(PM_EPROTO, "unexpected frame %u "
+				    "from a starting worker", f.type), done = 1;
+			wire_frame_close(&f);
+			continue;
+		}
+		n = wire_in_read(&p->chin, p->channel);
+		if (n == 0) {
+			if (p->pidfd < 0)
+				return pmc_err(PM_ESYS, "the worker ended "
+				    "before it started (pmd's forker died?)");
+			break;		/* exec'd */
+		}
+		if (n > 0)
+			continue;
+		if (errno != EAGAIN)
+			return pmc_err_sys("worker channel");
+		if ((r = pmc_wait_fd(p->conn, p->channel, deadline)) == 0)
+			return pmc_err(PM_ETIMEDOUT, "%s did not start in time",
+			    p->name);
+		if (r < 0)
+			return r;
+	}
+	if (rc == PM_OK && p->kind == PM__KIND__K_EXEC) {
+		close(p->channel);	/* a program has no channel */
+		p->channel = -1;
+	}
+	return rc;
 }
 
 /* ---- end ---- */
@@ -520,7 +631,6 @@ process_take_result(pm_process *p, const Pm__Result *r, struct pm_frame *f)
 static void
 process_read_result(pm_process *p)
 {
-	struct wire_in in;
 	struct pm_frame f;
 	const char *why;
 	Pm__Result *r;
@@ -530,11 +640,9 @@ process_read_result(pm_process *p)
 	if (p->result_read || p->channel < 0)
 		return;
 	p->result_read = 1;
-	wire_in_init(&in, PM_WIRE_MAX_FRAME);
-	fcntl(p->channel, F_SETFL, O_NONBLOCK);
 	/* The worker wrote its Result before it ended: it is all there. */
-	while ((rc = wire_in_next(&in, &f, &why)) == 0)
-		if ((n = wire_in_read(&in, p->channel)) <= 0)
+	while ((rc = wire_in_next(&p->chin, &f, &why)) == 0)
+		if ((n = wire_in_read(&p->chin, p->channel)) <= 0)
 			break;
 	if (rc == 1) {
 		if (f.type == PM__TYPE__T_RESULT &&
@@ -544,7 +652,7 @@ process_read_result(pm_process *p)
 		}
 		wire_frame_close(&f);
 	}
-	wire_in_free(&in);
+	wire_in_free(&p->chin);
 	close(p->channel);
 	p->channel = -1;
 }
@@ -739,6 +847,7 @@ pm_process_free(pm_process *p)
 		close(p->pidfd);
 	if (p->channel >= 0)
 		close(p->channel);
+	wire_in_free(&p->chin);
 	free(p->name);
 	free(p->module);
 	free(p->function);

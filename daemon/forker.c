@@ -67,38 +67,63 @@ forker_reply(int sock, uint64_t wid, pid_t pid, int err, int *fds, int nfds)
 	wire_out_free(&out);
 }
 
+/* A direct spawn that cannot fork: tell the client on its channel. */
+static void
+forker_tell_client(int channel, int err)
+{
+	Pm__StartError e = PM__START_ERROR__INIT;
+	struct wire_out out;
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "cannot fork a worker: %s", strerror(err));
+	e.code = err == EAGAIN ? PM__CODE__C_LIMIT : PM__CODE__C_SYS;
+	e.message = msg;
+	wire_out_init(&out);
+	if (wire_out_frame(&out, PM__TYPE__T_START_FAILED, 0, &e.base, NULL,
+	    0) == 0)
+		(void)wire_out_flush(&out, channel);
+	wire_out_free(&out);
+}
+
 static void
 forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
     struct pm_frame *f)
 {
 	Pm__Fork *req;
-	int st[2], pidfd = -1, fds[2], i;
+	int st[2] = { -1, -1 }, pidfd = -1, fds[2], i, err;
 	pid_t pid;
 
 	if ((req = pm__fork__unpack(NULL, f->len, f->data)) == NULL ||
-	    req->spec == NULL) {
+	    req->spec == NULL || (req->direct && f->nfds < 1)) {
 		log_err("%s: malformed fork request", __func__);
 		_exit(1);
 	}
-	if (pipe2(st, O_CLOEXEC) == -1) {
+	/* direct: the worker reports its start on the channel, fds[0] */
+	if (!req->direct && pipe2(st, O_CLOEXEC) == -1) {
 		forker_reply(sock, req->wid, 0, errno, NULL, 0);
 		goto done;
 	}
 	pid = clone_worker(&pidfd);
 	if (pid == 0) {
 		close(sock);
-		close(st[0]);
+		if (st[0] >= 0)
+			close(st[0]);
 		worker_main(cfg, sock_path, req, f->fds, f->nfds, st[1]);
 	}
-	close(st[1]);
+	err = errno;
+	if (st[1] >= 0)
+		close(st[1]);
 	if (pid == -1) {
-		close(st[0]);
-		forker_reply(sock, req->wid, 0, errno, NULL, 0);
+		if (st[0] >= 0)
+			close(st[0]);
+		if (req->direct)
+			forker_tell_client(f->fds[0], err);
+		forker_reply(sock, req->wid, 0, err, NULL, 0);
 		goto done;
 	}
 	fds[0] = pidfd;
 	fds[1] = st[0];
-	forker_reply(sock, req->wid, pid, 0, fds, 2);
+	forker_reply(sock, req->wid, pid, 0, fds, req->direct ? 1 : 2);
 done:
 	for (i = 0; i < f->nfds; i++)
 		close(f->fds[i]);

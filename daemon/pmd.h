@@ -141,6 +141,7 @@ struct worker {
 	/* pool workers (issue 3) */
 	uint64_t	 pool;		/* pool id from the Spawn, 0 none */
 	int		 stats_fd;	/* memfd: tasks done at 0, -1 none */
+	int		 direct;	/* start reported by the worker itself */
 };
 
 TAILQ_HEAD(sessionq, session);

@@ -6,6 +6,7 @@
  * the pipe closing with nothing in it tells the broker the start went well.
  */
 #include <sys/mman.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -28,7 +29,24 @@
 #define WORKER_DEFAULT_PATH	"/usr/local/bin:/usr/bin:/bin"
 #define WORKER_START_FAILED	127
 
+/*
+ * Where the start is reported: the status pipe to the broker (pool
+ * workers), or, for a Process (Fork.direct), frames on the channel to the
+ * client itself.
+ */
 static int status_fd = -1;
+static int status_framed;
+
+static void
+report_frame(uint32_t type, const ProtobufCMessage *m, int *fds, int nfds)
+{
+	struct wire_out out;
+
+	wire_out_init(&out);
+	if (wire_out_frame(&out, type, 0, m, fds, nfds) == 0)
+		(void)wire_out_flush_wait(&out, status_fd, -1);
+	wire_out_free(&out);
+}
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
 start_fail(int code, const char *fmt, ...)
@@ -44,12 +62,34 @@ start_fail(int code, const char *fmt, ...)
 	va_end(ap);
 	e.code = code;
 	e.message = msg;
-	if (status_fd >= 0 && pm__start_error__get_packed_size(&e) <=
+	if (status_fd >= 0 && status_framed)
+		report_frame(PM__TYPE__T_START_FAILED, &e.base, NULL, 0);
+	else if (status_fd >= 0 && pm__start_error__get_packed_size(&e) <=
 	    sizeof(buf)) {
 		n = pm__start_error__pack(&e, buf);
 		(void)!write(status_fd, buf, n);
 	}
 	_exit(WORKER_START_FAILED);
+}
+
+/* Started: the pipe closes, or the client gets Started and our pidfd. */
+static void
+report_started(void)
+{
+	Pm__Started m = PM__STARTED__INIT;
+	int pidfd;
+
+	if (status_fd < 0)
+		return;
+	if (!status_framed) {
+		close(status_fd);
+		status_fd = -1;
+		return;
+	}
+	if ((pidfd = pidfd_open(getpid(), 0)) == -1)
+		start_fail(PM__CODE__C_SYS, "pidfd_open: %s", strerror(errno));
+	m.pid = getpid();
+	report_frame(PM__TYPE__T_STARTED, &m.base, &pidfd, 1);
 }
 
 /* The forker starts with every disposition default but these. */
@@ -127,17 +167,23 @@ layout_fds(int *src, const int *dst, int n)
 		close(src[i]);
 		src[i] = fd;
 	}
-	if ((fd = fcntl(status_fd, F_DUPFD_CLOEXEC, top + 2)) == -1)
-		start_fail(PM__CODE__C_SYS, "fd layout: %s", strerror(errno));
-	close(status_fd);
-	status_fd = fd;
+	if (status_fd >= 0) {
+		if ((fd = fcntl(status_fd, F_DUPFD_CLOEXEC, top + 2)) == -1)
+			start_fail(PM__CODE__C_SYS, "fd layout: %s",
+			    strerror(errno));
+		close(status_fd);
+		status_fd = fd;
+	}
 	for (i = 0; i < n; i++)
 		if (dup2(src[i], dst[i]) == -1)
 			start_fail(PM__CODE__C_SYS, "fd %d: %s", dst[i],
 			    strerror(errno));
-	if (dup3(status_fd, top + 1, O_CLOEXEC) == -1)
-		start_fail(PM__CODE__C_SYS, "fd layout: %s", strerror(errno));
-	status_fd = top + 1;
+	if (status_fd >= 0) {
+		if (dup3(status_fd, top + 1, O_CLOEXEC) == -1)
+			start_fail(PM__CODE__C_SYS, "fd layout: %s",
+			    strerror(errno));
+		status_fd = top + 1;
+	}
 	close_range((unsigned)top + 2, ~0U, 0);
 	for (fd = 0; fd <= top; fd++) {
 		keep = 0;
@@ -213,8 +259,8 @@ run_function(const struct pmd_config *cfg, const char *sock_path,
 	if ((fn = (pm_task_fn *)dlsym(h, s->function)) == NULL)
 		start_fail(PM__CODE__C_NOENT, "no function %s in module %s",
 		    s->function, path);
-	close(status_fd);		/* started */
-	status_fd = -1;
+	report_started();
+	status_fd = -1;			/* the channel is the task's now */
 	memset(&t, 0, sizeof(t));
 	t.arg = s->arg.data;
 	t.arglen = s->arg.len;
@@ -296,6 +342,9 @@ run_exec(const Pm__Spawn *s)
 
 		envp = environ;
 	}
+	/* direct: Started now; the channel closing on exec says it worked */
+	if (status_framed)
+		report_started();
 	if (strchr(s->path, '/') != NULL) {
 		execve(s->path, argv, envp);
 		err = errno;
@@ -332,6 +381,10 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 	void *map;
 
 	status_fd = st;
+	if (f->direct) {		/* report on the channel, fds[0] */
+		status_framed = 1;
+		status_fd = fds[0];
+	}
 	if (f->has_stats && nfds > 0) {	/* pool: the tasks-done counter */
 		map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
 		    MAP_SHARED, fds[nfds - 1], 0);
@@ -345,8 +398,9 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 		setpgid(0, 0);
 	take_creds(f);
 	apply_limits(s);
-	/* the channel takes the lowest number >= 3 nobody asked for */
-	if (f->has_channel) {
+	/* the channel takes the lowest number >= 3 nobody asked for; a
+	 * program gets none (direct: it reports, then closes on exec) */
+	if (f->has_channel && s->kind != PM__KIND__K_EXEC) {
 		for (ch = 3;; ch++) {
 			used = 0;
 			for (i = 0; i < (int)s->n_child_fds; i++)
@@ -363,7 +417,11 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 		dst[n++] = s->child_fds[i];
 	}
 	(void)nfds;
+	if (f->direct && s->kind != PM__KIND__K_EXEC)
+		status_fd = -1;		/* the channel moves with the layout */
 	layout_fds(src, dst, n);
+	if (f->direct && s->kind != PM__KIND__K_EXEC)
+		status_fd = channel;
 	if (s->kind == PM__KIND__K_EXEC)
 		run_exec(s);
 	if (s->kind == PM__KIND__K_POOL)

@@ -28,6 +28,7 @@ static void	worker_reap_cb(evutil_socket_t, short, void *);
 static void	worker_status_cb(evutil_socket_t, short, void *);
 static void	worker_kill_cb(evutil_socket_t, short, void *);
 static void	worker_free(struct worker *);
+static void	worker_end(struct worker *);
 
 /* ---- the forker ---- */
 
@@ -156,11 +157,27 @@ worker_find(uint64_t wid)
 }
 
 /* A spawn that will not happen: answer its owner, drop the worker. */
+/* A direct spawn is answered at once: the wid and the client's channel
+ * end.  Whether it starts, the worker says on the channel. */
+static void
+spawn_reply_direct(struct worker *w)
+{
+	Pm__SpawnReply r = PM__SPAWN_REPLY__INIT;
+	int fd = w->client_channel;
+
+	w->client_channel = -1;
+	r.wid = w->wid;
+	r.channel_fd = -1;
+	session_send(w->owner, PM__TYPE__T_SPAWN_REPLY, w->spawn_id, &r.base,
+	    &fd, 1);
+}
+
 static void
 spawn_fail(struct worker *w, int code, const char *msg)
 {
 	pmd->spawn_failed++;
-	if (w->owner != NULL)
+	/* a direct spawn was answered; its client sees the channel close */
+	if (w->owner != NULL && !w->direct)
 		session_error(w->owner, w->spawn_id, code, "%s", msg);
 	TAILQ_REMOVE(&pmd->workers, w, entry);
 	pmd->nworkers--;
@@ -275,6 +292,22 @@ worker_status_cb(evutil_socket_t fd, short ev, void *arg)
 	worker_status_read(arg);
 }
 
+/* A direct worker runs from now on; it reports its start itself. */
+static void
+forker_forked_direct(struct worker *w)
+{
+	w->state = W_RUNNING;
+	pmd->spawned++;
+	if ((w->ev = event_new(pmd->base, w->pidfd, EV_READ, worker_reap_cb,
+	    w)) == NULL)
+		fatal("%s: event_new", __func__);
+	event_add(w->ev, NULL);
+	if (w->owner == NULL && w->daemonic)
+		worker_end(w);	/* its client left while it was forked */
+	log_debug("worker %llu: pid %d", (unsigned long long)w->wid,
+	    (int)w->pid);
+}
+
 static void
 forker_forked(struct pm_frame *f)
 {
@@ -291,7 +324,7 @@ forker_forked(struct pm_frame *f)
 		pm__forked__free_unpacked(r, NULL);
 		return;
 	}
-	if (r->sys_errno != 0 || f->nfds != 2) {
+	if (r->sys_errno != 0 || f->nfds != (w->direct ? 1 : 2)) {
 		errno = r->sys_errno;
 		spawn_fail(w, r->sys_errno == EAGAIN ? PM__CODE__C_LIMIT :
 		    PM__CODE__C_SYS, r->sys_errno == EAGAIN ?
@@ -301,9 +334,13 @@ forker_forked(struct pm_frame *f)
 	}
 	w->pid = r->pid;
 	w->pidfd = wire_frame_take(f, 0);
-	w->status_fd = wire_frame_take(f, 1);
 	pm__forked__free_unpacked(r, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
+	if (w->direct) {
+		forker_forked_direct(w);
+		return;
+	}
+	w->status_fd = wire_frame_take(f, 1);
 	w->state = W_STARTING;
 	fcntl(w->status_fd, F_SETFL, O_NONBLOCK);
 	w->ev = event_new(pmd->base, w->pidfd, EV_READ, worker_reap_cb, w);
@@ -531,8 +568,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
 		goto done;
 	}
-	if ((sp->kind == PM__KIND__K_FUNCTION || sp->kind == PM__KIND__K_POOL) &&
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1) {
 		session_error(s, f->id, PM__CODE__C_SYS, "socketpair: %s",
 		    strerror(errno));
 		free(w->name);
@@ -552,6 +588,9 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	w->client_channel = ch[0];
 	w->channel_target = -1;
 	w->stats_fd = -1;
+	/* A Process reports its start to its client itself, over the
+	 * channel: the client has its answer a hop sooner. */
+	w->direct = sp->kind != PM__KIND__K_POOL;
 	if (sp->kind == PM__KIND__K_POOL) {
 		w->pool = sp->pool;
 		w->stats_fd = pool_stats_fd();
@@ -568,10 +607,9 @@ handle_spawn(struct session *s, struct pm_frame *f)
 		gids[i] = s->groups[i];
 	fk.n_groups = (size_t)i;
 	fk.groups = gids;
-	if (ch[1] >= 0) {
-		fk.has_channel = 1;
-		fds[n++] = ch[1];
-	}
+	fk.has_channel = 1;
+	fk.direct = w->direct;
+	fds[n++] = ch[1];
 	for (i = 0; i < f->nfds; i++)
 		fds[n++] = wire_frame_take(f, i);
 	if (w->stats_fd >= 0 &&
@@ -585,6 +623,8 @@ handle_spawn(struct session *s, struct pm_frame *f)
 		goto done;
 	}
 	forker_flush();
+	if (w->direct)
+		spawn_reply_direct(w);
 done:
 	pm__spawn__free_unpacked(sp, NULL);
 }

@@ -1,12 +1,13 @@
 /*
- * check_pmctl.c - the pmctl command line against a real pmd: status, ps,
- * kill, run, ping, --json, --help, and its exit codes (0 ok, 1 refused,
- * 2 usage, 3 daemon unreachable).
+ * check_pmctl.c - the pmctl command line against a real pmd: status, ps
+ * (pool workers too), kill, run, ping, shutdown, --json, --help, and its
+ * exit codes (0 ok, 1 refused, 2 usage, 3 daemon unreachable).
  */
 #include <sys/types.h>
 
 #include <check.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,173 @@ START_TEST(t_ps)
 }
 END_TEST
 
+/* One line of `pmctl ps`: 0 when it is not a worker line. */
+struct ps_line {
+	int		 pid;
+	char		 kind[16];
+	char		 pool[24];
+	char		 tasks[24];
+};
+
+static int
+ps_parse(const char *line, struct ps_line *l)
+{
+	unsigned long long wid;
+	unsigned uid;
+	char dmn[8];
+	int owner;
+	double age;
+
+	return sscanf(line, "%d %llu %u %15s %7s %d %lfs %23s %23s", &l->pid,
+	    &wid, &uid, l->kind, dmn, &owner, &age, l->pool, l->tasks) == 9;
+}
+
+/* The ps line of pid in out, or 0. */
+static int
+ps_find(pid_t pid, struct ps_line *l)
+{
+	const char *p;
+
+	for (p = out; p != NULL && *p != '\0'; p = strchr(p, '\n'),
+	    p = p ? p + 1 : NULL)
+		if (ps_parse(p, l) && l->pid == (int)pid)
+			return 1;
+	return 0;
+}
+
+#define NPOOLTASKS	40
+
+/*
+ * Every pool worker that ran tasks is listed as kind "pool", with the
+ * pool's id (the same for all) and the count of tasks it ran; a Process
+ * worker shows "-" in both columns.
+ */
+START_TEST(t_ps_pool)
+{
+	char modpath[PATH_MAX], poolid[24] = "";
+	pm_bytes in[NPOOLTASKS], res[NPOOLTASKS];
+	pid_t pids[NPOOLTASKS];
+	long counts[NPOOLTASKS];
+	struct ps_line l;
+	pm_pool_opts o;
+	pm_pool *pool;
+	pm_process *p;
+	int64_t v;
+	size_t i, j, npids = 0;
+	int ok = 0;
+
+	snprintf(modpath, sizeof(modpath), "%s/tests/pooltasks.so",
+	    th_env("PM_BUILD"));
+	memset(&o, 0, sizeof(o));
+	o.processes = 2;
+	o.module = modpath;
+	pool = pm_pool_new(conn, &o);
+	ck_assert_msg(pool != NULL, "pm_pool_new: %s", pm_last_message());
+	for (i = 0; i < NPOOLTASKS; i++) {
+		in[i].data = NULL;
+		in[i].len = 0;
+	}
+	/* my_pid: which worker ran each task */
+	ck_assert_int_eq(pm_pool_map(pool, "my_pid", in, NPOOLTASKS, 1, res),
+	    PM_OK);
+	for (i = 0; i < NPOOLTASKS; i++) {
+		ck_assert_uint_eq(res[i].len, sizeof(v));
+		memcpy(&v, res[i].data, sizeof(v));
+		pm_bytes_free(&res[i]);
+		for (j = 0; j < npids && pids[j] != (pid_t)v; j++)
+			;
+		if (j == npids) {
+			pids[npids] = (pid_t)v;
+			counts[npids++] = 0;
+		}
+		counts[j]++;
+	}
+	ck_assert_uint_ge(npids, 1);
+	p = start_forever("pmctl-ps-func");
+
+	/* a worker publishes its count after its batch: retry briefly */
+	for (double end = th_now() + 10; !ok && th_now() < end;
+	    th_sleep(0.02)) {
+		ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "ps",
+		    NULL), 0);
+		ok = 1;
+		for (j = 0; ok && j < npids; j++) {
+			if (!ps_find(pids[j], &l) ||
+			    strcmp(l.kind, "pool") != 0 ||
+			    strtol(l.tasks, NULL, 10) != counts[j])
+				ok = 0;
+			else if (j == 0)
+				snprintf(poolid, sizeof(poolid), "%s", l.pool);
+			else if (strcmp(l.pool, poolid) != 0)
+				ok = 0;
+		}
+	}
+	ck_assert_msg(ok, "ps does not show %zu pool workers with their "
+	    "tasks (first: pid %d, %ld tasks):\n%s", npids, (int)pids[0],
+	    counts[0], out);
+	ck_assert_msg(strtoull(poolid, NULL, 10) > 0, "pool id '%s':\n%s",
+	    poolid, out);
+	ck_assert_msg(strstr(out, "POOL") && strstr(out, "TASKS"),
+	    "ps header lacks POOL/TASKS:\n%s", out);
+	ck_assert_msg(ps_find(pm_process_pid(p), &l), "ps lacks %d:\n%s",
+	    (int)pm_process_pid(p), out);
+	ck_assert_str_eq(l.kind, "func");
+	ck_assert_str_eq(l.pool, "-");
+	ck_assert_str_eq(l.tasks, "-");
+
+	ck_assert_int_eq(pmctl_json("ps"), 0);
+	ck_assert_msg(looks_json(out), "ps --json:\n%s", out);
+	ck_assert_msg(strstr(out, "\"kind\": \"pool\"") != NULL,
+	    "ps --json lacks kind pool:\n%s", out);
+	{
+		char want[48];
+
+		snprintf(want, sizeof(want), "\"pool\": %s,", poolid);
+		ck_assert_msg(strstr(out, want) != NULL,
+		    "ps --json lacks %s:\n%s", want, out);
+	}
+
+	ck_assert_int_eq(pm_process_kill(p), PM_OK);
+	ck_assert_int_eq(join_code(p), -SIGKILL);
+	pm_process_free(p);
+	ck_assert_int_eq(pm_pool_close(pool), PM_OK);
+	ck_assert_int_eq(pm_pool_join(pool), PM_OK);
+	pm_pool_free(pool);
+}
+END_TEST
+
+/* shutdown: pmd stops (its workers end) and nobody answers after. */
+START_TEST(t_shutdown)
+{
+	struct th_pmd other;
+	pm_process *p;
+	pm_conn *c;
+	pid_t pid;
+
+	ck_assert_int_eq(th_pmd_start(&other, NULL), 0);
+	c = pm_connect(other.sock);
+	ck_assert_ptr_nonnull(c);
+	p = pm_process_new(c, th_module(), "wait_forever", NULL, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	pid = pm_process_pid(p);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", other.sock, "shutdown",
+	    "extra", NULL), 2);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", other.sock, "shutdown",
+	    NULL), 0);
+	TH_WAIT(!th_pid_alive(other.pid), 10);
+	ck_assert(!th_pid_alive(other.pid));
+	ck_assert(!th_pid_alive(pid));
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", other.sock, "ping",
+	    NULL), 3);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", other.sock, "shutdown",
+	    NULL), 3);
+	pm_process_free(p);
+	pm_disconnect(c);
+	ck_assert_int_eq(th_pmd_stop(&other), 0);
+}
+END_TEST
+
 START_TEST(t_kill)
 {
 	pm_process *p;
@@ -252,7 +420,7 @@ START_TEST(t_usage)
 END_TEST
 
 static const char *const help_cmds[] = {
-	NULL, "status", "ps", "kill", "run", "ping",
+	NULL, "status", "ps", "kill", "run", "ping", "shutdown",
 };
 
 START_TEST(t_help)
@@ -281,6 +449,8 @@ pmctl_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_status);
 	tcase_add_test(tc, t_ps);
+	tcase_add_test(tc, t_ps_pool);
+	tcase_add_test(tc, t_shutdown);
 	tcase_add_test(tc, t_kill);
 	tcase_add_test(tc, t_run);
 	tcase_add_test(tc, t_ping);
