@@ -2,6 +2,7 @@
  * broker.c - the broker's client side: the listening socket, sessions
  * (authentication, framing, output), the request table, and stopping.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -24,10 +25,35 @@
 
 #define SESSION_MAX_GROUPS	256
 #define SESSION_CORK_MAX	(256u << 10) /* replies held while reading */
+/*
+ * Backpressure: a client whose replies pile up unread is not read from
+ * until they drain, so requests wait in its socket, not in pmd's memory.
+ * PMD_MAX_OUTBUF still bounds what is sent unasked (exits, queue items).
+ */
+#define SESSION_OUT_HIGH	(1u << 20)	/* stop reading requests */
+#define SESSION_OUT_LOW		(256u << 10)	/* read them again */
+/*
+ * fds kept for the sessions there are (spawns pass stdio, get pidfds and
+ * channels): a connection that would eat into them is refused with an
+ * error, so clients get PM_ELIMIT, not a dropped request.
+ */
+#define FD_RESERVE_MIN		8
+#define FD_RESERVE_MAX		256
+
+static long	fd_reserve_above = -1;	/* highest fd a session may have */
 
 static void	session_read_cb(evutil_socket_t, short, void *);
 static void	session_write_cb(evutil_socket_t, short, void *);
 static void	session_free(struct session *);
+static void	session_process(struct session *);
+
+/* Reading paused for backpressure (not for closing). */
+static int
+session_paused(const struct session *s)
+{
+	return !s->closing && s->rev != NULL &&
+	    !event_pending(s->rev, EV_READ, NULL);
+}
 
 double
 now_mono(void)
@@ -50,7 +76,8 @@ session_flush(struct session *s)
 		wire_out_free(&s->out);
 		wire_out_init(&s->out);
 	}
-	if (wire_out_pending(&s->out) > 0)
+	/* paused: the write callback resumes reading once drained */
+	if (wire_out_pending(&s->out) > 0 || session_paused(s))
 		event_add(s->wev, NULL);
 	else
 		event_del(s->wev);
@@ -195,20 +222,34 @@ broker_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct timeval tv;
+	static int starved;	/* out of fds, said once */
 	int fd;
 
 	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 		    errno == ENOMEM) {
 			/* out of fds: pause rather than spin */
-			log_warn("%s: %s; pausing accept", __func__,
-			    strerror(errno));
+			if (!starved++)
+				log_warn("%s: %s; pausing accept until fds "
+				    "free up", __func__, strerror(errno));
 			event_del(pmd->accept_ev);
 			tv.tv_sec = 0;
 			tv.tv_usec = (suseconds_t)(PMD_ACCEPT_BACKOFF * 1e6);
 			evtimer_add(pmd->accept_timer, &tv);
 		}
 		return;
+	}
+	if (fd_reserve_above >= 0 && fd > fd_reserve_above) {
+		if (!starved++)
+			log_warn("out of fds for new clients (fd %d); refusing "
+			    "them until fds free up", fd);
+		refuse(fd, PM__CODE__C_LIMIT, "pmd is out of file descriptors");
+		return;
+	}
+	if (starved) {
+		log_warn("accepting clients again (%d refused or paused)",
+		    starved);
+		starved = 0;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
 		close(fd);
@@ -431,10 +472,7 @@ static void
 session_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct session *s = arg;
-	struct pm_frame f;
-	const char *why;
 	ssize_t n;
-	int r;
 
 	n = wire_in_read(&s->in, s->fd);
 	if (n == 0 || (n == -1 && errno != EAGAIN)) {
@@ -447,8 +485,20 @@ session_read_cb(evutil_socket_t fd, short ev, void *arg)
 		session_close(s);
 		return;
 	}
+	session_process(s);
+}
+
+/* Handles the frames read, as long as the replies are taken. */
+static void
+session_process(struct session *s)
+{
+	struct pm_frame f;
+	const char *why;
+	int r;
+
 	s->corked = 1;	/* one sendmsg for the replies to this read */
-	while (!s->closing && (r = wire_in_next(&s->in, &f, &why)) != 0) {
+	while (!s->closing && wire_out_pending(&s->out) < SESSION_OUT_HIGH &&
+	    (r = wire_in_next(&s->in, &f, &why)) != 0) {
 		if (r == -1) {
 			log_info("session %llu (pid %d): %s; dropped",
 			    (unsigned long long)s->id, (int)s->pid, why);
@@ -460,7 +510,12 @@ session_read_cb(evutil_socket_t fd, short ev, void *arg)
 		wire_frame_close(&f);
 	}
 	s->corked = 0;
-	if (wire_out_pending(&s->out) > 0)
+	if (!s->closing && wire_out_pending(&s->out) >= SESSION_OUT_HIGH) {
+		log_debug("session %llu: replies unread; reading paused",
+		    (unsigned long long)s->id);
+		event_del(s->rev);
+	}
+	if (wire_out_pending(&s->out) > 0 || session_paused(s))
 		session_flush(s);
 	session_maybe_close(s);
 }
@@ -471,6 +526,16 @@ session_write_cb(evutil_socket_t fd, short ev, void *arg)
 	struct session *s = arg;
 
 	session_flush(s);
+	if (session_paused(s) &&
+	    wire_out_pending(&s->out) <= SESSION_OUT_LOW) {
+		/* drained: the frames held back first, then the socket */
+		if (event_add(s->rev, NULL) == -1)
+			s->closing = 1;
+		else {
+			session_process(s);
+			return;
+		}
+	}
 	session_maybe_close(s);
 }
 
@@ -660,9 +725,26 @@ broker_check_idle(void)
 	}
 }
 
+static void
+fd_reserve_init(void)
+{
+	struct rlimit rl;
+	long reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	reserve = (long)rl.rlim_cur / 4;
+	if (reserve < FD_RESERVE_MIN)
+		reserve = FD_RESERVE_MIN;
+	if (reserve > FD_RESERVE_MAX)
+		reserve = FD_RESERVE_MAX;
+	fd_reserve_above = (long)rl.rlim_cur - 1 - reserve;
+}
+
 int
 broker_events_init(void)
 {
+	fd_reserve_init();
 	pmd->accept_ev = event_new(pmd->base, pmd->listen_fd,
 	    EV_READ | EV_PERSIST, broker_accept_cb, NULL);
 	pmd->accept_timer = evtimer_new(pmd->base, accept_resume_cb, NULL);

@@ -22,6 +22,8 @@
 
 #include "pmd.h"
 
+pid_t forker_broker_pid;		/* the broker: workers' parent too */
+
 /* The raw call: libc refuses the signals it reserves for itself, yet a
  * parent may have left them ignored. */
 static void
@@ -105,10 +107,9 @@ forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
 	}
 	pid = clone_worker(&pidfd);
 	if (pid == 0) {
-		close(sock);
 		if (st[0] >= 0)
 			close(st[0]);
-		worker_main(cfg, sock_path, req, f->fds, f->nfds, st[1]);
+		worker_main(cfg, sock_path, req, f->fds, f->nfds, st[1], sock);
 	}
 	err = errno;
 	if (st[1] >= 0)
@@ -121,9 +122,15 @@ forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
 		forker_reply(sock, req->wid, 0, err, NULL, 0);
 		goto done;
 	}
+	if (req->direct) {
+		/* the worker tells the broker itself: even if we die now,
+		 * the broker learns of every worker a client can know of */
+		close(pidfd);
+		goto done;
+	}
 	fds[0] = pidfd;
 	fds[1] = st[0];
-	forker_reply(sock, req->wid, pid, 0, fds, req->direct ? 1 : 2);
+	forker_reply(sock, req->wid, pid, 0, fds, 2);
 done:
 	for (i = 0; i < f->nfds; i++)
 		close(f->fds[i]);
@@ -155,7 +162,10 @@ forker_main(struct pmd_config *cfg, const char *sock_path)
 	int sock = cfg->forker_fd, r, i;
 
 	prctl(PR_SET_NAME, "pmd-forker");
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() == 1)
+	/* die with the broker (pmd may be pid 1 in a container) */
+	forker_broker_pid = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+	    getppid() != forker_broker_pid)
 		_exit(1);
 	/* Every disposition default (an exec keeps ignored ones), but the
 	 * terminal signals, which are the broker's to handle; a worker then

@@ -172,6 +172,7 @@ main(int argc, char *argv[])
 	signal(SIGHUP, SIG_IGN);
 	raise_nofile();
 	pmd->listen_fd = pmd->forker_fd = pmd->forker_pidfd = -1;
+	pmd->drain_fd = -1;
 	pmd->euid = geteuid();
 	clock_gettime(CLOCK_MONOTONIC, &pmd->start);
 	TAILQ_INIT(&pmd->sessions);

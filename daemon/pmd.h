@@ -39,6 +39,8 @@
 #define PMD_PRIVATE_IDLE	30.0	/* s a private pmd waits for a client */
 #define PMD_STATUS_PERIOD	1.0	/* s between STATUS= updates */
 #define PMD_ACCEPT_BACKOFF	0.1	/* s of accept pause when out of fds */
+#define PMD_RATE_UIDS		256	/* uids tracked by spawn_rate at once */
+#define PMD_FORKER_RETRY	1.0	/* s between forker restart attempts */
 
 /* Queue bounds (queues.c); each is a config key. */
 #define PMD_MAX_QUEUES		1024	/* named queues in all */
@@ -104,8 +106,6 @@ struct session {
 	int		 closing;	/* drop once output is flushed */
 	int		 corked;	/* replies queued, flushed after the read */
 	char		 name[64];
-	double		 rate_stamp;	/* spawn rate window start */
-	int		 rate_count;
 };
 
 enum wstate {
@@ -142,13 +142,22 @@ struct worker {
 	uint64_t	 pool;		/* pool id from the Spawn, 0 none */
 	int		 stats_fd;	/* memfd: tasks done at 0, -1 none */
 	int		 direct;	/* start reported by the worker itself */
+	uint32_t	 forker_gen;	/* the forker asked to fork it */
 };
 
 TAILQ_HEAD(sessionq, session);
 TAILQ_HEAD(workerq, worker);
 
+struct rate {				/* spawn_rate window of one uid */
+	uid_t		 uid;
+	double		 stamp;		/* window start, 0: slot free */
+	int		 count;
+};
+
 struct pmd {
 	struct event_base *base;
+	struct rate	 rates[PMD_RATE_UIDS];
+	struct event	*forker_retry;
 	struct pmd_config  cfg;
 	int		 listen_fd;
 	int		 activated;	/* socket came from systemd */
@@ -169,6 +178,13 @@ struct pmd {
 	struct event	*forker_death_ev;
 	struct wire_in	 forker_in;
 	struct wire_out	 forker_out;
+	uint32_t	 forker_gen;	/* bumped by each forker death */
+	/* a dead forker's socket, read until every worker it cloned has
+	 * reported (they hold it until then) */
+	int		 drain_fd;
+	uint32_t	 drain_gen;
+	struct event	*drain_ev;
+	struct wire_in	 drain_in;
 	/* lifecycle */
 	int		 stopping;
 	int		 had_client;
@@ -249,12 +265,13 @@ int	notify_listen_fds(void);
 uint64_t notify_watchdog_usec(void);
 
 /* forker.c */
+extern pid_t forker_broker_pid;
 int	forker_main(struct pmd_config *, const char *socket_path)
 	    __attribute__((noreturn));
 
 /* worker.c: runs in the freshly cloned worker; never returns */
 void	worker_main(const struct pmd_config *, const char *socket_path,
-	    const Pm__Fork *, int *fds, int nfds, int status_fd)
+	    const Pm__Fork *, int *fds, int nfds, int status_fd, int broker)
 	    __attribute__((noreturn));
 
 struct pm_task;

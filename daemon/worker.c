@@ -248,6 +248,12 @@ run_function(const struct pmd_config *cfg, const char *sock_path,
 	int rc;
 
 	resolve_module(cfg, s->module, path, sizeof(path));
+	/* with the client's credentials: a preloaded module is found by
+	 * dlopen without opening the file, so check here */
+	if (access(path, R_OK) == -1)
+		start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
+		    PM__CODE__C_PERM, "cannot read module %s: %s", path,
+		    strerror(errno));
 	if ((h = dlopen(path, RTLD_NOW)) == NULL) {
 		if (access(path, R_OK) == -1)
 			start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
@@ -289,6 +295,12 @@ run_pool(const struct pmd_config *cfg, const char *sock_path,
 	int rc;
 
 	resolve_module(cfg, s->module, path, sizeof(path));
+	/* with the client's credentials: a preloaded module is found by
+	 * dlopen without opening the file, so check here */
+	if (access(path, R_OK) == -1)
+		start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
+		    PM__CODE__C_PERM, "cannot read module %s: %s", path,
+		    strerror(errno));
 	if ((h = dlopen(path, RTLD_NOW)) == NULL) {
 		if (access(path, R_OK) == -1)
 			start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
@@ -370,9 +382,30 @@ run_exec(const Pm__Spawn *s)
 	    "cannot run %s: %s", s->path, strerror(err));
 }
 
+/* Direct spawn: Forked{wid, pid} + [pidfd] to the broker, before the
+ * client can hear of us.  One small sendmsg: atomic among the forker's. */
+static void
+tell_broker(int broker, uint64_t wid)
+{
+	Pm__Forked r = PM__FORKED__INIT;
+	struct wire_out out;
+	int pidfd, ok;
+
+	if ((pidfd = pidfd_open(getpid(), 0)) == -1)
+		_exit(WORKER_START_FAILED);
+	r.wid = wid;
+	r.pid = getpid();
+	wire_out_init(&out);
+	ok = wire_out_frame(&out, PM__TYPE__T_FORKED, 0, &r.base, &pidfd,
+	    1) == 0 && wire_out_flush_wait(&out, broker, -1) == 1;
+	wire_out_free(&out);
+	if (!ok)
+		_exit(WORKER_START_FAILED);	/* no broker: nobody to serve */
+}
+
 void
 worker_main(const struct pmd_config *cfg, const char *sock_path,
-    const Pm__Fork *f, int *fds, int nfds, int st)
+    const Pm__Fork *f, int *fds, int nfds, int st, int broker)
 {
 	const Pm__Spawn *s = f->spec;
 	int dst[PM_WIRE_MAX_FDS], src[PM_WIRE_MAX_FDS];
@@ -380,6 +413,9 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 	volatile uint64_t *stats = NULL;
 	void *map;
 
+	if (f->direct)
+		tell_broker(broker, f->wid);
+	close(broker);
 	status_fd = st;
 	if (f->direct) {		/* report on the channel, fds[0] */
 		status_framed = 1;
@@ -391,12 +427,15 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 		if (map != MAP_FAILED)
 			stats = map;
 	}
-	if (cfg->private_mode)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	reset_signals();
 	if (s->new_pgrp)
 		setpgid(0, 0);
 	take_creds(f);
+	/* after the uid change, which clears it; and the broker may have
+	 * gone before it was set */
+	if (cfg->private_mode && (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+	    getppid() != forker_broker_pid))
+		_exit(WORKER_START_FAILED);
 	apply_limits(s);
 	/* the channel takes the lowest number >= 3 nobody asked for; a
 	 * program gets none (direct: it reports, then closes on exec) */

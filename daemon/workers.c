@@ -29,6 +29,8 @@ static void	worker_status_cb(evutil_socket_t, short, void *);
 static void	worker_kill_cb(evutil_socket_t, short, void *);
 static void	worker_free(struct worker *);
 static void	worker_end(struct worker *);
+static void	forker_restart(void);
+static void	forker_forked(struct pm_frame *);
 
 /* ---- the forker ---- */
 
@@ -135,6 +137,16 @@ forker_stop(void)
 {
 	siginfo_t si;
 
+	if (pmd->drain_fd >= 0) {	/* no worker is left to report */
+		event_free(pmd->drain_ev);
+		wire_in_free(&pmd->drain_in);
+		close(pmd->drain_fd);
+		pmd->drain_fd = -1;
+	}
+	if (pmd->forker_retry != NULL) {
+		event_free(pmd->forker_retry);
+		pmd->forker_retry = NULL;
+	}
 	if (pmd->forker_fd < 0)
 		return;
 	pidfd_send_signal(pmd->forker_pidfd, SIGKILL, NULL, 0);
@@ -184,26 +196,105 @@ spawn_fail(struct worker *w, int code, const char *msg)
 	worker_free(w);
 }
 
+/* Fails the spawns of forker generation gen still waiting: direct ones
+ * too when all (their workers have reported, or none was cloned). */
+static void
+forker_fail_pending(uint32_t gen, int direct_too)
+{
+	struct worker *w, *next;
+
+	for (w = TAILQ_FIRST(&pmd->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->state == W_FORKING && w->forker_gen == gen &&
+		    (direct_too || !w->direct))
+			spawn_fail(w, PM__CODE__C_SYS,
+			    "the forker died during this spawn");
+	}
+}
+
+static void
+drain_close(void)
+{
+	if (pmd->drain_fd < 0)
+		return;
+	event_free(pmd->drain_ev);
+	wire_in_free(&pmd->drain_in);
+	close(pmd->drain_fd);
+	pmd->drain_fd = -1;
+	forker_fail_pending(pmd->drain_gen, 1);
+}
+
+static void
+drain_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct pm_frame f;
+	const char *why;
+	ssize_t n;
+	int r;
+
+	n = wire_in_read(&pmd->drain_in, pmd->drain_fd);
+	if (n == -1 && errno == EAGAIN)
+		return;
+	while ((r = wire_in_next(&pmd->drain_in, &f, &why)) == 1) {
+		if (f.type == PM__TYPE__T_FORKED)
+			forker_forked(&f);
+		wire_frame_close(&f);
+	}
+	if (n <= 0 || r == -1)
+		drain_close();		/* every worker has reported */
+}
+
 static void
 forker_death_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct worker *w, *next;
 	siginfo_t si;
 
 	memset(&si, 0, sizeof(si));
 	waitid(P_PIDFD, (id_t)pmd->forker_pidfd, &si, WEXITED | WNOHANG);
 	log_warn("forker (pid %d) ended (code %d status %d)",
 	    (int)pmd->forker_pid, si.si_code, si.si_status);
-	forker_release();
-	for (w = TAILQ_FIRST(&pmd->workers); w != NULL; w = next) {
-		next = TAILQ_NEXT(w, entry);
-		if (w->state == W_FORKING)
-			spawn_fail(w, PM__CODE__C_SYS,
-			    "the forker died during this spawn");
+	/* workers it cloned still hold its socket and will report there */
+	drain_close();
+	if ((pmd->drain_fd = dup(pmd->forker_fd)) != -1) {
+		pmd->drain_gen = pmd->forker_gen;
+		wire_in_init(&pmd->drain_in, PM_WIRE_MAX_FRAME);
+		if ((pmd->drain_ev = event_new(pmd->base, pmd->drain_fd,
+		    EV_READ | EV_PERSIST, drain_cb, NULL)) == NULL)
+			fatal("%s: event_new", __func__);
+		event_add(pmd->drain_ev, NULL);
+		/* what was read already but not handled moves along */
+		pmd->drain_in = pmd->forker_in;
+		wire_in_init(&pmd->forker_in, PM_WIRE_MAX_FRAME);
 	}
-	if (!pmd->stopping && forker_start() == -1)
-		log_err("cannot restart the forker; spawns will fail");
+	forker_release();
+	pmd->forker_gen++;
+	forker_fail_pending(pmd->forker_gen - 1, pmd->drain_fd < 0);
+	if (!pmd->stopping)
+		forker_restart();
 	broker_check_idle();
+}
+
+static void
+forker_retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	if (!pmd->stopping && pmd->forker_fd < 0)
+		forker_restart();
+}
+
+/* Starts a new forker, or tries again later (out of fds, process limit). */
+static void
+forker_restart(void)
+{
+	struct timeval tv = { (time_t)PMD_FORKER_RETRY, 0 };
+
+	if (forker_start() == 0)
+		return;
+	log_err("cannot restart the forker; spawns fail until it is back");
+	if (pmd->forker_retry == NULL &&
+	    (pmd->forker_retry = evtimer_new(pmd->base, forker_retry_cb,
+	    NULL)) == NULL)
+		return;
+	evtimer_add(pmd->forker_retry, &tv);
 }
 
 static void
@@ -365,7 +456,16 @@ forker_read_cb(evutil_socket_t fd, short ev, void *arg)
 	int r;
 
 	n = wire_in_read(&pmd->forker_in, pmd->forker_fd);
-	if (n == 0 || (n == -1 && errno != EAGAIN)) {
+	if (n == -1 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		/* EOF: it is dying.  An error (fds cut off in transit when we
+		 * are out of them) loses a reply: start afresh. */
+		if (n == -1) {
+			log_warn("%s: %s; restarting the forker", __func__,
+			    strerror(errno));
+			pidfd_send_signal(pmd->forker_pidfd, SIGKILL, NULL, 0);
+		}
 		event_del(pmd->forker_rev);	/* death follows on the pidfd */
 		return;
 	}
@@ -483,9 +583,30 @@ spawn_check(struct session *s, uint32_t id, const Pm__Spawn *sp, int nfds)
 	return 0;
 }
 
+/* The spawn_rate window of uid: its slot, else a free or the oldest one. */
+static struct rate *
+rate_of(uid_t uid, double now)
+{
+	struct rate *r, *pick = NULL;
+	size_t i;
+
+	for (i = 0; i < PMD_RATE_UIDS; i++) {
+		r = &pmd->rates[i];
+		if (r->stamp > 0 && r->uid == uid)
+			return r;
+		if (pick == NULL || r->stamp < pick->stamp)
+			pick = r;
+	}
+	pick->uid = uid;
+	pick->stamp = now;
+	pick->count = 0;
+	return pick;
+}
+
 static int
 spawn_allowed(struct session *s, uint32_t id)
 {
+	struct rate *rt;
 	double now;
 
 	if (pmd->stopping) {
@@ -509,17 +630,18 @@ spawn_allowed(struct session *s, uint32_t id)
 	}
 	if (pmd->cfg.spawn_rate > 0) {
 		now = now_mono();
-		if (now - s->rate_stamp >= 1.0) {
-			s->rate_stamp = now;
-			s->rate_count = 0;
+		rt = rate_of(s->uid, now);
+		if (now - rt->stamp >= 1.0) {
+			rt->stamp = now;
+			rt->count = 0;
 		}
-		if (s->rate_count >= pmd->cfg.spawn_rate) {
+		if (rt->count >= pmd->cfg.spawn_rate) {
 			session_error(s, id, PM__CODE__C_LIMIT,
-			    "spawn rate above %d per second",
-			    pmd->cfg.spawn_rate);
+			    "uid %u spawns above its rate of %d per second",
+			    s->uid, pmd->cfg.spawn_rate);
 			return 0;
 		}
-		s->rate_count++;
+		rt->count++;
 	}
 	return 1;
 }
@@ -591,6 +713,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	/* A Process reports its start to its client itself, over the
 	 * channel: the client has its answer a hop sooner. */
 	w->direct = sp->kind != PM__KIND__K_POOL;
+	w->forker_gen = pmd->forker_gen;
 	if (sp->kind == PM__KIND__K_POOL) {
 		w->pool = sp->pool;
 		w->stats_fd = pool_stats_fd();

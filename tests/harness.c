@@ -4,6 +4,7 @@
  */
 #include <sys/types.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -163,6 +164,13 @@ remember(const struct th_pmd *d, int on)
 int
 th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 {
+	return th_pmd_start_nofile(d, extra_args, 0);
+}
+
+int
+th_pmd_start_nofile(struct th_pmd *d, const char *const extra_args[],
+    long nofile)
+{
 	const char *argv[TH_MAX_ARGS];
 	const char *bin = th_env("PMD_BIN");
 	const char *level = getenv("PM_TEST_LOG_LEVEL");
@@ -208,6 +216,13 @@ th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 			_exit(127);
 		/* a test that dies leaves no daemon behind */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (nofile > 0) {
+			struct rlimit rl;
+
+			rl.rlim_cur = rl.rlim_max = (rlim_t)nofile;
+			if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+				_exit(127);
+		}
 		close_range(4, ~0U, 0);
 		execv(bin, (char *const *)(uintptr_t)argv);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));

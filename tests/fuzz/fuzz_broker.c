@@ -59,6 +59,7 @@ setup(void)
 	snprintf(sockpath, sizeof(sockpath), "%s/s", dir);
 	pmd->cfg.socket = strdup(sockpath);
 	pmd->listen_fd = pmd->forker_fd = pmd->forker_pidfd = -1;
+	pmd->drain_fd = -1;
 	/* serve the harness's uid, but not as an admin: a fuzzed shutdown
 	 * is refused instead of stopping the broker under test */
 	pmd->euid = geteuid() + 1;

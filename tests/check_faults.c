@@ -1,0 +1,869 @@
+/*
+ * check_faults.c - pmd against what the machine and its clients do to it:
+ * the forker killed, pmd killed with clients blocked in it, clients killed
+ * mid-request, fork failing (a cgroup pids limit), running out of fds, a
+ * client that floods requests and never reads the replies.  After each,
+ * pmd serves on and is back to its fd count with no zombies.
+ */
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pmclient.h"
+#include "wire.h"
+#include "pm.pb-c.h"
+
+static struct th_pmd pmd;
+static pm_conn *conn;
+static int base_self;		/* client fds before connecting */
+static int base_pmd;		/* pmd fds with no client */
+static int base_conn;		/* pmd fds with our connection */
+
+static void
+start(const char *const *args, long nofile)
+{
+	base_self = th_fd_count(0);
+	ck_assert_int_eq(th_pmd_start_nofile(&pmd, args, nofile), 0);
+	base_pmd = th_fd_count(pmd.pid);
+	ck_assert_int_gt(base_pmd, 0);
+	conn = pm_connect(pmd.sock);
+	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+	base_conn = th_fd_count(pmd.pid);
+}
+
+static void
+setup(void)
+{
+	start(NULL, 0);
+}
+
+static void
+teardown(void)
+{
+	int n;
+
+	pm_disconnect(conn);
+	conn = NULL;
+	ck_assert_int_eq(th_fd_count(0), base_self);
+	TH_WAIT(th_zombies(pmd.pid) == 0 &&
+	    th_fd_count(pmd.pid) == base_pmd, 10);
+	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+	n = th_fd_count(pmd.pid);
+	ck_assert_msg(n == base_pmd, "pmd has %d fds, %d at start", n,
+	    base_pmd);
+	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
+}
+
+/* module:fn with a string arg runs to its end; returns the exit code. */
+static int
+run_code(pm_conn *c, const char *fn, const char *arg)
+{
+	pm_process *p;
+	int code = -12345, r;
+
+	p = pm_process_new(c, th_module(), fn, arg, arg ? strlen(arg) : 0);
+	ck_assert_msg(p != NULL, "new %s: %s", fn, pm_last_message());
+	r = pm_process_start(p);
+	ck_assert_msg(r == PM_OK, "start %s: %d %s", fn, r, pm_last_message());
+	r = pm_process_join(p, 60);
+	ck_assert_msg(r == PM_OK, "join %s: %d %s", fn, r, pm_last_message());
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	pm_process_free(p);
+	return code;
+}
+
+/* pmd serves: a worker runs and exits 7. */
+static void
+serves(pm_conn *c)
+{
+	ck_assert_int_eq(run_code(c, "ret7", NULL), 7);
+}
+
+/* Back to the fd count with our connection, and no zombies. */
+static void
+settled(void)
+{
+	int n;
+
+	TH_WAIT(th_fd_count(pmd.pid) == base_conn &&
+	    th_zombies(pmd.pid) == 0, 10);
+	n = th_fd_count(pmd.pid);
+	ck_assert_msg(n == base_conn, "pmd has %d fds, %d before", n,
+	    base_conn);
+	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+}
+
+/* The forker pid pmd reports (pmctl status --json). */
+static pid_t
+forker_pid(void)
+{
+	char out[4096], *at;
+	int r;
+
+	r = th_pmctl(out, sizeof(out), "--socket", pmd.sock, "--json",
+	    "status", NULL);
+	ck_assert_int_eq(r, 0);
+	ck_assert_ptr_nonnull(at = strstr(out, "\"forker_pid\": "));
+	return (pid_t)atoi(at + 14);
+}
+
+/* utime + stime of pid in seconds. */
+static double
+cpu_secs(pid_t pid)
+{
+	char path[64], buf[2048], *p;
+	unsigned long ut = 0, st = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	ck_assert_int_ge(fd = open(path, O_RDONLY | O_CLOEXEC), 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	ck_assert_ptr_nonnull(p = strrchr(buf, ')'));
+	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
+	 * cmajflt utime stime */
+	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+	    "%*u %*u %lu %lu", &ut, &st), 2);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- raw clients ---- */
+
+static void
+raw_send(int fd, uint32_t type, uint32_t id, const ProtobufCMessage *m)
+{
+	uint8_t buf[8192];
+	size_t len;
+
+	len = th_frame(buf, sizeof(buf), PM_WIRE_VERSION, type, id, 0, m);
+	ck_assert_uint_gt(len, 0);
+	ck_assert_int_eq(th_send(fd, buf, len, NULL, 0), 0);
+}
+
+/* Connects and says hello; the reply is read (and checked). */
+static int
+raw_hello(const char *sock)
+{
+	Pm__Hello h = PM__HELLO__INIT;
+	struct wire_in in;
+	struct pm_frame f;
+	const char *why;
+	int fd, r = 0;
+
+	fd = th_unix_connect(sock);
+	ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
+	h.version = PM_WIRE_VERSION;
+	h.name = (char *)(uintptr_t)"check_faults";
+	h.pid = (int32_t)getpid();
+	raw_send(fd, PM__TYPE__T_HELLO, 1, &h.base);
+	wire_in_init(&in, 0);
+	while ((r = wire_in_next(&in, &f, &why)) == 0) {
+		ck_assert(th_readable(fd, 30));
+		ck_assert_int_gt(wire_in_read(&in, fd), 0);
+	}
+	ck_assert_int_eq(r, 1);
+	ck_assert_uint_eq(f.type, PM__TYPE__T_HELLO_REPLY);
+	wire_frame_close(&f);
+	ck_assert_uint_eq(wire_in_pending(&in), 0);
+	wire_in_free(&in);
+	return fd;
+}
+
+/* ---- the forker killed ---- */
+
+START_TEST(t_forker_killed)
+{
+	pid_t old, now;
+	int round;
+
+	serves(conn);
+	settled();
+	for (round = 0; round < 3; round++) {
+		old = forker_pid();
+		ck_assert_int_gt(old, 0);
+		ck_assert_int_eq(th_pmd_forker(&pmd), old);
+		ck_assert_int_eq(kill(old, SIGKILL), 0);
+		TH_WAIT((now = forker_pid()) != old && now > 0 &&
+		    th_pid_alive(now), 10);
+		now = forker_pid();
+		ck_assert_msg(now != old && now > 0 && th_pid_alive(now),
+		    "no new forker (old %d, now %d)", (int)old, (int)now);
+		ck_assert(!th_pid_alive(old));
+		serves(conn);
+		settled();
+	}
+}
+END_TEST
+
+/* Spawns in flight while the forker is killed: each one succeeds or fails
+ * with a message, none hangs; then spawns work again. */
+START_TEST(t_forker_killed_in_flight)
+{
+	pm_process *ps[400];
+	pid_t killer, victim;
+	double end;
+	int n = 0, failed = 0, i, r, code;
+
+	victim = forker_pid();
+	killer = fork();
+	ck_assert_int_ge(killer, 0);
+	if (killer == 0) {
+		th_sleep(0.1);
+		kill(victim, SIGKILL);
+		_exit(0);
+	}
+	end = th_now() + 0.6;
+	while (th_now() < end && n < 400) {
+		ps[n] = pm_process_new(conn, th_module(), "noop", NULL, 0);
+		ck_assert_ptr_nonnull(ps[n]);
+		r = pm_process_start(ps[n]);
+		if (r != PM_OK) {
+			ck_assert_msg(r == PM_ESYS || r == PM_ELIMIT,
+			    "start: %d (%s)", r, pm_last_message());
+			ck_assert(*pm_last_message() != '\0');
+			pm_process_free(ps[n]);
+			failed++;
+			continue;
+		}
+		n++;
+	}
+	ck_assert_int_eq(waitpid(killer, NULL, 0), killer);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(pm_process_join(ps[i], 30), PM_OK);
+		ck_assert_int_eq(pm_process_exitcode(ps[i], &code), PM_OK);
+		ck_assert_int_eq(code, 0);
+		pm_process_free(ps[i]);
+	}
+	TH_WAIT(forker_pid() != victim, 10);
+	ck_assert_int_ne(forker_pid(), victim);
+	serves(conn);
+	settled();
+	(void)failed;
+}
+END_TEST
+
+/* ---- pmd killed with clients blocked in it ---- */
+
+/* A second client of the same pmd blocks in a queue get; reports the
+ * result code and how long after being told the kill happened. */
+static pid_t
+blocked_getter(const char *addr, int *report)
+{
+	int p[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pm_conn *c;
+		pm_queue *q;
+		pm_bytes b;
+		int r;
+
+		close(p[0]);
+		if ((c = pm_connect(addr)) == NULL ||
+		    (q = pm_queue_open(c, "blocked", 0, PM_Q_CREATE)) == NULL)
+			_exit(100);
+		if (write(p[1], "r", 1) != 1)
+			_exit(101);
+		r = pm_queue_get(q, &b, 60);
+		(void)!write(p[1], &r, sizeof(r));
+		_exit(0);
+	}
+	close(p[1]);
+	*report = p[0];
+	return pid;
+}
+
+START_TEST(t_pmd_killed_private)
+{
+	char xdg[PATH_MAX], c;
+	pid_t victim, killer, getter, kids[64], pids[3];
+	pm_process *p, *d;
+	pm_conn *pc;
+	double t0, dt;
+	int r, rep, nkids, i, got = -999;
+
+	if (access("/run/pmd/pmd.sock", F_OK) == 0) {
+		fprintf(stderr, "skipped: a system pmd is installed\n");
+		return;
+	}
+	ck_assert_int_eq(th_mkdtemp(xdg, sizeof(xdg)), 0);
+	setenv("XDG_RUNTIME_DIR", xdg, 1);
+	unsetenv("PMD_SOCKET");
+	setenv("PMD_BIN", th_env("PMD_BIN"), 1);
+
+	pc = pm_connect(NULL);
+	ck_assert_msg(pc != NULL, "pm_connect(NULL): %s", pm_last_message());
+	victim = pm_daemon_pid(pc);
+	ck_assert_int_gt(victim, 0);
+	p = pm_process_new(pc, th_module(), "wait_forever", NULL, 0);
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	d = pm_process_new(pc, th_module(), "ignore_term", NULL, 0);
+	ck_assert_int_eq(pm_process_set_daemon(d, 1), PM_OK);
+	ck_assert_int_eq(pm_process_start(d), PM_OK);
+	getter = blocked_getter(pm_conn_address(pc), &rep);
+	ck_assert(th_readable(rep, 30));
+	ck_assert_int_eq(read(rep, &c, 1), 1);
+	/* everything pmd runs: the forker and the workers */
+	nkids = th_children(victim, kids, 64);
+	ck_assert_int_ge(nkids, 3);
+	pids[0] = pm_process_pid(p);
+	pids[1] = pm_process_pid(d);
+	pids[2] = victim;
+
+	killer = fork();
+	ck_assert_int_ge(killer, 0);
+	if (killer == 0) {
+		th_sleep(0.3);
+		kill(victim, SIGKILL);
+		_exit(0);
+	}
+	t0 = th_now();
+	r = pm_process_join(p, 60);
+	dt = th_now() - t0;
+	ck_assert_int_eq(waitpid(killer, NULL, 0), killer);
+	ck_assert_msg(r == PM_ECONN, "join: %d (%s), want PM_ECONN", r,
+	    pm_last_message());
+	ck_assert_msg(dt < 0.3 + 2.0, "join took %.2f s", dt);
+	/* the getter too */
+	ck_assert_msg(th_readable(rep, 2.0), "queue get still blocked");
+	ck_assert_int_eq(read(rep, &got, sizeof(got)), (ssize_t)sizeof(got));
+	ck_assert_msg(got == PM_ECONN, "get: %d, want PM_ECONN", got);
+	close(rep);
+	ck_assert_int_eq(waitpid(getter, &r, 0), getter);
+	ck_assert(WIFEXITED(r) && WEXITSTATUS(r) == 0);
+	ck_assert_int_eq(pm_process_join(d, 1), PM_ECONN);
+
+	/* nothing it started is left running */
+	for (i = 0; i < nkids && i < 64; i++) {
+		TH_WAIT(!th_pid_alive(kids[i]), 5);
+		ck_assert_msg(!th_pid_alive(kids[i]), "pid %d (child of the "
+		    "killed pmd) still running", (int)kids[i]);
+	}
+	for (i = 0; i < 3; i++)
+		ck_assert_msg(!th_pid_alive(pids[i]), "pid %d still running",
+		    (int)pids[i]);
+	pm_process_free(p);
+	pm_process_free(d);
+	pm_disconnect(pc);
+	th_rmtree(xdg);
+}
+END_TEST
+
+/* ---- clients killed mid-request ---- */
+
+/* A raw client that sends a spawn of fn (daemonic or not) and a queue
+ * get, then waits to be killed without reading anything. */
+static pid_t
+raw_spawner(const char *fn, int daemonic, int *ready)
+{
+	int p[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		Pm__Spawn sp = PM__SPAWN__INIT;
+		int fd;
+
+		close(p[0]);
+		fd = raw_hello(pmd.sock);
+		sp.kind = PM__KIND__K_FUNCTION;
+		sp.module = (char *)(uintptr_t)th_module();
+		sp.function = (char *)(uintptr_t)fn;
+		sp.daemonic = daemonic;
+		raw_send(fd, PM__TYPE__T_SPAWN, 2, &sp.base);
+		(void)!write(p[1], "s", 1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	*ready = p[0];
+	return pid;
+}
+
+static pid_t
+lib_getter(void)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pm_conn *c;
+		pm_queue *q;
+		pm_process *p;
+		pm_bytes b;
+
+		if ((c = pm_connect(pmd.sock)) == NULL ||
+		    (q = pm_queue_open(c, "kq", 0, PM_Q_CREATE)) == NULL)
+			_exit(100);
+		/* a daemonic worker of its own, ended with it */
+		p = pm_process_new(c, th_module(), "wait_forever", NULL, 0);
+		if (p == NULL || pm_process_set_daemon(p, 1) != PM_OK ||
+		    pm_process_start(p) != PM_OK)
+			_exit(101);
+		pm_queue_get(q, &b, -1);
+		_exit(102);
+	}
+	return pid;
+}
+
+START_TEST(t_client_killed)
+{
+	pid_t pids[20];
+	char c;
+	int i, rd, st;
+
+	serves(conn);
+	settled();
+	/* raw spawns, killed at once or a little later */
+	for (i = 0; i < 20; i++) {
+		pids[i] = raw_spawner(i % 2 ? "wait_forever" : "noop", i % 2,
+		    &rd);
+		ck_assert(th_readable(rd, 30));
+		ck_assert_int_eq(read(rd, &c, 1), 1);
+		close(rd);
+		if (i % 4 == 3)
+			th_sleep(0.05);
+		kill(pids[i], SIGKILL);
+		ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+	}
+	/* library clients blocked in a get, with a daemonic worker */
+	for (i = 0; i < 5; i++)
+		pids[i] = lib_getter();
+	TH_WAIT(th_children(pmd.pid, NULL, 0) >= 6, 20);
+	th_sleep(0.2);
+	for (i = 0; i < 5; i++) {
+		kill(pids[i], SIGKILL);
+		ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+		ck_assert(WIFSIGNALED(st));
+	}
+	serves(conn);
+	/* the daemonic workers end with their clients (kill_grace 1 s);
+	 * only the forker is left */
+	TH_WAIT(th_children(pmd.pid, NULL, 0) == 1, 15);
+	ck_assert_int_eq(th_children(pmd.pid, NULL, 0), 1);
+	ck_assert_int_eq(pm_active_children(conn, NULL, 0), 0);
+	settled();
+}
+END_TEST
+
+/* ---- fork failing: a cgroup pids limit ---- */
+
+static char cg_dir[PATH_MAX];		/* our child cgroup, "" none */
+static char cg_root[PATH_MAX];		/* where pmd goes back */
+
+static int
+write_str(const char *path, const char *s)
+{
+	int fd, ok;
+
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
+		return -1;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static int
+cg_file(const char *dir, const char *file, const char *val)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	return write_str(path, val);
+}
+
+static int
+cg_move(const char *dir, pid_t pid)
+{
+	char v[32];
+
+	snprintf(v, sizeof(v), "%d", (int)pid);
+	return cg_file(dir, "cgroup.procs", v);
+}
+
+/* A writable pids controller: v2 (its root delegating pids) or v1. */
+static int
+cg_make(void)
+{
+	static const char *roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/pids",
+	    "/sys/fs/cgroup/unified" };
+	char path[PATH_MAX + 64], buf[256];
+	size_t i;
+	ssize_t n;
+	int fd;
+
+	for (i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		snprintf(path, sizeof(path), "%s/cgroup.controllers", roots[i]);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			buf[n > 0 ? n : 0] = '\0';
+			if (strstr(buf, "pids") == NULL)
+				continue;
+			(void)cg_file(roots[i], "cgroup.subtree_control",
+			    "+pids");
+		} else {
+			snprintf(path, sizeof(path), "%s/cgroup.procs",
+			    roots[i]);
+			if (access(path, W_OK) == -1 ||
+			    strstr(roots[i], "pids") == NULL)
+				continue;
+		}
+		snprintf(cg_dir, sizeof(cg_dir), "%s/pmdtest.%d", roots[i],
+		    (int)getpid());
+		if (mkdir(cg_dir, 0755) == -1) {
+			cg_dir[0] = '\0';
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/pids.max", cg_dir);
+		if (access(path, W_OK) == -1) {
+			rmdir(cg_dir);
+			cg_dir[0] = '\0';
+			continue;
+		}
+		snprintf(cg_root, sizeof(cg_root), "%s", roots[i]);
+		return 0;
+	}
+	return -1;
+}
+
+static void
+cg_remove(void)
+{
+	if (cg_dir[0] == '\0')
+		return;
+	if (pmd.pid > 0)
+		cg_move(cg_root, pmd.pid);
+	TH_WAIT(rmdir(cg_dir) == 0 || errno != EBUSY, 10);
+	cg_dir[0] = '\0';
+}
+
+static void
+teardown_cg(void)
+{
+	cg_remove();
+	teardown();
+}
+
+START_TEST(t_fork_failure)
+{
+	pm_process *ps[40];
+	pid_t forker;
+	char v[32];
+	int n = 0, r = PM_OK, i, code;
+
+	if (geteuid() != 0 || cg_make() == -1) {
+		fprintf(stderr, "t_fork_failure: skipped (no writable cgroup "
+		    "pids controller)\n");
+		return;
+	}
+	forker = forker_pid();
+	ck_assert_int_eq(cg_move(cg_dir, pmd.pid), 0);
+	ck_assert_int_eq(cg_move(cg_dir, forker), 0);
+	/* broker + forker + 3 workers (and room for sanitizer threads) */
+	ck_assert_int_eq(cg_file(cg_dir, "pids.max", "5"), 0);
+	while (n < 40) {
+		ps[n] = pm_process_new(conn, th_module(), "wait_forever", NULL,
+		    0);
+		ck_assert_ptr_nonnull(ps[n]);
+		if ((r = pm_process_start(ps[n])) != PM_OK)
+			break;
+		n++;
+	}
+	ck_assert_msg(r == PM_ELIMIT || r == PM_ESYS, "spawn %d: %d (%s)", n,
+	    r, pm_last_message());
+	ck_assert_msg(*pm_last_message() != '\0', "no message");
+	ck_assert_int_ge(n, 1);
+	pm_process_free(ps[n]);
+	/* still serving: status, and another failure is just as clean */
+	ck_assert_int_eq(forker_pid(), forker);
+	ps[n] = pm_process_new(conn, th_module(), "noop", NULL, 0);
+	r = pm_process_start(ps[n]);
+	ck_assert_msg(r == PM_ELIMIT || r == PM_ESYS, "again: %d (%s)", r,
+	    pm_last_message());
+	pm_process_free(ps[n]);
+	ck_assert_int_eq(pm_active_children(conn, NULL, 0), n);
+	/* room again: spawns work */
+	snprintf(v, sizeof(v), "%d", 1000);
+	ck_assert_int_eq(cg_file(cg_dir, "pids.max", v), 0);
+	serves(conn);
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(pm_process_kill(ps[i]), PM_OK);
+		ck_assert_int_eq(pm_process_join(ps[i], 30), PM_OK);
+		ck_assert_int_eq(pm_process_exitcode(ps[i], &code), PM_OK);
+		ck_assert_int_eq(code, -SIGKILL);
+		pm_process_free(ps[i]);
+	}
+	cg_move(cg_root, forker);
+	settled();
+}
+END_TEST
+
+/* ---- out of fds ---- */
+
+#define NOFILE_LOW	64
+#define HOGS		(NOFILE_LOW + 40)
+
+static void
+setup_nofile(void)
+{
+	start(NULL, NOFILE_LOW);
+}
+
+START_TEST(t_out_of_fds)
+{
+	int hogs[HOGS], n, i, refused = 0, prev;
+	double cpu0, cpu1;
+	pm_conn *c;
+
+	serves(conn);
+	settled();
+	/* more connections than pmd has fds for */
+	for (n = 0; n < HOGS; n++) {
+		hogs[n] = th_unix_connect(pmd.sock);
+		ck_assert_msg(hogs[n] >= 0, "connect %d: %s", n,
+		    strerror(errno));
+	}
+	/* pmd takes what it can, refuses (or leaves queued) the rest */
+	for (i = 0, prev = -1; i < 50; i++) {	/* until it settles */
+		int now = th_fd_count(pmd.pid);
+
+		if (now == prev)
+			break;
+		prev = now;
+		th_sleep(0.2);
+	}
+	ck_assert_int_le(th_fd_count(pmd.pid), NOFILE_LOW);
+	ck_assert_int_gt(th_fd_count(pmd.pid), base_conn + 8);
+	/* no busy loop while it cannot take them */
+	cpu0 = cpu_secs(pmd.pid);
+	th_sleep(1.0);
+	cpu1 = cpu_secs(pmd.pid);
+	ck_assert_msg(cpu1 - cpu0 < 0.3, "pmd used %.2f s of CPU in 1 s out "
+	    "of fds", cpu1 - cpu0);
+	for (i = 0; i < n; i++)
+		if (th_readable(hogs[i], 0))
+			refused++;
+	ck_assert_int_gt(refused, 0);
+	/* its established client is still served, spawns included */
+	serves(conn);
+	c = pm_connect(pmd.sock);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(pm_last_error() == PM_ELIMIT || pm_last_error() ==
+	    PM_ECONN, "connect when full: %d (%s)", pm_last_error(),
+	    pm_last_message());
+	/* fds free: accepting resumes */
+	for (i = 0; i < n; i++)
+		close(hogs[i]);
+	TH_WAIT((c = pm_connect(pmd.sock)) != NULL, 10);
+	ck_assert_msg(c != NULL, "connect after: %s", pm_last_message());
+	serves(c);
+	pm_disconnect(c);
+	serves(conn);
+	settled();
+}
+END_TEST
+
+/* A spawn asked while pmd has no fd left: an error reply or success, no
+ * hang; spawns work once fds are free. */
+START_TEST(t_spawn_out_of_fds)
+{
+	int hogs[HOGS], n, i, r, code;
+	pm_process *p;
+	pid_t child;
+
+	for (n = 0; n < HOGS; n++)
+		ck_assert_int_ge(hogs[n] = th_unix_connect(pmd.sock), 0);
+	TH_WAIT(th_fd_count(pmd.pid) >= NOFILE_LOW, 10);
+	/* in a child, so a hang is seen as one */
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		pm_process *q = pm_process_new(conn, th_module(), "noop", NULL,
+		    0);
+
+		r = pm_process_start(q);
+		if (r == PM_OK)
+			r = pm_process_join(q, 20);
+		if (r != PM_OK)
+			fprintf(stderr, "spawn out of fds: %d (%s)\n", r,
+			    pm_last_message());
+		_exit(r == PM_OK ? 0 : r == PM_ESYS || r == PM_ELIMIT ? 1 :
+		    2);
+	}
+	for (i = 0; i < 200; i++) {
+		if (waitpid(child, &r, WNOHANG) == child)
+			break;
+		th_sleep(0.1);
+	}
+	if (i == 200) {
+		kill(child, SIGKILL);
+		waitpid(child, &r, 0);
+	}
+	for (i = 0; i < n; i++)
+		close(hogs[i]);
+	ck_assert_msg(WIFEXITED(r) && WEXITSTATUS(r) <= 1,
+	    "spawn out of fds: status 0x%x (hung or a bad error)", r);
+	/* the child used our connection: start afresh */
+	pm_disconnect(conn);
+	conn = pm_connect(pmd.sock);
+	ck_assert_ptr_nonnull(conn);
+	TH_WAIT(th_zombies(pmd.pid) == 0, 10);
+	p = pm_process_new(conn, th_module(), "ret7", NULL, 0);
+	r = pm_process_start(p);
+	ck_assert_msg(r == PM_OK, "spawn after fds came back: %d (%s)", r,
+	    pm_last_message());
+	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	ck_assert_int_eq(code, 7);
+	pm_process_free(p);
+}
+END_TEST
+
+/* ---- a client flooding requests and never reading ---- */
+
+START_TEST(t_flood_unread)
+{
+	uint8_t frame[64 * 1024];
+	struct pollfd pf;
+	size_t one, len;
+	long rss0, rss1, peak = 0;
+	double t0, end, worst = 0, dt;
+	ssize_t w;
+	uint64_t sent = 0;
+	int fd, i, dropped = 0, stalled = 0;
+
+	rss0 = th_rss_kb(pmd.pid);
+	ck_assert_int_gt(rss0, 0);
+	fd = raw_hello(pmd.sock);
+	/* many T_STATUS requests per write; each reply is ~10x the request */
+	one = th_frame(frame, sizeof(frame), PM_WIRE_VERSION,
+	    PM__TYPE__T_STATUS, 7, 0, NULL);
+	ck_assert_uint_gt(one, 0);
+	for (len = one; len + one <= sizeof(frame); len += one)
+		memcpy(frame + len, frame, one);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	end = th_now() + 40;
+	while (th_now() < end && sent < (256ull << 20)) {
+		w = send(fd, frame, len, MSG_NOSIGNAL);
+		if (w > 0) {
+			sent += (uint64_t)w;
+			if (sent % (4u << 20) < (uint64_t)w) {
+				long r = th_rss_kb(pmd.pid);
+
+				if (r > peak)
+					peak = r;
+			}
+			continue;
+		}
+		if (w == -1 && (errno == EPIPE || errno == ECONNRESET)) {
+			dropped = 1;
+			break;
+		}
+		ck_assert_msg(w == -1 && errno == EAGAIN, "send: %s",
+		    strerror(errno));
+		pf.fd = fd;
+		pf.events = POLLOUT;
+		if (poll(&pf, 1, 1000) == 0) {
+			stalled = 1;	/* pmd reads no more from us */
+			break;
+		}
+	}
+	ck_assert_msg(dropped || stalled, "sent %llu bytes in 40 s, neither "
+	    "dropped nor held back", (unsigned long long)sent);
+	rss1 = th_rss_kb(pmd.pid);
+	if (rss1 > peak)
+		peak = rss1;
+	ck_assert_msg(peak - rss0 < 48 * 1024, "pmd grew from %ld to %ld kB "
+	    "for a client that does not read (%llu bytes sent)", rss0, peak,
+	    (unsigned long long)sent);
+	/* others are served as usual meanwhile */
+	for (i = 0; i < 20; i++) {
+		t0 = th_now();
+		ck_assert_int_ge(pm_active_children(conn, NULL, 0), 0);
+		dt = th_now() - t0;
+		if (dt > worst)
+			worst = dt;
+	}
+	ck_assert_msg(worst < 1.0, "a request took %.2f s", worst);
+	serves(conn);
+	close(fd);
+	settled();
+	rss1 = th_rss_kb(pmd.pid);
+	ck_assert_msg(rss1 - rss0 < 48 * 1024, "pmd at %ld kB, %ld before",
+	    rss1, rss0);
+}
+END_TEST
+
+static Suite *
+faults_suite(void)
+{
+	Suite *s = suite_create("faults");
+	TCase *tc;
+
+	tc = tcase_create("forker");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t_forker_killed);
+	tcase_add_test(tc, t_forker_killed_in_flight);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("pmd-killed");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t_pmd_killed_private);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("clients");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t_client_killed);
+	tcase_add_test(tc, t_flood_unread);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fork-failure");
+	tcase_add_checked_fixture(tc, setup, teardown_cg);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t_fork_failure);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("nofile");
+	tcase_add_checked_fixture(tc, setup_nofile, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t_out_of_fds);
+	tcase_add_test(tc, t_spawn_out_of_fds);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(faults_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
