@@ -6,6 +6,9 @@
  * send/receive halves (pmclient_int.h); everything else is public API.
  *
  *   bench_queue [N]      N one-at-a-time round trips (default 20000)
+ *
+ * One at a time is measured in alternating blocks with the bare round
+ * trip (medians, and the median of the per-block ratios: q_single_ratio).
  */
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -29,6 +32,7 @@
 #define MPMC_BATCH	64
 #define MPMC_MAXSIZE	10000
 #define STOP_MARK	0xffffffffu
+#define SINGLE_BLOCKS	20		/* alternating bare/queue blocks */
 
 static double
 now(void)
@@ -63,57 +67,63 @@ full_io(int fd, void *buf, size_t len, int wr)
 	}
 }
 
-/* Round trip of ITEM bytes over a socketpair between two processes. */
-static double
-bare_rt_us(int n)
+/* The bare side: a child echoing ITEM bytes over a socketpair. */
+static pid_t
+bare_start(int *fdp)
 {
 	char buf[ITEM];
-	int sp[2], i, st;
-	double t0, t;
+	int sp[2];
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1)
 		exit(1);
-	if ((pid = fork()) == 0) {
+	if ((pid = fork()) == -1)
+		exit(1);
+	if (pid == 0) {
+		ssize_t n;
+
 		close(sp[0]);
-		for (i = 0; i < n + 100; i++) {
-			full_io(sp[1], buf, sizeof(buf), 0);
-			full_io(sp[1], buf, sizeof(buf), 1);
+		for (;;) {
+			do {
+				n = read(sp[1], buf, sizeof(buf));
+			} while (n == -1 && errno == EINTR);
+			if (n <= 0)
+				_exit(0);
+			full_io(sp[1], buf, (size_t)n, 1);
 		}
-		_exit(0);
 	}
 	close(sp[1]);
-	memset(buf, 'x', sizeof(buf));
-	for (i = 0; i < 100; i++) {
-		full_io(sp[0], buf, sizeof(buf), 1);
-		full_io(sp[0], buf, sizeof(buf), 0);
-	}
-	t0 = now();
-	for (i = 0; i < n; i++) {
-		full_io(sp[0], buf, sizeof(buf), 1);
-		full_io(sp[0], buf, sizeof(buf), 0);
-	}
-	t = now() - t0;
-	close(sp[0]);
-	waitpid(pid, &st, 0);
-	return t / n * 1e6;
+	*fdp = sp[0];
+	return pid;
 }
 
-static void
-single(pm_queue *q, int n)
+/* n bare round trips of ITEM bytes; microseconds per round trip. */
+static double
+bare_block(int fd, int n)
+{
+	char buf[ITEM];
+	double t0;
+	int i;
+
+	memset(buf, 'x', sizeof(buf));
+	t0 = now();
+	for (i = 0; i < n; i++) {
+		full_io(fd, buf, sizeof(buf), 1);
+		full_io(fd, buf, sizeof(buf), 0);
+	}
+	return (now() - t0) / n * 1e6;
+}
+
+/* n queue put+get pairs; microseconds per operation (put or get). */
+static double
+single_block(pm_queue *q, int n)
 {
 	char item[ITEM];
 	pm_bytes b;
-	double t0, t;
+	double t0;
 	int i;
 
 	memset(item, 'i', sizeof(item));
-	for (i = 0; i < 200; i++) {
-		if (pm_queue_put(q, item, sizeof(item), -1) != PM_OK ||
-		    pm_queue_get(q, &b, -1) != PM_OK)
-			die("single");
-		pm_bytes_free(&b);
-	}
 	t0 = now();
 	for (i = 0; i < n; i++) {
 		if (pm_queue_put(q, item, sizeof(item), -1) != PM_OK)
@@ -122,9 +132,50 @@ single(pm_queue *q, int n)
 			die("get");
 		pm_bytes_free(&b);
 	}
-	t = now() - t0;
-	printf("q_single_op_us %.3f\n", t / (2.0 * n) * 1e6);
-	printf("q_single_ops_s %.0f\n", 2.0 * n / t);
+	return (now() - t0) / (2.0 * n) * 1e6;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/*
+ * One at a time, next to the bare round trip: n of each in SINGLE_BLOCKS
+ * alternating blocks, so that both see the same machine; the medians of
+ * the blocks and the median of the per-block ratios are printed (a noisy
+ * neighbour then skews one block, not the comparison).
+ */
+static void
+single(pm_queue *q, int n)
+{
+	double bare[SINGLE_BLOCKS], op[SINGLE_BLOCKS], ratio[SINGLE_BLOCKS];
+	int fd, st, i, per = n / SINGLE_BLOCKS > 0 ? n / SINGLE_BLOCKS : 1;
+	pid_t pid = bare_start(&fd);
+
+	(void)bare_block(fd, 200);	/* warm up both */
+	(void)single_block(q, 200);
+	for (i = 0; i < SINGLE_BLOCKS; i++) {
+		bare[i] = bare_block(fd, per);
+		op[i] = single_block(q, per);
+		ratio[i] = op[i] / bare[i];
+	}
+	close(fd);
+	waitpid(pid, &st, 0);
+	printf("bare_rt_us %.3f\n", median(bare, SINGLE_BLOCKS));
+	printf("q_single_op_us %.3f\n", median(op, SINGLE_BLOCKS));
+	printf("q_single_ops_s %.0f\n", 1e6 / median(op, SINGLE_BLOCKS));
+	printf("q_single_ratio %.3f\n", median(ratio, SINGLE_BLOCKS));
 }
 
 /* WINDOW puts in flight, then WINDOW gets, until total items moved. */
@@ -311,7 +362,6 @@ main(int argc, char *argv[])
 	snprintf(name, sizeof(name), "bench.%d", (int)getpid());
 	if ((q = pm_queue_open(c, name, 0, PM_Q_CREATE)) == NULL)
 		die("open");
-	printf("bare_rt_us %.3f\n", bare_rt_us(n));
 	single(q, n);
 	pipelined(c, q, 20 * n);
 	batched(q, 100 * n);

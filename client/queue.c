@@ -24,7 +24,14 @@ struct pm_queue {
 	long		 maxsize;	/* 0: unbounded */
 	int		 flags;		/* PM_Q_JOINABLE, PM_Q_SHARED */
 	int		 closed;	/* pm_queue_close() */
+	ProtobufCBinaryData *bd;	/* put_many's scratch: no malloc a batch */
+	size_t		 bdcap;
 };
+
+/* A put's fields besides its items, packed, are at most this many bytes
+ * (qid, timeout); each item adds a tag and a length of at most 11. */
+#define PMC_Q_PUT_FIXED	32
+#define PMC_Q_ITEM_OVER	11
 
 static int
 q_usable(pm_queue *q)
@@ -104,8 +111,7 @@ pmc_queue_put_send(pm_queue *q, const pm_bytes *items, size_t n,
 {
 	Pm__QueuePut m = PM__QUEUE_PUT__INIT;
 	ProtobufCBinaryData one, *bd;
-	struct pmc_pending *p;
-	size_t i, size;
+	size_t i, size, bound;
 
 	if (q_usable(q) != PM_OK || q_timeout_ok(timeout) != PM_OK)
 		return NULL;
@@ -115,40 +121,47 @@ pmc_queue_put_send(pm_queue *q, const pm_bytes *items, size_t n,
 	}
 	if (n == 1)
 		bd = &one;
-	else if ((bd = calloc(n, sizeof(*bd))) == NULL) {
-		pmc_err(PM_ENOMEM, "out of memory");
-		return NULL;
+	else {
+		if (n > q->bdcap) {
+			if (n > SIZE_MAX / sizeof(*bd) ||
+			    (bd = realloc(q->bd, n * sizeof(*bd))) == NULL) {
+				pmc_err(PM_ENOMEM, "out of memory");
+				return NULL;
+			}
+			q->bd = bd;
+			q->bdcap = n;
+		}
+		bd = q->bd;
 	}
+	bound = PMC_Q_PUT_FIXED;
 	for (i = 0; i < n; i++) {
 		if (items[i].data == NULL && items[i].len > 0) {
-			if (bd != &one)
-				free(bd);
 			pmc_err(PM_EINVAL, "item %zu has no data", i);
 			return NULL;
 		}
 		bd[i].data = items[i].data;
 		bd[i].len = items[i].len;
+		bound += PMC_Q_ITEM_OVER + (items[i].len < SIZE_MAX / 2 ?
+		    items[i].len : SIZE_MAX / 2);
+		if (bound > SIZE_MAX / 2)
+			bound = SIZE_MAX / 2;
 	}
 	m.qid = q->qid;
 	m.n_items = n;
 	m.items = bd;
 	m.timeout = timeout;
-	size = protobuf_c_message_get_packed_size(&m.base);
-	if (q->c->max_frame > 0 && size > q->c->max_frame) {
-		if (bd != &one)
-			free(bd);
+	/* the exact size only when the bound says it may be too big */
+	if (q->c->max_frame > 0 && bound > q->c->max_frame &&
+	    (size = protobuf_c_message_get_packed_size(&m.base)) >
+	    q->c->max_frame) {
 		pmc_err(PM_ELIMIT, "%zu bytes to put; pmd takes %u in a frame",
 		    size, q->c->max_frame);
 		return NULL;
 	}
 	if (flush)
-		p = pmc_send(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, NULL, 0,
+		return pmc_send(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, NULL, 0,
 		    NULL);
-	else
-		p = pmc_send_later(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, NULL);
-	if (bd != &one)
-		free(bd);
-	return p;
+	return pmc_send_later(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, NULL);
 }
 
 int
@@ -418,6 +431,7 @@ pm_queue_free(pm_queue *q)
 {
 	if (q == NULL)
 		return;
+	free(q->bd);
 	free(q->name);
 	free(q);
 }
