@@ -7,6 +7,7 @@
  * has gone than before it came.
  */
 #include <sys/socket.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -24,9 +25,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int client_connect(const char *);
-
-static char sockpath[64];
 
 static int
 fd_count(void)
@@ -42,11 +40,25 @@ fd_count(void)
 	return n;
 }
 
+/* An abstract-namespace address: no file for anyone to remove. */
+static socklen_t
+fuzz_addr(struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	snprintf(sun->sun_path + 1, sizeof(sun->sun_path) - 1,
+	    "pmd-fuzz-%d", (int)getpid());
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+	    strlen(sun->sun_path + 1));
+}
+
 static void
 setup(void)
 {
 	static struct pmd state;
-	char dir[] = "/tmp/pmd-fuzz.XXXXXX";
+	struct sockaddr_un sun;
+	socklen_t len = fuzz_addr(&sun);
+	int lfd;
 
 	signal(SIGPIPE, SIG_IGN);
 	pmd = &state;
@@ -54,11 +66,8 @@ setup(void)
 	pmd->cfg.log_level = LOG_ERR_;
 	log_init(LOG_ERR_ - 1);
 	pmd->cfg.max_frame = 1u << 20;
-	if (mkdtemp(dir) == NULL)
-		abort();
-	snprintf(sockpath, sizeof(sockpath), "%s/s", dir);
-	pmd->cfg.socket = strdup(sockpath);
-	pmd->listen_fd = pmd->forker_fd = pmd->forker_pidfd = -1;
+	pmd->cfg.socket = strdup("@pmd-fuzz");
+	pmd->forker_fd = pmd->forker_pidfd = -1;
 	pmd->drain_fd = -1;
 	/* serve the harness's uid, but not as an admin: a fuzzed shutdown
 	 * is refused instead of stopping the broker under test */
@@ -66,23 +75,32 @@ setup(void)
 	pmd->cfg.allow_all = 1;
 	TAILQ_INIT(&pmd->sessions);
 	TAILQ_INIT(&pmd->workers);
-	if ((pmd->base = event_base_new()) == NULL || broker_listen() == -1 ||
+	if ((lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) == -1 || bind(lfd, (struct sockaddr *)&sun, len) == -1 ||
+	    listen(lfd, SOMAXCONN) == -1)
+		abort();
+	pmd->listen_fd = lfd;
+	if ((pmd->base = event_base_new()) == NULL ||
 	    broker_events_init() == -1)
 		abort();
 }
 
 static int
-client_connect(const char *path)
+client_connect(void)
 {
 	struct sockaddr_un sun;
-	int fd;
+	socklen_t len = fuzz_addr(&sun);
+	int fd, r;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		abort();
+	do {
+		r = connect(fd, (struct sockaddr *)&sun, len);
+	} while (r == -1 && errno == EINTR);
+	if (r == -1) {
+		fprintf(stderr, "fuzz_broker: connect: %s\n", strerror(errno));
+		abort();
+	}
 	fcntl(fd, F_SETFL, O_NONBLOCK);
 	return fd;
 }
@@ -112,7 +130,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;			/* seed metadata byte (fd count for fuzz_wire) */
 	size--;
 	before = fd_count();
-	fd = client_connect(sockpath);
+	fd = client_connect();
 	event_base_loop(pmd->base, EVLOOP_NONBLOCK);	/* accept */
 	while (off < size) {
 		/* chunk sizes come from the data too: 1..64 bytes */
