@@ -69,10 +69,7 @@ setup(void)
 	pmd->cfg.socket = strdup("@pmd-fuzz");
 	pmd->forker_fd = pmd->forker_pidfd = -1;
 	pmd->drain_fd = -1;
-	/* serve the harness's uid, but not as an admin: a fuzzed shutdown
-	 * is refused instead of stopping the broker under test */
-	pmd->euid = geteuid() + 1;
-	pmd->cfg.allow_all = 1;
+	pmd->euid = geteuid();
 	TAILQ_INIT(&pmd->sessions);
 	TAILQ_INIT(&pmd->workers);
 	if ((lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
@@ -146,6 +143,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 	for (i = 0; i < 4; i++)
 		event_base_loop(pmd->base, EVLOOP_NONBLOCK);
+	/* a fuzzed shutdown (root is always an admin) stops the broker
+	 * under test: serve again for the next input */
+	if (pmd->stopping) {
+		pmd->stopping = 0;
+		evtimer_del(pmd->stop_timer);
+		event_add(pmd->accept_ev, NULL);
+	}
 	if (pmd->nsessions != 0 || fd_count() != before) {
 		fprintf(stderr, "fuzz_broker: %d sessions, fds %d -> %d\n",
 		    pmd->nsessions, before, fd_count());
