@@ -52,7 +52,8 @@ CLIENT_O = $(CLIENT_SRC:%.c=$(B)/%.o)
 DAEMON_SRC = $(wildcard daemon/*.c)
 DAEMON_O = $(DAEMON_SRC:%.c=$(B)/%.o)
 SONAME	= libpmclient.so.$(MAJOR)
-LIBSO	= $(B)/libpmclient.so.$(VERSION)
+SOVER	= $(MAJOR).0.0
+LIBSO	= $(B)/libpmclient.so.$(SOVER)
 LIBA	= $(B)/libpmclient.a
 PMD	= $(B)/pmd
 PMCTL	= $(B)/pmctl
@@ -97,7 +98,7 @@ $(LIBSO): $(CLIENT_O) $(PROTO_O) client/libpmclient.map
 	$(CC) -shared -Wl,-soname,$(SONAME) \
 	    -Wl,--version-script=client/libpmclient.map $(LDSAN) \
 	    -o $@ $(CLIENT_O) $(PROTO_O) $(LIBPB)
-	ln -sf libpmclient.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf libpmclient.so.$(SOVER) $(B)/$(SONAME)
 	ln -sf $(SONAME) $(B)/libpmclient.so
 
 $(LIBA): $(CLIENT_O) $(PROTO_O)
@@ -211,15 +212,20 @@ install: all
 	    $(DESTDIR)$(PCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR)
 	install -m 755 $(PMD) $(PMCTL) $(DESTDIR)$(BINDIR)
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)
-	ln -sf libpmclient.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf libpmclient.so.$(SOVER) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libpmclient.so
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)
 	install -m 644 client/pmclient.h $(DESTDIR)$(INCDIR)
-	install -m 644 $(B)/libpmclient.pc $(DESTDIR)$(PCDIR)
-	install -m 644 $(B)/systemd/pmd.socket $(B)/systemd/pmd.service \
-	    $(DESTDIR)$(UNITDIR)
-	install -m 644 $(B)/systemd/pmd-user.socket $(DESTDIR)$(USERUNITDIR)/pmd.socket
-	install -m 644 $(B)/systemd/pmd-user.service $(DESTDIR)$(USERUNITDIR)/pmd.service
+	@# the .pc file and units name the install-time paths
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    client/libpmclient.pc.in > $(DESTDIR)$(PCDIR)/libpmclient.pc
+	for u in pmd.socket pmd.service; do \
+	    sed -e 's|@BINDIR@|$(BINDIR)|g' systemd/$$u.in \
+		> $(DESTDIR)$(UNITDIR)/$$u; \
+	    sed -e 's|@BINDIR@|$(BINDIR)|g' systemd/$${u%%.*}-user.$${u##*.}.in \
+		> $(DESTDIR)$(USERUNITDIR)/$$u; \
+	done
 
 clean:
 	rm -rf build build-san build-fuzz
