@@ -101,6 +101,26 @@ bad:
 	return -1;
 }
 
+/* Connects and makes one request.  EX_OK with *c and *p, the caller's to
+ * free; else the exit code, with nothing left open. */
+static int
+request(const char *what, uint32_t type, const ProtobufCMessage *q,
+    const ProtobufCMessageDescriptor *want, pm_conn **c,
+    struct pmc_pending **p)
+{
+	int r;
+
+	if ((*c = open_conn()) == NULL)
+		return fail(what);
+	if (pmc_call(*c, type, q, NULL, 0, want, p, CALL_TIMEOUT) != PM_OK) {
+		r = fail(what);
+		pm_disconnect(*c);
+		*c = NULL;
+		return r;
+	}
+	return EX_OK;
+}
+
 static void
 json_str(const char *s)
 {
@@ -126,14 +146,9 @@ cmd_ping(int argc, char **argv)
 
 	if ((r = sub_opts(argc, argv, "ping", NULL, NULL, NULL)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
-	if ((c = open_conn()) == NULL)
-		return fail("ping");
-	if (pmc_call(c, PM__TYPE__T_PING, &q.base, NULL, 0, NULL, &p,
-	    CALL_TIMEOUT) != PM_OK) {
-		r = fail("ping");
-		pm_disconnect(c);
+	if ((r = request("ping", PM__TYPE__T_PING, &q.base,
+	    NULL, &c, &p)) != EX_OK)
 		return r;
-	}
 	pmc_pending_free(c, p);
 	if (opt_json)
 		printf("{\"ok\": true, \"pid\": %d}\n", (int)pm_daemon_pid(c));
@@ -158,14 +173,9 @@ cmd_shutdown(int argc, char **argv)
 		return r > 0 ? EX_OK : EX_USAGE;
 	if (optind != argc)
 		return usage_of("shutdown", 1);
-	if ((c = open_conn()) == NULL)
-		return fail("shutdown");
-	if (pmc_call(c, PM__TYPE__T_SHUTDOWN, &q.base, NULL, 0, NULL, &p,
-	    CALL_TIMEOUT) != PM_OK) {
-		r = fail("shutdown");
-		pm_disconnect(c);
+	if ((r = request("shutdown", PM__TYPE__T_SHUTDOWN, &q.base,
+	    NULL, &c, &p)) != EX_OK)
 		return r;
-	}
 	pmc_pending_free(c, p);
 	/* pmd ends its workers, then closes: wait for the connection to drop */
 	end = wire_now_ns() / 1e9 + CALL_TIMEOUT;
@@ -189,14 +199,9 @@ cmd_status(int argc, char **argv)
 	if ((r = sub_opts(argc, argv, "status [--json]", NULL, NULL,
 	    NULL)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
-	if ((c = open_conn()) == NULL)
-		return fail("status");
-	if (pmc_call(c, PM__TYPE__T_STATUS, &q.base, NULL, 0,
-	    &pm__status_reply__descriptor, &p, CALL_TIMEOUT) != PM_OK) {
-		r = fail("status");
-		pm_disconnect(c);
+	if ((r = request("status", PM__TYPE__T_STATUS, &q.base,
+	    &pm__status_reply__descriptor, &c, &p)) != EX_OK)
 		return r;
-	}
 	s = (Pm__StatusReply *)p->msg;
 	if (opt_json) {
 		printf("{\"server\": ");
@@ -267,15 +272,10 @@ cmd_ps(int argc, char **argv)
 	if ((r = sub_opts(argc, argv, "ps [--json] [-a]", "a", &all,
 	    &dummy)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
-	if ((c = open_conn()) == NULL)
-		return fail("ps");
 	q.all = all != 0;
-	if (pmc_call(c, PM__TYPE__T_PS, &q.base, NULL, 0,
-	    &pm__ps_reply__descriptor, &p, CALL_TIMEOUT) != PM_OK) {
-		r = fail("ps");
-		pm_disconnect(c);
+	if ((r = request("ps", PM__TYPE__T_PS, &q.base,
+	    &pm__ps_reply__descriptor, &c, &p)) != EX_OK)
 		return r;
-	}
 	s = (Pm__PsReply *)p->msg;
 	if (opt_json)
 		printf("[");
@@ -369,14 +369,9 @@ cmd_kill(int argc, char **argv)
 		return usage_of(u, 1);
 	}
 	q.pid = (int32_t)pid;
-	if ((c = open_conn()) == NULL)
-		return fail("kill");
-	if (pmc_call(c, PM__TYPE__T_SIGNAL, &q.base, NULL, 0, NULL, &p,
-	    CALL_TIMEOUT) != PM_OK) {
-		r = fail("kill");
-		pm_disconnect(c);
+	if ((r = request("kill", PM__TYPE__T_SIGNAL, &q.base,
+	    NULL, &c, &p)) != EX_OK)
 		return r;
-	}
 	pmc_pending_free(c, p);
 	pm_disconnect(c);
 	return EX_OK;
@@ -453,15 +448,10 @@ cmd_queues(int argc, char **argv)
 	if ((r = sub_opts(argc, argv, "queues [--json] [-a]", "a", &all,
 	    &dummy)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
-	if ((c = open_conn()) == NULL)
-		return fail("queues");
 	q.all = all != 0;
-	if (pmc_call(c, PM__QUEUE_TYPE__Q_LIST, &q.base, NULL, 0,
-	    &pm__queue_list_reply__descriptor, &p, CALL_TIMEOUT) != PM_OK) {
-		r = fail("queues");
-		pm_disconnect(c);
+	if ((r = request("queues", PM__QUEUE_TYPE__Q_LIST, &q.base,
+	    &pm__queue_list_reply__descriptor, &c, &p)) != EX_OK)
 		return r;
-	}
 	s = (Pm__QueueListReply *)p->msg;
 	if (opt_json)
 		printf("[");

@@ -269,25 +269,6 @@ blob_reserve(pm_pool *p, size_t more)
 	return 0;
 }
 
-static int
-write_all_at(int fd, const void *data, size_t len, uint64_t off)
-{
-	const uint8_t *b = data;
-	ssize_t n;
-
-	while (len > 0) {
-		n = pwrite(fd, b, len, (off_t)off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		b += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* ---- entering and leaving: callbacks run last, frees wait ---- */
 
 static void
@@ -1000,7 +981,7 @@ frame_add(pm_pool *p, pm_result *j, size_t start, size_t count,
 			if (*mfd < 0 && (*mfd = memfd_create("pm-data",
 			    MFD_CLOEXEC | MFD_ALLOW_SEALING)) == -1)
 				break;
-			if (write_all_at(*mfd, b->data, b->len, *fdbytes) == -1)
+			if (wire_pwrite_all(*mfd, b->data, b->len, *fdbytes) == -1)
 				break;
 			*fdbytes += b->len;
 			if (blob_reserve(p, 10) == -1)

@@ -134,16 +134,6 @@ pmc_process_conn_lost(pm_conn *c)
 	pmc_pool_conn_lost(c);
 }
 
-static void
-process_detach_all(pm_conn *c)
-{
-	size_t i;
-
-	for (i = 0; i < c->nprocs; i++)
-		c->procs[i]->conn = NULL;
-	c->nprocs = 0;
-}
-
 /* ---- construction ---- */
 
 static pm_process *
@@ -865,6 +855,10 @@ pm_process_free(pm_process *p)
 void
 pmc_process_detach(pm_conn *c)
 {
+	size_t i;
+
 	pmc_pool_detach(c);
-	process_detach_all(c);
+	for (i = 0; i < c->nprocs; i++)
+		c->procs[i]->conn = NULL;
+	c->nprocs = 0;
 }

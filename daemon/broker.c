@@ -23,7 +23,6 @@
 #include "pmd.h"
 #include "queue.pb-c.h"
 
-#define SESSION_MAX_GROUPS	256
 #define SESSION_CORK_MAX	(256u << 10) /* replies held while reading */
 /*
  * Backpressure: a client whose replies pile up unread is not read from
@@ -177,7 +176,7 @@ sessions_of_uid(uid_t uid)
 static void
 session_peer(struct session *s)
 {
-	gid_t groups[SESSION_MAX_GROUPS];
+	gid_t groups[PMD_MAX_GROUPS];
 	socklen_t len = sizeof(groups);
 	int n;
 

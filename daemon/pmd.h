@@ -36,6 +36,7 @@
 #define PMD_MAX_NAME		256	/* worker name bytes */
 #define PMD_MAX_PATH		4096
 #define PMD_MAX_ARGS		4096	/* argv + envp entries */
+#define PMD_MAX_GROUPS		256	/* a client's groups a worker takes */
 #define PMD_PRIVATE_IDLE	30.0	/* s a private pmd waits for a client */
 #define PMD_STATUS_PERIOD	1.0	/* s between STATUS= updates */
 #define PMD_ACCEPT_BACKOFF	0.1	/* s of accept pause when out of fds */
@@ -128,7 +129,6 @@ struct worker {
 	struct session	*owner;		/* NULL once the client has gone */
 	uint32_t	 spawn_id;	/* request to answer */
 	int		 client_channel; /* handed to the owner on start */
-	int		 channel_target;
 	uid_t		 uid;
 	pid_t		 owner_pid;
 	Pm__Kind	 kind;

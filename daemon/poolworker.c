@@ -112,25 +112,6 @@ out_rewind(void)
 	out.moff = out.item_moff;
 }
 
-static int
-pw_write_all(int fd, const void *data, size_t len, uint64_t off)
-{
-	const uint8_t *p = data;
-	ssize_t n;
-
-	while (len > 0) {
-		n = pwrite(fd, p, len, (off_t)off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* pm_task_return in a pool worker: the answer goes straight to the batch. */
 static int
 pw_ret(struct pm_task *t, const void *data, size_t len)
@@ -145,7 +126,7 @@ pw_ret(struct pm_task *t, const void *data, size_t len)
 		if (out.mfd < 0 && (out.mfd = memfd_create("pm-data",
 		    MFD_CLOEXEC | MFD_ALLOW_SEALING)) == -1)
 			return pmc_err_sys("memfd_create");
-		if (pw_write_all(out.mfd, data, len, out.moff) == -1)
+		if (wire_pwrite_all(out.mfd, data, len, out.moff) == -1)
 			return pmc_err_sys("cannot write a %zu-byte result",
 			    len);
 		out.moff += len;

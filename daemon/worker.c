@@ -236,6 +236,26 @@ resolve_module(const struct pmd_config *cfg, const char *module, char *out,
 	    module, mp);
 }
 
+/* Opens the module as the client: a start failure if it cannot. */
+static void *
+load_module(const struct pmd_config *cfg, const char *module, char *path,
+    size_t len)
+{
+	void *h;
+
+	resolve_module(cfg, module, path, len);
+	/* with the client's credentials: a preloaded module is found by
+	 * dlopen without opening the file, so check here */
+	if (access(path, R_OK) == -1)
+		start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
+		    PM__CODE__C_PERM, "cannot read module %s: %s", path,
+		    strerror(errno));
+	if ((h = dlopen(path, RTLD_NOW)) == NULL)
+		start_fail(PM__CODE__C_INVAL, "cannot load module %s: %s",
+		    path, dlerror());
+	return h;
+}
+
 static void __attribute__((noreturn))
 run_function(const struct pmd_config *cfg, const char *sock_path,
     const Pm__Fork *f, int channel)
@@ -247,21 +267,7 @@ run_function(const struct pmd_config *cfg, const char *sock_path,
 	void *h;
 	int rc;
 
-	resolve_module(cfg, s->module, path, sizeof(path));
-	/* with the client's credentials: a preloaded module is found by
-	 * dlopen without opening the file, so check here */
-	if (access(path, R_OK) == -1)
-		start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
-		    PM__CODE__C_PERM, "cannot read module %s: %s", path,
-		    strerror(errno));
-	if ((h = dlopen(path, RTLD_NOW)) == NULL) {
-		if (access(path, R_OK) == -1)
-			start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
-			    PM__CODE__C_PERM, "cannot read module %s: %s",
-			    path, strerror(errno));
-		start_fail(PM__CODE__C_INVAL, "cannot load module %s: %s",
-		    path, dlerror());
-	}
+	h = load_module(cfg, s->module, path, sizeof(path));
 	if ((fn = (pm_task_fn *)dlsym(h, s->function)) == NULL)
 		start_fail(PM__CODE__C_NOENT, "no function %s in module %s",
 		    s->function, path);
@@ -294,21 +300,7 @@ run_pool(const struct pmd_config *cfg, const char *sock_path,
 	void *h;
 	int rc;
 
-	resolve_module(cfg, s->module, path, sizeof(path));
-	/* with the client's credentials: a preloaded module is found by
-	 * dlopen without opening the file, so check here */
-	if (access(path, R_OK) == -1)
-		start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
-		    PM__CODE__C_PERM, "cannot read module %s: %s", path,
-		    strerror(errno));
-	if ((h = dlopen(path, RTLD_NOW)) == NULL) {
-		if (access(path, R_OK) == -1)
-			start_fail(errno == ENOENT ? PM__CODE__C_NOENT :
-			    PM__CODE__C_PERM, "cannot read module %s: %s",
-			    path, strerror(errno));
-		start_fail(PM__CODE__C_INVAL, "cannot load module %s: %s",
-		    path, dlerror());
-	}
+	h = load_module(cfg, s->module, path, sizeof(path));
 	if (s->function != NULL && *s->function != '\0' &&
 	    (init = (pm_task_fn *)dlsym(h, s->function)) == NULL)
 		start_fail(PM__CODE__C_NOENT, "no initializer %s in module %s",

@@ -331,7 +331,7 @@ worker_started(struct worker *w)
 	}
 	r.wid = w->wid;
 	r.pid = w->pid;
-	r.channel_fd = w->channel_target;
+	r.channel_fd = -1;	/* the worker picks its channel's number */
 	session_send(w->owner, PM__TYPE__T_SPAWN_REPLY, w->spawn_id, &r.base,
 	    fds, n);
 }
@@ -667,7 +667,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	Pm__Fork fk = PM__FORK__INIT;
 	Pm__Spawn *sp;
 	struct worker *w;
-	uint32_t gids[256];
+	uint32_t gids[PMD_MAX_GROUPS];
 	int fds[PM_WIRE_MAX_FDS], ch[2] = { -1, -1 }, n = 0, i;
 
 	if ((sp = pm__spawn__unpack(NULL, f->len, f->data)) == NULL) {
@@ -708,7 +708,6 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	w->kind = sp->kind;
 	w->daemonic = sp->daemonic;
 	w->client_channel = ch[0];
-	w->channel_target = -1;
 	w->stats_fd = -1;
 	/* A Process reports its start to its client itself, over the
 	 * channel: the client has its answer a hop sooner. */
@@ -726,7 +725,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	fk.uid = s->uid;
 	fk.gid = s->gid;
 	fk.set_creds = pmd->euid == 0;
-	for (i = 0; i < s->ngroups && i < 256; i++)
+	for (i = 0; i < s->ngroups && i < PMD_MAX_GROUPS; i++)
 		gids[i] = s->groups[i];
 	fk.n_groups = (size_t)i;
 	fk.groups = gids;

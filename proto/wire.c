@@ -430,24 +430,34 @@ wire_out_flush_wait(struct wire_out *o, int sock, int64_t deadline)
 }
 
 int
+wire_pwrite_all(int fd, const void *data, size_t len, uint64_t off)
+{
+	const uint8_t *b = data;
+	ssize_t n;
+
+	while (len > 0) {
+		n = pwrite(fd, b, len, (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		b += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int
 wire_memfd(const void *data, size_t len)
 {
-	const uint8_t *p = data;
-	size_t done = 0;
-	ssize_t n;
 	int fd;
 
 	if ((fd = memfd_create("pm-data", MFD_CLOEXEC | MFD_ALLOW_SEALING)) == -1)
 		return -1;
-	while (done < len) {
-		n = write(fd, p + done, len - done);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			close(fd);
-			return -1;
-		}
-		done += (size_t)n;
+	if (wire_pwrite_all(fd, data, len, 0) == -1) {
+		close(fd);
+		return -1;
 	}
 	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
 	    F_SEAL_SEAL) == -1) {

@@ -98,6 +98,8 @@ int64_t	wire_deadline(double timeout);
 int	wire_wait(int fd, short events, int64_t deadline);
 int	wire_out_flush_wait(struct wire_out *, int sock, int64_t deadline);
 
+/* All of data written at off (EINTR retried); -1 with errno. */
+int	wire_pwrite_all(int fd, const void *data, size_t len, uint64_t off);
 /* Sealed memfd holding len bytes of data; -1 with errno on failure. */
 int	wire_memfd(const void *data, size_t len);
 /* Read a sealed memfd's len bytes into a new buffer; NULL on failure. */

@@ -31,6 +31,7 @@ descriptor_of(uint32_t type)
 	case PM__TYPE__T_FORK:		return &pm__fork__descriptor;
 	case PM__TYPE__T_FORKED:	return &pm__forked__descriptor;
 	case PM__TYPE__T_RESULT:	return &pm__result__descriptor;
+	case PM__TYPE__T_STARTED:	return &pm__started__descriptor;
 	default:			return &pm__start_error__descriptor;
 	}
 }
