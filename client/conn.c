@@ -136,6 +136,7 @@ conn_open(const char *path, int quiet)
 		epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
 	}
 	wire_in_init(&c->in, PM_WIRE_MAX_FRAME);
+	c->in.keep_lost = 1;	/* a reply whose fds were lost fails alone */
 	wire_out_init(&c->out);
 	if (conn_hello(c) != PM_OK) {
 		int code = pm_last_error();
@@ -502,6 +503,13 @@ conn_reply_fill(struct pmc_pending *p, struct pm_frame *f)
 
 	p->done = 1;
 	p->type = f->type;
+	if (f->fds_lost) {
+		p->code = PM_ESYS;
+		p->message = strdup("out of file descriptors: the fds of "
+		    "pmd's reply were not received");
+		errno = EMFILE;
+		return 0;
+	}
 	if (f->type == PM__TYPE__T_ERROR) {
 		e = pm__error__unpack(NULL, f->len, f->data);
 		p->code = e ? pmc_code_from_wire(e->code) : PM_EPROTO;

@@ -278,6 +278,7 @@ broker_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 	s->pid = cred.pid;
 	session_peer(s);
 	wire_in_init(&s->in, pmd->cfg.max_frame);
+	s->in.keep_lost = 1;	/* a request whose fds were lost is refused */
 	wire_out_init(&s->out);
 	s->rev = event_new(pmd->base, fd, EV_READ | EV_PERSIST,
 	    session_read_cb, s);
@@ -416,6 +417,15 @@ session_dispatch(struct session *s, struct pm_frame *f)
 			    "hello must come first");
 			s->closing = 1;
 		}
+		return;
+	}
+	if (f->fds_lost) {
+		/* the kernel could not give us the request's fds */
+		log_warn("session %llu: request %u: out of fds to receive its "
+		    "fds; refused", (unsigned long long)s->id, f->id);
+		errno = EMFILE;
+		session_error(s, f->id, PM__CODE__C_SYS, "pmd is out of file "
+		    "descriptors: the request's fds were not received");
 		return;
 	}
 	for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)

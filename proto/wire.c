@@ -46,6 +46,12 @@ wire_in_reserve(struct wire_in *in, size_t want)
 	if (in->off > 0 && (in->off == in->len || in->cap - in->len < want)) {
 		memmove(in->buf, in->buf + in->off, in->len - in->off);
 		in->len -= in->off;
+		if (in->lost) {
+			in->lost_at -= in->lost_at < in->off ? in->lost_at :
+			    in->off;
+			in->lost_end -= in->lost_end < in->off ?
+			    in->lost_end : in->off;
+		}
 		in->off = 0;
 	}
 	if (in->cap - in->len >= want)
@@ -92,7 +98,7 @@ wire_in_read(struct wire_in *in, int sock)
 	struct msghdr msg;
 	struct iovec iov;
 	ssize_t n;
-	int overflow = 0;
+	int overflow = 0, nfdq0 = in->nfdq;
 
 	if (wire_in_reserve(in, WIRE_READ_MIN) == -1) {
 		errno = ENOMEM;
@@ -111,9 +117,27 @@ wire_in_read(struct wire_in *in, int sock)
 	if (n == -1)
 		return -1;
 	wire_in_take_cmsg(in, &msg, &overflow);
-	if ((msg.msg_flags & MSG_CTRUNC) || overflow) {
+	if (overflow) {
 		errno = EPROTO;
 		return -1;
+	}
+	if (msg.msg_flags & MSG_CTRUNC) {
+		/* The fds came with the last bytes read (the kernel ends a
+		 * read after data carrying fds); those installed are closed,
+		 * and the frame starting in these bytes that declares fds is
+		 * marked.  A full control buffer means too many fds were
+		 * sent at once, and a second loss before the first is
+		 * matched cannot be placed: both are protocol errors. */
+		if (!in->keep_lost || in->lost ||
+		    in->nfdq - nfdq0 >= PM_WIRE_MAX_FDS) {
+			errno = EPROTO;
+			return -1;
+		}
+		while (in->nfdq > nfdq0)
+			close(in->fdq[--in->nfdq]);
+		in->lost = 1;
+		in->lost_at = in->len;
+		in->lost_end = in->len + (size_t)n;
 	}
 	in->len += (size_t)n;
 	return n;
@@ -130,7 +154,7 @@ wire_in_next(struct wire_in *in, struct pm_frame *f, const char **why)
 {
 	struct pm_hdr h;
 	size_t avail = in->len - in->off, total;
-	int i;
+	int i, lost;
 
 	*why = NULL;
 	if (avail < PM_WIRE_HDR) {
@@ -157,6 +181,12 @@ wire_in_next(struct wire_in *in, struct pm_frame *f, const char **why)
 		*why = "frame too large";
 		return -1;
 	}
+	lost = in->lost && h.nfds > 0 && in->off >= in->lost_at &&
+	    in->off < in->lost_end;
+	if (in->lost && !lost && in->off >= in->lost_end) {
+		*why = "fds lost with no frame to carry them";
+		return -1;
+	}
 	total = PM_WIRE_HDR + (size_t)h.len;
 	if (avail < total) {
 		if (wire_in_reserve(in, total - avail) == -1) {
@@ -167,6 +197,10 @@ wire_in_next(struct wire_in *in, struct pm_frame *f, const char **why)
 	}
 	/* A frame's fds came with its first byte; with nothing after it
 	 * the queue must hold exactly its own. */
+	if (lost) {
+		in->lost = 0;
+		h.nfds = 0;
+	}
 	if (in->nfdq < h.nfds || (avail == total && in->nfdq != h.nfds)) {
 		*why = "frame fd count does not match what was sent";
 		return -1;
@@ -176,6 +210,7 @@ wire_in_next(struct wire_in *in, struct pm_frame *f, const char **why)
 	f->len = h.len;
 	f->data = in->buf + in->off + PM_WIRE_HDR;
 	f->nfds = h.nfds;
+	f->fds_lost = lost;
 	for (i = 0; i < h.nfds; i++)
 		f->fds[i] = in->fdq[i];
 	memmove(in->fdq, in->fdq + h.nfds,

@@ -42,6 +42,7 @@ struct pm_frame {
 	uint8_t	*data;			/* valid until the next read */
 	int	 fds[PM_WIRE_MAX_FDS];
 	int	 nfds;
+	int	 fds_lost;		/* sent with fds the reader lacked room for */
 };
 
 struct wire_in {
@@ -52,6 +53,10 @@ struct wire_in {
 	uint32_t max_frame;		/* largest payload accepted */
 	int	 fdq[PM_WIRE_FDQ];	/* received fds not yet claimed */
 	int	 nfdq;
+	int	 keep_lost;		/* see wire_in_read */
+	int	 lost;			/* a frame in [lost_at, lost_end) lost fds */
+	size_t	 lost_at;
+	size_t	 lost_end;
 };
 
 struct wire_att {			/* fds to send with byte `at` */
@@ -73,7 +78,11 @@ struct wire_out {
 
 void	wire_in_init(struct wire_in *, uint32_t max_frame);
 void	wire_in_free(struct wire_in *);
-/* One recvmsg: >0 bytes read, 0 EOF, -1 error with errno (EAGAIN too). */
+/* One recvmsg: >0 bytes read, 0 EOF, -1 error with errno (EAGAIN too).
+ * fds the kernel could not install (the reader is out of fds: MSG_CTRUNC)
+ * are an EPROTO error, unless keep_lost is set: then the frame they came
+ * with is still returned, with no fds and fds_lost set, so that its
+ * request alone can be failed and the link kept. */
 ssize_t	wire_in_read(struct wire_in *, int sock);
 /* 1: *f holds a frame; 0: need more bytes; -1: protocol error, *why says. */
 int	wire_in_next(struct wire_in *, struct pm_frame *f, const char **why);

@@ -5,6 +5,7 @@
  * or lose its connection; pmd keeps serving others and leaks nothing.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <check.h>
@@ -477,6 +478,60 @@ START_TEST(t_bad_payload)
 END_TEST
 
 /* Many clients that connect and leave, some mid-Hello, some silent. */
+/* pmd's lowest free fd, read from /proc/pid/fd. */
+static int
+lowest_free_fd(pid_t pid)
+{
+	char path[64];
+	int fd;
+
+	for (fd = 0;; fd++) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+		if (access(path, F_OK) == -1)
+			return fd;
+	}
+}
+
+/* pmd out of fds when a request brings some (MSG_CTRUNC): that request
+ * fails with PM_ESYS, the connection stays, nothing leaks, and the same
+ * request succeeds once fds are free. */
+START_TEST(t_request_fds_lost)
+{
+	struct rlimit old, full;
+	pm_process *p;
+	pm_conn *c;
+	int r, code = -1;
+
+	c = pm_connect(pmd.sock);
+	ck_assert_ptr_nonnull(c);
+	p = pm_process_new(c, th_module(), "ret7", NULL, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(pm_process_set_fd(p, 5, 1), PM_OK);
+	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, NULL, &old), 0);
+	full = old;
+	full.rlim_cur = (rlim_t)lowest_free_fd(pmd.pid);
+	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, &full, NULL), 0);
+	r = pm_process_start(p);
+	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, &old, NULL), 0);
+	ck_assert_msg(r == PM_ESYS, "start out of fds: %d (%s)", r,
+	    pm_last_message());
+	ck_assert_msg(strstr(pm_last_message(), "file descriptors") != NULL,
+	    "unclear error: %s", pm_last_message());
+	ck_assert_int_eq(th_fd_count(pmd.pid), base_pmd + 1);	/* c */
+	/* the same connection, the same request */
+	ck_assert_msg(pm_process_start(p) == PM_OK, "start: %s",
+	    pm_last_message());
+	ck_assert_int_eq(pm_process_join(p, WAIT_SECS), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	ck_assert_int_eq(code, 7);
+	pm_process_free(p);
+	pm_disconnect(c);
+	TH_WAIT(th_fd_count(pmd.pid) == base_pmd, WAIT_SECS);
+	ck_assert_int_eq(th_fd_count(pmd.pid), base_pmd);
+	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+}
+END_TEST
+
 START_TEST(t_churn)
 {
 	int fds[20], i;
@@ -514,6 +569,7 @@ badinput_suite(void)
 	tcase_add_test(tc, t_unknown_type);
 	tcase_add_test(tc, t_before_hello);
 	tcase_add_test(tc, t_bad_payload);
+	tcase_add_test(tc, t_request_fds_lost);
 	tcase_add_test(tc, t_churn);
 	suite_add_tcase(s, tc);
 	return s;

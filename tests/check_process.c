@@ -6,6 +6,7 @@
  * 10,000 start/join cycles without leaks.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -840,6 +841,37 @@ START_TEST(t_pmd_killed)
 }
 END_TEST
 
+/* The client out of fds when pmd's reply brings one (MSG_CTRUNC): that
+ * start fails with PM_ESYS, the connection serves on. */
+START_TEST(t_reply_fds_lost)
+{
+	pm_process *p = new_fn("ret7", NULL);
+	struct rlimit old, full;
+	int fd, r, code = -1;
+
+	for (fd = 0; fd < 3; fd++)	/* nothing to pass: no fd needed */
+		ck_assert_int_eq(pm_process_set_fd(p, fd, -1), PM_OK);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	for (fd = 0; fcntl(fd, F_GETFD) != -1; fd++)
+		;
+	full = old;
+	full.rlim_cur = (rlim_t)fd;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &full), 0);
+	r = pm_process_start(p);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	ck_assert_msg(r == PM_ESYS, "start out of fds: %d (%s)", r,
+	    pm_last_message());
+	ck_assert_msg(strstr(pm_last_message(), "file descriptors") != NULL,
+	    "unclear error: %s", pm_last_message());
+	ck_assert_msg(pm_process_start(p) == PM_OK, "start: %s",
+	    pm_last_message());
+	ck_assert_int_eq(pm_process_join(p, 10), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	ck_assert_int_eq(code, 7);
+	pm_process_free(p);
+}
+END_TEST
+
 static Suite *
 process_suite(void)
 {
@@ -865,6 +897,9 @@ process_suite(void)
 	tcase_add_test(tc, t_exec);
 	tcase_add_test(tc, t_misuse);
 	tcase_add_test(tc, t_cpu_count);
+	/* valgrind keeps its own fd limit: the kernel installs the fds */
+	if (getenv("PM_VALGRIND") == NULL)
+		tcase_add_test(tc, t_reply_fds_lost);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("heavy");
