@@ -5,6 +5,7 @@
 #   make demo       start a private pmd and run the examples
 #   make bench      side-by-side benchmarks with Python's multiprocessing
 #   make valgrind   the suites under valgrind memcheck
+#   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 VERSION	= 0.1.0
@@ -68,7 +69,7 @@ UNITS	= $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
 all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
      $(B)/libpmclient.pc
 
-.PHONY: all deps check valgrind demo bench fuzz install clean header-check
+.PHONY: all deps check valgrind demo bench fuzz fuzz-deps install clean header-check
 .SECONDARY:
 
 deps:
@@ -198,7 +199,23 @@ $(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_GEN) $(FUZZ_LIB_SRC) $(FUZZ_D_SRC) daem
 $(FB)/mkseeds: tests/fuzz/mkseeds.c $(FUZZ_GEN) proto/wire.c
 	$(CC) -std=c11 -D_GNU_SOURCE -Iproto -isystem $(FB)/proto -o $@ $^ $(LIBPB)
 
-fuzz: deps $(FB)/fuzz_wire $(FB)/fuzz_broker
+FUZZDEBS = clang libclang-rt-14-dev
+
+fuzz-deps:
+	@if printf 'int LLVMFuzzerTestOneInput(void) { return 0; }\n' | \
+	    $(FUZZCC) -fsanitize=fuzzer -x c -o /dev/null - 2>/dev/null; \
+	then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $(FUZZDEBS)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q $(FUZZDEBS); \
+	else \
+	    echo "make fuzz needs clang and libFuzzer; run as root:"; \
+	    echo "  apt-get update && apt-get install -y $(FUZZDEBS)"; exit 1; \
+	fi
+
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory $(FB)/fuzz_wire $(FB)/fuzz_broker
 	@for h in wire broker; do \
 	    mkdir -p $(FB)/corpus-$$h; \
 	    echo "== fuzz_$$h for $(FUZZ_SECONDS) s"; \
