@@ -485,6 +485,7 @@ pm_process_start(pm_process *p)
 	pmc_pending_free(p->conn, pd);
 	fcntl(p->channel, F_SETFL, O_NONBLOCK);
 	wire_in_init(&p->chin, PM_WIRE_MAX_FRAME);
+	p->chin.read_min = 4096;	/* small frames; big results by memfd */
 	p->state = P_STARTING;
 	if ((rc = process_started(p, wire_deadline(PMC_SPAWN_TIMEOUT))) !=
 	    PM_OK) {

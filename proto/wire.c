@@ -56,7 +56,8 @@ wire_in_reserve(struct wire_in *in, size_t want)
 	}
 	if (in->cap - in->len >= want)
 		return 0;
-	ncap = in->cap ? in->cap : WIRE_READ_MIN;
+	ncap = in->cap ? in->cap : in->read_min ? in->read_min :
+	    WIRE_READ_MIN;
 	while (ncap - in->len < want)
 		ncap *= 2;
 	if ((nb = realloc(in->buf, ncap)) == NULL)
@@ -100,7 +101,8 @@ wire_in_read(struct wire_in *in, int sock)
 	ssize_t n;
 	int overflow = 0, nfdq0 = in->nfdq;
 
-	if (wire_in_reserve(in, WIRE_READ_MIN) == -1) {
+	if (wire_in_reserve(in, in->read_min ? in->read_min :
+	    WIRE_READ_MIN) == -1) {
 		errno = ENOMEM;
 		return -1;
 	}

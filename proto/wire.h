@@ -51,6 +51,7 @@ struct wire_in {
 	size_t	 off;			/* bytes consumed */
 	size_t	 cap;
 	uint32_t max_frame;		/* largest payload accepted */
+	size_t	 read_min;		/* room per read; 0: 64 KiB */
 	int	 fdq[PM_WIRE_FDQ];	/* received fds not yet claimed */
 	int	 nfdq;
 	int	 keep_lost;		/* see wire_in_read */
