@@ -120,6 +120,7 @@ struct pmc_pw {
 	int		 pidfd;
 	int		 channel;
 	struct pmc_pending *spawn;	/* spawn request in flight */
+	int		 starting;	/* channel given, no start report yet */
 	unsigned	 events;	/* watch interest, 0 unwatched */
 	struct wire_in	 in;
 	struct wire_out	 out;
@@ -181,6 +182,8 @@ static void	pool_fill(pm_pool *);
 static void	pool_idle_check(pm_pool *);
 static void	pool_destroy(pm_pool *);
 static void	pw_finish(struct pmc_pw *);
+static int	pw_start_report(struct pmc_pw *, struct pm_frame *);
+static void	pw_start_failed(struct pmc_pw *, int, const char *);
 static void	pw_io_cb(pm_conn *, int, unsigned, void *);
 static void	job_unref(pm_result *);
 
@@ -514,7 +517,8 @@ static int
 pw_live(const struct pmc_pw *w)
 {
 	return !w->dead && !w->killed && !w->closing && !w->eof &&
-	    !w->exited && w->spawn == NULL && w->channel >= 0 &&
+	    !w->exited && w->spawn == NULL && !w->starting &&
+	    w->channel >= 0 &&
 	    (w->pool->maxtasks == 0 || w->done < (uint64_t)w->pool->maxtasks);
 }
 
@@ -664,6 +668,11 @@ pw_finish(struct pmc_pw *w)
 static void
 pw_eof(struct pmc_pw *w)
 {
+	if (w->starting) {
+		pw_start_failed(w, PM_EWORKER, "a pool worker ended before it "
+		    "reported its start");
+		return;
+	}
 	w->eof = 1;
 	pw_close_channel(w);
 	if (w->exited || w->pool->lost) {
@@ -873,11 +882,14 @@ pw_read(struct pmc_pw *w, int drain)
 			return;
 		}
 		while ((r = wire_in_next(&w->in, &f, &why)) == 1) {
-			r = pw_results(w, &f);
+			r = w->starting ? pw_start_report(w, &f) :
+			    pw_results(w, &f);
 			wire_frame_close(&f);
-			if (r == -1)
+			if (r != 0)
 				break;
 		}
+		if (r == 2)
+			return;		/* it could not start: w is released */
 		if (r == -1) {
 			/* a worker that speaks nonsense is ended */
 			pw_kill(w);
@@ -1223,7 +1235,7 @@ pool_count(pm_pool *p, int *spawning)
 	for (w = p->workers; w != NULL; w = w->next) {
 		if (w->dead)
 			continue;
-		if (w->spawn != NULL)
+		if (w->spawn != NULL || w->starting)
 			(*spawning)++;
 		else if (pw_live(w))
 			live++;
@@ -1266,41 +1278,79 @@ spawn_done(pm_conn *c, struct pmc_pending *pd, void *ud)
 
 	pool_enter(p);
 	w->spawn = NULL;
-	if (pd->code != PM_OK || r == NULL || pd->nfds < 2) {
-		if (p->spawn_code == PM_OK || p->creating) {
-			p->spawn_code = pd->code != PM_OK ? pd->code :
-			    PM_EPROTO;
-			snprintf(p->spawn_msg, sizeof(p->spawn_msg), "%s",
-			    pd->message ? pd->message :
-			    "spawn reply without its fds");
-		}
-		if (!p->creating)
-			p->spawn_blocked = 1;
+	if (pd->code != PM_OK || r == NULL || pd->nfds < 1) {
+		pw_start_failed(w, pd->code != PM_OK ? pd->code : PM_EPROTO,
+		    pd->message ? pd->message : "spawn reply without its "
+		    "channel");
 		pmc_pending_free(c, pd);
-		w->dead = 1;
-		pool_fill(p);
 		pool_leave(p);
 		return;
 	}
 	w->wid = r->wid;
-	w->pid = r->pid;
-	w->pidfd = pd->fds[0];
-	w->channel = pd->fds[1];
-	pd->fds[0] = pd->fds[1] = -1;
+	w->channel = pd->fds[0];
+	pd->fds[0] = -1;
 	pmc_pending_free(c, pd);
 	fcntl(w->channel, F_SETFL, O_NONBLOCK);
 	wire_in_init(&w->in, PM_WIRE_MAX_FRAME);
 	wire_out_init(&w->out);
+	w->starting = 1;
 	if (p->state == PS_TERMINATED || p->lost) {
-		pw_kill(w);
+		/* the worker sees its channel close and ends */
 		w->killed = 1;
 		pw_close_channel(w);
-	} else {
-		pw_watch(w, EPOLLIN);
-		pool_dispatch(p);
-		pool_idle_check(p);
-	}
+	} else
+		pw_watch(w, EPOLLIN);	/* for its start report */
 	pool_leave(p);
+}
+
+/* The first frame on a worker's channel: Started with its pidfd (0), or
+ * StartError (2: w released); anything else is nonsense (-1). */
+static int
+pw_start_report(struct pmc_pw *w, struct pm_frame *f)
+{
+	Pm__StartError *e;
+	Pm__Started *m;
+	char msg[sizeof(w->pool->spawn_msg)];
+	int code;
+
+	if (f->type == PM__TYPE__T_STARTED) {
+		if (f->nfds != 1 || (m = pm__started__unpack(NULL, f->len,
+		    f->data)) == NULL)
+			return -1;
+		w->pid = m->pid;
+		w->pidfd = wire_frame_take(f, 0);
+		pm__started__free_unpacked(m, NULL);
+		w->starting = 0;
+		return 0;
+	}
+	if (f->type != PM__TYPE__T_START_FAILED ||
+	    (e = pm__start_error__unpack(NULL, f->len, f->data)) == NULL)
+		return -1;
+	code = pmc_code_from_wire(e->code);
+	snprintf(msg, sizeof(msg), "%s", e->message && *e->message ?
+	    e->message : "a pool worker could not start");
+	pm__start_error__free_unpacked(e, NULL);
+	pw_start_failed(w, code, msg);
+	return 2;
+}
+
+/* A worker that will not start: the first failure is what pm_pool_new
+ * (while creating) or the tasks left waiting report; no more are
+ * spawned once the pool exists. */
+static void
+pw_start_failed(struct pmc_pw *w, int code, const char *msg)
+{
+	pm_pool *p = w->pool;
+
+	if (p->spawn_code == PM_OK || p->creating) {
+		p->spawn_code = code;
+		snprintf(p->spawn_msg, sizeof(p->spawn_msg), "%s", msg);
+	}
+	if (!p->creating)
+		p->spawn_blocked = 1;
+	w->starting = 0;
+	pw_release(w);
+	pool_fill(p);
 }
 
 /* A closed pool with nothing left to do lets its workers go. */
@@ -1338,6 +1388,14 @@ pmc_pool_exited(pm_conn *c, const Pm__Exited *ev)
 			else {
 				if (w->channel >= 0)
 					pw_read(w, 1);	/* what it said last */
+				if (w->starting) {
+					char msg[96];
+
+					snprintf(msg, sizeof(msg), "a pool "
+					    "worker ended (%d) before it "
+					    "reported its start", w->exitcode);
+					pw_start_failed(w, PM_EWORKER, msg);
+				}
 				pw_finish(w);
 			}
 			pool_fill(p);

@@ -51,25 +51,26 @@ clone_worker(int *pidfd)
 	return (int)syscall(SYS_clone3, &args, sizeof(args));
 }
 
+/* A fork that failed: Forked{wid, sys_errno} to the broker (a worker that
+ * was cloned sends its own Forked). */
 static void
-forker_reply(int sock, uint64_t wid, pid_t pid, int err, int *fds, int nfds)
+forker_reply(int sock, uint64_t wid, int err)
 {
 	Pm__Forked r = PM__FORKED__INIT;
 	struct wire_out out;
 
 	r.wid = wid;
-	r.pid = pid;
 	r.sys_errno = err;
 	wire_out_init(&out);
-	if (wire_out_frame(&out, PM__TYPE__T_FORKED, 0, &r.base, fds,
-	    nfds) == -1 || wire_out_flush_wait(&out, sock, -1) == -1) {
+	if (wire_out_frame(&out, PM__TYPE__T_FORKED, 0, &r.base, NULL,
+	    0) == -1 || wire_out_flush_wait(&out, sock, -1) == -1) {
 		wire_out_free(&out);
 		_exit(1);	/* the broker is gone or broken */
 	}
 	wire_out_free(&out);
 }
 
-/* A direct spawn that cannot fork: tell the client on its channel. */
+/* A spawn that cannot fork: tell the client on its channel. */
 static void
 forker_tell_client(int channel, int err)
 {
@@ -92,46 +93,27 @@ forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
     struct pm_frame *f)
 {
 	Pm__Fork *req;
-	int st[2] = { -1, -1 }, pidfd = -1, fds[2], i, err;
+	int pidfd = -1, i, err;
 	pid_t pid;
 
 	if ((req = pm__fork__unpack(NULL, f->len, f->data)) == NULL ||
-	    req->spec == NULL || (req->direct && f->nfds < 1)) {
+	    req->spec == NULL || f->nfds < 1) {
 		log_err("%s: malformed fork request", __func__);
 		_exit(1);
 	}
-	/* direct: the worker reports its start on the channel, fds[0] */
-	if (!req->direct && pipe2(st, O_CLOEXEC) == -1) {
-		forker_reply(sock, req->wid, 0, errno, NULL, 0);
-		goto done;
-	}
+	/* the worker reports its start on the channel, fds[0] */
 	pid = clone_worker(&pidfd);
-	if (pid == 0) {
-		if (st[0] >= 0)
-			close(st[0]);
-		worker_main(cfg, sock_path, req, f->fds, f->nfds, st[1], sock);
-	}
+	if (pid == 0)
+		worker_main(cfg, sock_path, req, f->fds, f->nfds, sock);
 	err = errno;
-	if (st[1] >= 0)
-		close(st[1]);
 	if (pid == -1) {
-		if (st[0] >= 0)
-			close(st[0]);
-		if (req->direct)
-			forker_tell_client(f->fds[0], err);
-		forker_reply(sock, req->wid, 0, err, NULL, 0);
-		goto done;
-	}
-	if (req->direct) {
+		forker_tell_client(f->fds[0], err);
+		forker_reply(sock, req->wid, err);
+	} else {
 		/* the worker tells the broker itself: even if we die now,
 		 * the broker learns of every worker a client can know of */
 		close(pidfd);
-		goto done;
 	}
-	fds[0] = pidfd;
-	fds[1] = st[0];
-	forker_reply(sock, req->wid, pid, 0, fds, 2);
-done:
 	for (i = 0; i < f->nfds; i++)
 		close(f->fds[i]);
 	f->nfds = 0;

@@ -111,9 +111,7 @@ struct session {
 
 enum wstate {
 	W_FORKING,			/* asked the forker */
-	W_STARTING,			/* forked, waiting for its status */
-	W_RUNNING,			/* start reported to the owner */
-	W_FAILED,			/* could not start; reaped silently */
+	W_RUNNING,			/* cloned: it reports its start itself */
 };
 
 struct worker {
@@ -123,12 +121,10 @@ struct worker {
 	pid_t		 pid;
 	int		 pidfd;
 	struct event	*ev;		/* pidfd readable: reap */
-	int		 status_fd;
-	struct event	*status_ev;
 	struct event	*kill_ev;	/* SIGKILL after the grace */
 	struct session	*owner;		/* NULL once the client has gone */
 	uint32_t	 spawn_id;	/* request to answer */
-	int		 client_channel; /* handed to the owner on start */
+	int		 client_channel; /* until handed over in the reply */
 	uid_t		 uid;
 	pid_t		 owner_pid;
 	Pm__Kind	 kind;
@@ -136,12 +132,9 @@ struct worker {
 	char		*name;
 	char		*target;
 	struct timespec	 started;
-	uint8_t		 statusbuf[1024];
-	size_t		 statuslen;
 	/* pool workers (issue 3) */
 	uint64_t	 pool;		/* pool id from the Spawn, 0 none */
 	int		 stats_fd;	/* memfd: tasks done at 0, -1 none */
-	int		 direct;	/* start reported by the worker itself */
 	uint32_t	 forker_gen;	/* the forker asked to fork it */
 };
 
@@ -271,7 +264,7 @@ int	forker_main(struct pmd_config *, const char *socket_path)
 
 /* worker.c: runs in the freshly cloned worker; never returns */
 void	worker_main(const struct pmd_config *, const char *socket_path,
-	    const Pm__Fork *, int *fds, int nfds, int status_fd, int broker)
+	    const Pm__Fork *, int *fds, int nfds, int broker)
 	    __attribute__((noreturn));
 
 struct pm_task;

@@ -2,8 +2,8 @@
  * worker.c - the clean-worker runtime.  Runs in a worker just cloned from
  * the forker: resets signals, takes the client's credentials, lays out
  * exactly the fds asked for, then loads the task function or execs the
- * program.  A start failure is written to the status pipe as a StartError;
- * the pipe closing with nothing in it tells the broker the start went well.
+ * program.  The start is reported on the channel, to the client: Started
+ * and the worker's pidfd, or a StartError.
  */
 #include <sys/mman.h>
 #include <sys/pidfd.h>
@@ -29,13 +29,8 @@
 #define WORKER_DEFAULT_PATH	"/usr/local/bin:/usr/bin:/bin"
 #define WORKER_START_FAILED	127
 
-/*
- * Where the start is reported: the status pipe to the broker (pool
- * workers), or, for a Process (Fork.direct), frames on the channel to the
- * client itself.
- */
+/* Where the start is reported: frames on the channel to the client. */
 static int status_fd = -1;
-static int status_framed;
 
 static void
 report_frame(uint32_t type, const ProtobufCMessage *m, int *fds, int nfds)
@@ -52,27 +47,20 @@ static void __attribute__((noreturn, format(printf, 2, 3)))
 start_fail(int code, const char *fmt, ...)
 {
 	Pm__StartError e = PM__START_ERROR__INIT;
-	uint8_t buf[1024];
 	char msg[768];
 	va_list ap;
-	size_t n;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	e.code = code;
 	e.message = msg;
-	if (status_fd >= 0 && status_framed)
+	if (status_fd >= 0)
 		report_frame(PM__TYPE__T_START_FAILED, &e.base, NULL, 0);
-	else if (status_fd >= 0 && pm__start_error__get_packed_size(&e) <=
-	    sizeof(buf)) {
-		n = pm__start_error__pack(&e, buf);
-		(void)!write(status_fd, buf, n);
-	}
 	_exit(WORKER_START_FAILED);
 }
 
-/* Started: the pipe closes, or the client gets Started and our pidfd. */
+/* Started: the client gets Started and our pidfd. */
 static void
 report_started(void)
 {
@@ -81,11 +69,6 @@ report_started(void)
 
 	if (status_fd < 0)
 		return;
-	if (!status_framed) {
-		close(status_fd);
-		status_fd = -1;
-		return;
-	}
 	if ((pidfd = pidfd_open(getpid(), 0)) == -1)
 		start_fail(PM__CODE__C_SYS, "pidfd_open: %s", strerror(errno));
 	m.pid = getpid();
@@ -321,8 +304,8 @@ run_pool(const struct pmd_config *cfg, const char *sock_path,
 		t.arg = NULL;
 		t.arglen = 0;
 	}
-	close(status_fd);		/* started */
-	status_fd = -1;
+	report_started();
+	status_fd = -1;			/* the channel is the tasks' now */
 	pool_worker_loop(h, path, channel, &t, s->maxtasks, stats);
 }
 
@@ -346,9 +329,8 @@ run_exec(const Pm__Spawn *s)
 
 		envp = environ;
 	}
-	/* direct: Started now; the channel closing on exec says it worked */
-	if (status_framed)
-		report_started();
+	/* Started now; the channel closing on exec says it worked */
+	report_started();
 	if (strchr(s->path, '/') != NULL) {
 		execve(s->path, argv, envp);
 		err = errno;
@@ -374,8 +356,8 @@ run_exec(const Pm__Spawn *s)
 	    "cannot run %s: %s", s->path, strerror(err));
 }
 
-/* Direct spawn: Forked{wid, pid} + [pidfd] to the broker, before the
- * client can hear of us.  One small sendmsg: atomic among the forker's. */
+/* Forked{wid, pid} + [pidfd] to the broker, before the client can hear
+ * of us.  One small sendmsg: atomic among the forker's. */
 static void
 tell_broker(int broker, uint64_t wid)
 {
@@ -397,7 +379,7 @@ tell_broker(int broker, uint64_t wid)
 
 void
 worker_main(const struct pmd_config *cfg, const char *sock_path,
-    const Pm__Fork *f, int *fds, int nfds, int st, int broker)
+    const Pm__Fork *f, int *fds, int nfds, int broker)
 {
 	const Pm__Spawn *s = f->spec;
 	int dst[PM_WIRE_MAX_FDS], src[PM_WIRE_MAX_FDS];
@@ -405,14 +387,9 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 	volatile uint64_t *stats = NULL;
 	void *map;
 
-	if (f->direct)
-		tell_broker(broker, f->wid);
+	tell_broker(broker, f->wid);
 	close(broker);
-	status_fd = st;
-	if (f->direct) {		/* report on the channel, fds[0] */
-		status_framed = 1;
-		status_fd = fds[0];
-	}
+	status_fd = fds[0];		/* report on the channel */
 	if (f->has_stats && nfds > 0) {	/* pool: the tasks-done counter */
 		map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
 		    MAP_SHARED, fds[nfds - 1], 0);
@@ -430,7 +407,7 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 		_exit(WORKER_START_FAILED);
 	apply_limits(s);
 	/* the channel takes the lowest number >= 3 nobody asked for; a
-	 * program gets none (direct: it reports, then closes on exec) */
+	 * program gets none (it reports, then closes on exec) */
 	if (f->has_channel && s->kind != PM__KIND__K_EXEC) {
 		for (ch = 3;; ch++) {
 			used = 0;
@@ -448,10 +425,10 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 		dst[n++] = s->child_fds[i];
 	}
 	(void)nfds;
-	if (f->direct && s->kind != PM__KIND__K_EXEC)
+	if (s->kind != PM__KIND__K_EXEC)
 		status_fd = -1;		/* the channel moves with the layout */
 	layout_fds(src, dst, n);
-	if (f->direct && s->kind != PM__KIND__K_EXEC)
+	if (s->kind != PM__KIND__K_EXEC)
 		status_fd = channel;
 	if (s->kind == PM__KIND__K_EXEC)
 		run_exec(s);

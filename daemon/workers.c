@@ -25,7 +25,6 @@ static void	forker_read_cb(evutil_socket_t, short, void *);
 static void	forker_write_cb(evutil_socket_t, short, void *);
 static void	forker_death_cb(evutil_socket_t, short, void *);
 static void	worker_reap_cb(evutil_socket_t, short, void *);
-static void	worker_status_cb(evutil_socket_t, short, void *);
 static void	worker_kill_cb(evutil_socket_t, short, void *);
 static void	worker_free(struct worker *);
 static void	worker_end(struct worker *);
@@ -168,11 +167,11 @@ worker_find(uint64_t wid)
 	return NULL;
 }
 
-/* A spawn that will not happen: answer its owner, drop the worker. */
-/* A direct spawn is answered at once: the wid and the client's channel
- * end.  Whether it starts, the worker says on the channel. */
+/* A spawn is answered at once: the wid and the client's channel end.
+ * Whether it starts, the worker says on the channel (Started and its
+ * pidfd, or StartError), or the forker does when it cannot fork. */
 static void
-spawn_reply_direct(struct worker *w)
+spawn_reply(struct worker *w)
 {
 	Pm__SpawnReply r = PM__SPAWN_REPLY__INIT;
 	int fd = w->client_channel;
@@ -184,29 +183,29 @@ spawn_reply_direct(struct worker *w)
 	    &fd, 1);
 }
 
+/* A spawn that will not happen: answer its owner if not yet answered
+ * (once answered, the client learns it on the channel), drop the worker. */
 static void
 spawn_fail(struct worker *w, int code, const char *msg)
 {
 	pmd->spawn_failed++;
-	/* a direct spawn was answered; its client sees the channel close */
-	if (w->owner != NULL && !w->direct)
+	if (w->owner != NULL && w->client_channel >= 0)
 		session_error(w->owner, w->spawn_id, code, "%s", msg);
 	TAILQ_REMOVE(&pmd->workers, w, entry);
 	pmd->nworkers--;
 	worker_free(w);
 }
 
-/* Fails the spawns of forker generation gen still waiting: direct ones
- * too when all (their workers have reported, or none was cloned). */
+/* Fails the spawns of forker generation gen still waiting, once every
+ * worker it cloned has reported (or none was). */
 static void
-forker_fail_pending(uint32_t gen, int direct_too)
+forker_fail_pending(uint32_t gen)
 {
 	struct worker *w, *next;
 
 	for (w = TAILQ_FIRST(&pmd->workers); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, entry);
-		if (w->state == W_FORKING && w->forker_gen == gen &&
-		    (direct_too || !w->direct))
+		if (w->state == W_FORKING && w->forker_gen == gen)
 			spawn_fail(w, PM__CODE__C_SYS,
 			    "the forker died during this spawn");
 	}
@@ -221,7 +220,7 @@ drain_close(void)
 	wire_in_free(&pmd->drain_in);
 	close(pmd->drain_fd);
 	pmd->drain_fd = -1;
-	forker_fail_pending(pmd->drain_gen, 1);
+	forker_fail_pending(pmd->drain_gen);
 }
 
 static void
@@ -268,7 +267,8 @@ forker_death_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	forker_release();
 	pmd->forker_gen++;
-	forker_fail_pending(pmd->forker_gen - 1, pmd->drain_fd < 0);
+	if (pmd->drain_fd < 0)
+		forker_fail_pending(pmd->forker_gen - 1);
 	if (!pmd->stopping)
 		forker_restart();
 	broker_check_idle();
@@ -303,89 +303,9 @@ forker_write_cb(evutil_socket_t fd, short ev, void *arg)
 	forker_flush();
 }
 
+/* The worker runs from now on; it reports its start itself. */
 static void
-worker_started(struct worker *w)
-{
-	Pm__SpawnReply r = PM__SPAWN_REPLY__INIT;
-	int fds[2], n = 0;
-
-	w->state = W_RUNNING;
-	pmd->spawned++;
-	if (w->owner == NULL) {
-		/* its client left while it was starting */
-		if (w->daemonic)
-			pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
-		return;
-	}
-	if ((fds[n] = fcntl(w->pidfd, F_DUPFD_CLOEXEC, 3)) == -1) {
-		session_error(w->owner, w->spawn_id, PM__CODE__C_SYS,
-		    "dup pidfd: %s", strerror(errno));
-		pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
-		w->owner = NULL;
-		return;
-	}
-	n++;
-	if (w->client_channel >= 0) {
-		fds[n++] = w->client_channel;
-		w->client_channel = -1;
-	}
-	r.wid = w->wid;
-	r.pid = w->pid;
-	r.channel_fd = -1;	/* the worker picks its channel's number */
-	session_send(w->owner, PM__TYPE__T_SPAWN_REPLY, w->spawn_id, &r.base,
-	    fds, n);
-}
-
-/* Reads the status pipe: EOF alone means started. 1 when settled. */
-static int
-worker_status_read(struct worker *w)
-{
-	Pm__StartError *e;
-	ssize_t n;
-
-	for (;;) {
-		n = read(w->status_fd, w->statusbuf + w->statuslen,
-		    sizeof(w->statusbuf) - w->statuslen);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			return 0;
-		if (n > 0) {
-			w->statuslen += (size_t)n;
-			if (w->statuslen < sizeof(w->statusbuf))
-				continue;
-		}
-		break;
-	}
-	event_free(w->status_ev);
-	w->status_ev = NULL;
-	close(w->status_fd);
-	w->status_fd = -1;
-	if (w->statuslen == 0) {
-		worker_started(w);
-		return 1;
-	}
-	w->state = W_FAILED;
-	pmd->spawn_failed++;
-	e = pm__start_error__unpack(NULL, w->statuslen, w->statusbuf);
-	if (w->owner != NULL)
-		session_error(w->owner, w->spawn_id,
-		    e ? e->code : PM__CODE__C_SYS, "%s",
-		    e && e->message ? e->message : "worker failed to start");
-	if (e != NULL)
-		pm__start_error__free_unpacked(e, NULL);
-	return 1;
-}
-
-static void
-worker_status_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	worker_status_read(arg);
-}
-
-/* A direct worker runs from now on; it reports its start itself. */
-static void
-forker_forked_direct(struct worker *w)
+worker_forked(struct worker *w)
 {
 	w->state = W_RUNNING;
 	pmd->spawned++;
@@ -415,7 +335,7 @@ forker_forked(struct pm_frame *f)
 		pm__forked__free_unpacked(r, NULL);
 		return;
 	}
-	if (r->sys_errno != 0 || f->nfds != (w->direct ? 1 : 2)) {
+	if (r->sys_errno != 0 || f->nfds != 1) {
 		errno = r->sys_errno;
 		spawn_fail(w, r->sys_errno == EAGAIN ? PM__CODE__C_LIMIT :
 		    PM__CODE__C_SYS, r->sys_errno == EAGAIN ?
@@ -427,24 +347,7 @@ forker_forked(struct pm_frame *f)
 	w->pidfd = wire_frame_take(f, 0);
 	pm__forked__free_unpacked(r, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
-	if (w->direct) {
-		forker_forked_direct(w);
-		return;
-	}
-	w->status_fd = wire_frame_take(f, 1);
-	w->state = W_STARTING;
-	fcntl(w->status_fd, F_SETFL, O_NONBLOCK);
-	w->ev = event_new(pmd->base, w->pidfd, EV_READ, worker_reap_cb, w);
-	w->status_ev = event_new(pmd->base, w->status_fd, EV_READ | EV_PERSIST,
-	    worker_status_cb, w);
-	if (w->ev == NULL || w->status_ev == NULL)
-		fatal("%s: event_new", __func__);
-	event_add(w->ev, NULL);
-	event_add(w->status_ev, NULL);
-	log_debug("worker %llu: pid %d", (unsigned long long)w->wid,
-	    (int)w->pid);
-	/* often the worker has reported already: spare a loop turn */
-	worker_status_read(w);
+	worker_forked(w);
 }
 
 static void
@@ -700,7 +603,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	}
 	w->wid = ++pmd->next_wid;
 	w->state = W_FORKING;
-	w->pidfd = w->status_fd = -1;
+	w->pidfd = -1;
 	w->owner = s;
 	w->owner_pid = s->pid;
 	w->spawn_id = f->id;
@@ -709,9 +612,6 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	w->daemonic = sp->daemonic;
 	w->client_channel = ch[0];
 	w->stats_fd = -1;
-	/* A Process reports its start to its client itself, over the
-	 * channel: the client has its answer a hop sooner. */
-	w->direct = sp->kind != PM__KIND__K_POOL;
 	w->forker_gen = pmd->forker_gen;
 	if (sp->kind == PM__KIND__K_POOL) {
 		w->pool = sp->pool;
@@ -730,7 +630,6 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	fk.n_groups = (size_t)i;
 	fk.groups = gids;
 	fk.has_channel = 1;
-	fk.direct = w->direct;
 	fds[n++] = ch[1];
 	for (i = 0; i < f->nfds; i++)
 		fds[n++] = wire_frame_take(f, i);
@@ -745,8 +644,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 		goto done;
 	}
 	forker_flush();
-	if (w->direct)
-		spawn_reply_direct(w);
+	spawn_reply(w);
 done:
 	pm__spawn__free_unpacked(sp, NULL);
 }
@@ -758,14 +656,10 @@ worker_free(struct worker *w)
 {
 	if (w->ev != NULL)
 		event_free(w->ev);
-	if (w->status_ev != NULL)
-		event_free(w->status_ev);
 	if (w->kill_ev != NULL)
 		event_free(w->kill_ev);
 	if (w->pidfd >= 0)
 		close(w->pidfd);
-	if (w->status_fd >= 0)
-		close(w->status_fd);
 	if (w->stats_fd >= 0)
 		close(w->stats_fd);
 	if (w->client_channel >= 0)
@@ -783,9 +677,6 @@ worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 	siginfo_t si;
 	int code;
 
-	/* A start report comes before the end: settle it first. */
-	if (w->state == W_STARTING && w->status_fd >= 0)
-		worker_status_read(w);
 	memset(&si, 0, sizeof(si));
 	if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == -1) {
 		log_warn("%s: waitid %d: %s", __func__, (int)w->pid,
