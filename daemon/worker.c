@@ -132,7 +132,8 @@ apply_limits(const Pm__Spawn *s)
 
 /*
  * Lays out fds: src[i] becomes dst[i]; everything else is closed but the
- * status pipe, which ends up just above the highest target.
+ * fd the start is reported on (an exec's channel), which ends up just
+ * above the highest target.
  */
 static void
 layout_fds(int *src, const int *dst, int n)
