@@ -6,30 +6,11 @@
 # the budgets; asserts nothing.  RUNS, SIZE_MB override.
 set -eu
 
-if [ $# -ne 1 ]; then
-	echo "usage: run-pool.sh BUILD_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+bench_setup run-pool.sh $# "${1:-}" bench/bench_pool bench/pool_tasks.so
 runs=${RUNS:-5}
 size_mb=${SIZE_MB:-300}
-for f in "$build/bench/bench_pool" "$build/bench/pool_tasks.so"; do
-	if [ ! -e "$f" ]; then
-		echo "bench: $f is missing; run make bench" >&2
-		exit 1
-	fi
-done
-out=$(mktemp -d "${TMPDIR:-/tmp}/pmd-bench-pool.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-chmod 700 "$out"
-if [ -z "${PMD_SOCKET:-}" ]; then
-	unset PMD_SOCKET
-	XDG_RUNTIME_DIR=$out
-	export XDG_RUNTIME_DIR
-fi
-PMD_BIN=$build/pmd
-export PMD_BIN
 
 file=$out/lines.txt
 yes 'the quick brown fox jumps over the lazy dog; pmd counts lines' |

@@ -11,32 +11,13 @@
 # fresh runtime directory.  RUNS / PY_RUNS override the iteration counts.
 set -eu
 
-if [ $# -ne 1 ]; then
-	echo "usage: run-queue.sh BUILD_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+bench_setup run-queue.sh $# "${1:-}" bench/bench_queue
 runs=${RUNS:-20000}
 py_runs=${PY_RUNS:-5000}
-if [ ! -e "$build/bench/bench_queue" ]; then
-	echo "bench: $build/bench/bench_queue is missing; run make bench" >&2
-	exit 1
-fi
 
-out=$(mktemp -d "${TMPDIR:-/tmp}/pmd-bench.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-chmod 700 "$out"
-if [ -z "${PMD_SOCKET:-}" ]; then
-	unset PMD_SOCKET
-	XDG_RUNTIME_DIR=$out
-	export XDG_RUNTIME_DIR
-fi
-PMD_BIN=$build/pmd
-export PMD_BIN
-
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "== bench: $(uname -srm), $(nproc) CPUs${cpu:+, $cpu}"
+bench_banner
 echo "== pmd queues: $runs one-at-a-time put+get, pipelined, batched, 4x4 processes; bare socketpair round trips"
 "$build/bench/bench_queue" "$runs" > "$out/c.txt"
 if command -v python3 > /dev/null; then

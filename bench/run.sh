@@ -8,34 +8,13 @@
 # fresh runtime directory.  RUNS / PY_RUNS override the iteration counts.
 set -eu
 
-if [ $# -ne 1 ]; then
-	echo "usage: run.sh BUILD_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/common.sh"
+bench_setup run.sh $# "${1:-}" bench/bench_process bench/bench_tasks.so
 runs=${RUNS:-2000}
 py_runs=${PY_RUNS:-300}
-for f in "$build/bench/bench_process" "$build/bench/bench_tasks.so"; do
-	if [ ! -e "$f" ]; then
-		echo "bench: $f is missing; run make bench" >&2
-		exit 1
-	fi
-done
 
-out=$(mktemp -d "${TMPDIR:-/tmp}/pmd-bench.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-chmod 700 "$out"
-if [ -z "${PMD_SOCKET:-}" ]; then
-	unset PMD_SOCKET
-	XDG_RUNTIME_DIR=$out
-	export XDG_RUNTIME_DIR
-fi
-PMD_BIN=$build/pmd
-export PMD_BIN
-
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "== bench: $(uname -srm), $(nproc) CPUs${cpu:+, $cpu}"
+bench_banner
 echo "== pmd: $runs Process start+join of bench_tasks.so:noop, interleaved with bare forks"
 "$build/bench/bench_process" "$build/bench/bench_tasks.so" "$runs" > "$out/c.txt"
 if command -v python3 > /dev/null; then

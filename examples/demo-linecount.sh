@@ -4,27 +4,10 @@
 # print both times, and fail on a mismatch.  SIZE_MB overrides the size.
 set -eu
 
-if [ $# -ne 1 ]; then
-	echo "usage: demo-linecount.sh BUILD_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd)
+. "$(cd "$(dirname "$0")" && pwd)/common.sh"
+demo_setup demo-linecount.sh $# "${1:-}" examples/linecount \
+    examples/linecount_tasks.so
 size_mb=${SIZE_MB:-300}
-for f in "$build/pmd" "$build/examples/linecount" \
-    "$build/examples/linecount_tasks.so"; do
-	if [ ! -e "$f" ]; then
-		echo "demo-linecount: $f is missing; run make first" >&2
-		exit 1
-	fi
-done
-
-rundir=$(mktemp -d "${TMPDIR:-/tmp}/pmd-linecount.XXXXXX")
-trap 'rm -rf "$rundir"' EXIT
-chmod 700 "$rundir"
-unset PMD_SOCKET
-PMD_BIN=$build/pmd
-XDG_RUNTIME_DIR=$rundir
-export PMD_BIN XDG_RUNTIME_DIR
 
 file=$rundir/lines.txt
 echo "== linecount: making a ${size_mb} MB file"

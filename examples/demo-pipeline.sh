@@ -2,31 +2,13 @@
 # demo-pipeline.sh BUILD_DIR - run examples/pipeline (a producer Process, a
 # Pool of consumers, a joinable work queue and a result queue) against a
 # private pmd, and fail unless every result is right.
-# No system or user pmd is used: PMD_SOCKET is unset and XDG_RUNTIME_DIR is
-# a fresh directory, so pm_connect(NULL) starts BUILD_DIR/pmd for the run.
+# No system or user pmd is used (see common.sh).
 # ITEMS (2000) sets the number of work items; TIMEOUT (120 s) bounds the run.
 set -eu
 
-if [ $# -ne 1 ]; then
-	echo "usage: demo-pipeline.sh BUILD_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd)
-for f in "$build/pmd" "$build/examples/pipeline" \
-    "$build/examples/pipeline_tasks.so"; do
-	if [ ! -e "$f" ]; then
-		echo "demo: $f is missing; run make first" >&2
-		exit 1
-	fi
-done
-
-rundir=$(mktemp -d "${TMPDIR:-/tmp}/pmd-demo.XXXXXX")
-trap 'rm -rf "$rundir"' EXIT
-chmod 700 "$rundir"
-unset PMD_SOCKET
-PMD_BIN=$build/pmd
-XDG_RUNTIME_DIR=$rundir
-export PMD_BIN XDG_RUNTIME_DIR
+. "$(cd "$(dirname "$0")" && pwd)/common.sh"
+demo_setup demo-pipeline.sh $# "${1:-}" examples/pipeline \
+    examples/pipeline_tasks.so
 
 items=${ITEMS:-2000}
 limit=

@@ -1,28 +1,10 @@
 #!/bin/sh
 # demo.sh BUILD_DIR - run examples/hello against a private pmd.
-# No system or user pmd is used: PMD_SOCKET is unset and XDG_RUNTIME_DIR is
-# a fresh directory, so pm_connect(NULL) starts BUILD_DIR/pmd for the run.
+# No system or user pmd is used (see common.sh).
 set -eu
 
-if [ $# -ne 1 ]; then
-	echo "usage: demo.sh BUILD_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd)
-for f in "$build/pmd" "$build/examples/hello" "$build/examples/hello_tasks.so"; do
-	if [ ! -e "$f" ]; then
-		echo "demo: $f is missing; run make first" >&2
-		exit 1
-	fi
-done
-
-rundir=$(mktemp -d "${TMPDIR:-/tmp}/pmd-demo.XXXXXX")
-trap 'rm -rf "$rundir"' EXIT
-chmod 700 "$rundir"
-unset PMD_SOCKET
-PMD_BIN=$build/pmd
-XDG_RUNTIME_DIR=$rundir
-export PMD_BIN XDG_RUNTIME_DIR
+. "$(cd "$(dirname "$0")" && pwd)/common.sh"
+demo_setup demo.sh $# "${1:-}" examples/hello examples/hello_tasks.so
 
 echo "== demo: private pmd ($PMD_BIN), runtime dir $rundir"
 if "$build/examples/hello" "$build/examples/hello_tasks.so"; then
