@@ -32,6 +32,12 @@ static int base_self;		/* client fds before connecting */
 static int base_pmd;		/* pmd fds with no client */
 static int base_conn;		/* pmd fds with our connection */
 
+/* t_pmd_killed_private's connection to a private pmd and its two workers:
+ * reachable from here while children are forked, so not lost in them, and
+ * freed by teardown_private if a failed check left them. */
+static pm_conn *pconn;
+static pm_process *pproc[2];
+
 static void
 start(const char *const *args, long nofile)
 {
@@ -104,6 +110,25 @@ settled(void)
 	ck_assert_msg(n == base_conn, "pmd has %d fds, %d before", n,
 	    base_conn);
 	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+}
+
+/* For th_child_own. */
+static void
+free_conn(void *c)
+{
+	pm_disconnect(c);
+}
+
+static void
+free_queue(void *q)
+{
+	pm_queue_free(q);
+}
+
+static void
+free_process(void *p)
+{
+	pm_process_free(p);
 }
 
 /* The forker pid pmd reports (pmctl status --json). */
@@ -221,12 +246,11 @@ START_TEST(t_forker_killed_in_flight)
 	int n = 0, failed = 0, i, r, code;
 
 	victim = forker_pid();
-	killer = fork();
-	ck_assert_int_ge(killer, 0);
+	killer = th_fork();
 	if (killer == 0) {
 		th_sleep(0.1);
 		kill(victim, SIGKILL);
-		_exit(0);
+		th_child_exit(0);
 	}
 	end = th_now() + 0.6;
 	while (th_now() < end && n < 400) {
@@ -269,23 +293,26 @@ blocked_getter(const char *addr, int *report)
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = th_fork();
 	if (pid == 0) {
 		pm_conn *c;
 		pm_queue *q;
-		pm_bytes b;
+		pm_bytes b = { NULL, 0 };
 		int r;
 
 		close(p[0]);
-		if ((c = pm_connect(addr)) == NULL ||
-		    (q = pm_queue_open(c, "blocked", 0, PM_Q_CREATE)) == NULL)
-			_exit(100);
+		if ((c = pm_connect(addr)) == NULL)
+			th_child_exit(100);
+		th_child_own(c, free_conn);
+		if ((q = pm_queue_open(c, "blocked", 0, PM_Q_CREATE)) == NULL)
+			th_child_exit(100);
+		th_child_own(q, free_queue);
 		if (write(p[1], "r", 1) != 1)
-			_exit(101);
+			th_child_exit(101);
 		r = pm_queue_get(q, &b, 60);
+		pm_bytes_free(&b);
 		(void)!write(p[1], &r, sizeof(r));
-		_exit(0);
+		th_child_exit(0);
 	}
 	close(p[1]);
 	*report = p[0];
@@ -310,13 +337,15 @@ START_TEST(t_pmd_killed_private)
 	unsetenv("PMD_SOCKET");
 	setenv("PMD_BIN", th_env("PMD_BIN"), 1);
 
-	pc = pm_connect(NULL);
+	pconn = pc = pm_connect(NULL);
 	ck_assert_msg(pc != NULL, "pm_connect(NULL): %s", pm_last_message());
 	victim = pm_daemon_pid(pc);
 	ck_assert_int_gt(victim, 0);
-	p = pm_process_new(pc, th_module(), "wait_forever", NULL, 0);
+	pproc[0] = p = pm_process_new(pc, th_module(), "wait_forever", NULL,
+	    0);
 	ck_assert_int_eq(pm_process_start(p), PM_OK);
-	d = pm_process_new(pc, th_module(), "ignore_term", NULL, 0);
+	pproc[1] = d = pm_process_new(pc, th_module(), "ignore_term", NULL,
+	    0);
 	ck_assert_int_eq(pm_process_set_daemon(d, 1), PM_OK);
 	ck_assert_int_eq(pm_process_start(d), PM_OK);
 	getter = blocked_getter(pm_conn_address(pc), &rep);
@@ -329,12 +358,11 @@ START_TEST(t_pmd_killed_private)
 	pids[1] = pm_process_pid(d);
 	pids[2] = victim;
 
-	killer = fork();
-	ck_assert_int_ge(killer, 0);
+	killer = th_fork();
 	if (killer == 0) {
 		th_sleep(0.3);
 		kill(victim, SIGKILL);
-		_exit(0);
+		th_child_exit(0);
 	}
 	t0 = th_now();
 	r = pm_process_join(p, 60);
@@ -364,9 +392,21 @@ START_TEST(t_pmd_killed_private)
 	pm_process_free(p);
 	pm_process_free(d);
 	pm_disconnect(pc);
+	pproc[0] = pproc[1] = NULL;
+	pconn = NULL;
 	th_rmtree(xdg);
 }
 END_TEST
+
+static void
+teardown_private(void)
+{
+	pm_process_free(pproc[0]);
+	pm_process_free(pproc[1]);
+	pm_disconnect(pconn);
+	pproc[0] = pproc[1] = NULL;
+	pconn = NULL;
+}
 
 /* ---- clients killed mid-request ---- */
 
@@ -404,25 +444,29 @@ raw_spawner(const char *fn, int daemonic, int *ready)
 static pid_t
 lib_getter(void)
 {
-	pid_t pid = fork();
+	pid_t pid = th_fork();
 
-	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		pm_conn *c;
 		pm_queue *q;
 		pm_process *p;
-		pm_bytes b;
+		pm_bytes b = { NULL, 0 };
 
-		if ((c = pm_connect(pmd.sock)) == NULL ||
-		    (q = pm_queue_open(c, "kq", 0, PM_Q_CREATE)) == NULL)
-			_exit(100);
+		if ((c = pm_connect(pmd.sock)) == NULL)
+			th_child_exit(100);
+		th_child_own(c, free_conn);
+		if ((q = pm_queue_open(c, "kq", 0, PM_Q_CREATE)) == NULL)
+			th_child_exit(100);
+		th_child_own(q, free_queue);
 		/* a daemonic worker of its own, ended with it */
 		p = pm_process_new(c, th_module(), "wait_forever", NULL, 0);
+		th_child_own(p, free_process);
 		if (p == NULL || pm_process_set_daemon(p, 1) != PM_OK ||
 		    pm_process_start(p) != PM_OK)
-			_exit(101);
+			th_child_exit(101);
 		pm_queue_get(q, &b, -1);
-		_exit(102);
+		pm_bytes_free(&b);
+		th_child_exit(102);
 	}
 	return pid;
 }
@@ -696,21 +740,23 @@ START_TEST(t_spawn_out_of_fds)
 	for (n = 0; n < HOGS; n++)
 		ck_assert_int_ge(hogs[n] = th_unix_connect(pmd.sock), 0);
 	TH_WAIT(th_fd_count(pmd.pid) >= NOFILE_LOW, 10);
-	/* in a child, so a hang is seen as one */
-	child = fork();
-	ck_assert_int_ge(child, 0);
+	/* in a child, so a hang is seen as one; it spawns on our
+	 * connection (a new one could not be had), which the test then
+	 * gives up.  The process is the child's: freeing it sends nothing. */
+	child = th_fork();
 	if (child == 0) {
 		pm_process *q = pm_process_new(conn, th_module(), "noop", NULL,
 		    0);
 
+		th_child_own(q, free_process);
 		r = pm_process_start(q);
 		if (r == PM_OK)
 			r = pm_process_join(q, 20);
 		if (r != PM_OK)
 			fprintf(stderr, "spawn out of fds: %d (%s)\n", r,
 			    pm_last_message());
-		_exit(r == PM_OK ? 0 : r == PM_ESYS || r == PM_ELIMIT ? 1 :
-		    2);
+		th_child_exit(r == PM_OK ? 0 : r == PM_ESYS ||
+		    r == PM_ELIMIT ? 1 : 2);
 	}
 	for (i = 0; i < 200; i++) {
 		if (waitpid(child, &r, WNOHANG) == child)
@@ -830,6 +876,7 @@ faults_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("pmd-killed");
+	tcase_add_checked_fixture(tc, NULL, teardown_private);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_pmd_killed_private);
 	suite_add_tcase(s, tc);

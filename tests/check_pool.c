@@ -413,13 +413,20 @@ START_TEST(t_initializer)
 }
 END_TEST
 
+/*
+ * Under valgrind (3.19) pidfd_send_signal is an unknown syscall (ENOSYS),
+ * and the pool kills its workers with it alone (pm_process_signal falls
+ * back to asking pmd; the pool does not): the 4 running tasks end by
+ * themselves.  There the tasks are shorter and the bound is only against
+ * a hang; the promptness of terminate is checked without valgrind.
+ */
 START_TEST(t_terminate)
 {
 	pm_pool *p = new_pool(4);
 	enum { N = 10000 };
 	pm_result **r = calloc(N, sizeof(*r));
-	int64_t ms = 60000;
-	double t0;
+	int64_t ms = th_valgrind() ? 2000 : 60000;
+	double t0, bound = th_valgrind() ? 2.0 + 30.0 : 1.0;
 	pm_bytes b;
 	size_t i;
 
@@ -433,7 +440,7 @@ START_TEST(t_terminate)
 	t0 = th_now();
 	ck_assert_int_eq(pm_pool_terminate(p), PM_OK);
 	ck_assert_int_eq(pm_pool_join(p), PM_OK);
-	ck_assert_msg(th_now() - t0 < 1.0, "terminate + join took %.3f s",
+	ck_assert_msg(th_now() - t0 < bound, "terminate + join took %.3f s",
 	    th_now() - t0);
 	for (i = 0; i < N; i++) {
 		ck_assert_int_eq(pm_result_ready(r[i]), 1);

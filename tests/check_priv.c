@@ -52,6 +52,13 @@ static char pubmod[PATH_MAX + 64];	/* 0644 copy of privtasks.so */
 static char privmod[PATH_MAX + 64];	/* 0600 copy, owned by root */
 static int is_root;
 
+/* What a test holds while it forks user clients: reachable from here, so
+ * not lost in those children, and freed by teardown if a failed check
+ * left it.  Free one with proc_free(). */
+#define MAX_PROCS	200
+static pm_conn *conn2;			/* root's second connection */
+static pm_process *procs[MAX_PROCS];	/* root's workers */
+
 /* ---- set-up ---- */
 
 static void
@@ -122,12 +129,23 @@ setup_rate(void)
 }
 
 static void
+proc_free(pm_process **p)
+{
+	pm_process_free(*p);
+	*p = NULL;
+}
+
+static void
 teardown(void)
 {
-	int n;
+	int n, i;
 
 	if (!is_root)
 		return;
+	for (i = 0; i < MAX_PROCS; i++)
+		proc_free(&procs[i]);
+	pm_disconnect(conn2);
+	conn2 = NULL;
 	pm_disconnect(conn);
 	conn = NULL;
 	if (th_pid_alive(pmd.pid)) {
@@ -189,7 +207,22 @@ struct user_proc {
 	int	ctl;		/* the test writes here to let it go on */
 };
 
-/* Runs fn(ud, ctl_fd) as w in a child; its exit code is fn's. */
+/* For th_child_own. */
+static void
+free_conn(void *c)
+{
+	pm_disconnect(c);
+}
+
+static void
+free_process(void *p)
+{
+	pm_process_free(p);
+}
+
+/* Runs fn(ud, ctl_fd) as w in a child; its exit code is fn's.  fn hands
+ * what it creates to th_child_own (freed on the way out, early returns
+ * too) and uses none of the test's objects. */
 static struct user_proc
 as_user(const struct who *w, int (*fn)(void *, int), void *ud)
 {
@@ -198,14 +231,13 @@ as_user(const struct who *w, int (*fn)(void *, int), void *ud)
 
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(c, O_CLOEXEC), 0);
-	u.pid = fork();
-	ck_assert_int_ge(u.pid, 0);
+	u.pid = th_fork();
 	if (u.pid == 0) {
 		close(p[0]);
 		close(c[1]);
 		report_fd = p[1];
 		drop(w);
-		_exit(fn(ud, c[0]));
+		th_child_exit(fn(ud, c[0]));
 	}
 	close(p[1]);
 	close(c[0]);
@@ -292,14 +324,13 @@ pmctl_as(const struct who *w, char *out, size_t outsz, ...)
 	va_end(ap);
 	argv[argc] = NULL;
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = th_fork();
 	if (pid == 0) {
 		close(p[0]);
 		drop(w);
 		r = th_run(argv, buf, sizeof(buf), 30);
 		(void)!write(p[1], buf, strlen(buf));
-		_exit(r < 0 ? 200 : r);
+		th_child_exit(r < 0 ? 200 : r);
 	}
 	close(p[1]);
 	while (th_readable(p[0], 60) && got + 1 < outsz &&
@@ -400,24 +431,28 @@ creds_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
 	expected_ids(w, want, sizeof(want));
 	if ((got = run_result(c, pubmod, "ids", &err)) == NULL)
 		return say(2, "ids: %d %s", err, pm_last_message());
+	th_child_own(got, free);
 	if (strcmp(got, want) != 0)
 		return say(3, "worker ids \"%s\", client's \"%s\"", got, want);
-	free(got);
+	th_child_free(got);
 	/* a program runs with them too */
 	snprintf(cmd, sizeof(cmd), "test \"$(id -u) $(id -g) $(id -G | wc -w)\""
 	    " = \"%u %u %d\"", (unsigned)w->uid, (unsigned)w->gid,
 	    w->ngroups + 1);
-	if ((p = pm_process_new_exec(c, "/bin/sh", argv, NULL)) == NULL ||
-	    pm_process_start(p) != PM_OK || pm_process_join(p, 30) != PM_OK ||
+	p = pm_process_new_exec(c, "/bin/sh", argv, NULL);
+	th_child_own(p, free_process);
+	if (p == NULL || pm_process_start(p) != PM_OK ||
+	    pm_process_join(p, 30) != PM_OK ||
 	    pm_process_exitcode(p, &code) != PM_OK)
 		return say(4, "exec: %s", pm_last_message());
 	if (code != 0)
 		return say(5, "exec: the program saw other ids (exit %d)", code);
-	pm_process_free(p);
-	pm_disconnect(c);
+	th_child_free(p);
+	th_child_free(c);
 	return 0;
 }
 
@@ -456,8 +491,10 @@ owner_client(void *ud, int ctl)
 	(void)ud;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	if ((p = pm_process_new(c, pubmod, "idle", NULL, 0)) == NULL ||
-	    pm_process_start(p) != PM_OK)
+	th_child_own(c, free_conn);
+	p = pm_process_new(c, pubmod, "idle", NULL, 0);
+	th_child_own(p, free_process);
+	if (p == NULL || pm_process_start(p) != PM_OK)
 		return say(2, "start: %s", pm_last_message());
 	say(0, "%d", (int)pm_process_pid(p));
 	wait_go(ctl);
@@ -465,8 +502,8 @@ owner_client(void *ud, int ctl)
 		return say(3, "join: %d %s", r, pm_last_message());
 	if (pm_process_exitcode(p, &code) != PM_OK || code != -SIGTERM)
 		return say(4, "exit code %d, want %d", code, -SIGTERM);
-	pm_process_free(p);
-	pm_disconnect(c);
+	th_child_free(p);
+	th_child_free(c);
 	return 0;
 }
 
@@ -487,6 +524,7 @@ intruder_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
 	for (i = 0; victim > 0 && i < sizeof(signo) / sizeof(signo[0]); i++) {
 		sg.pid = victim;
 		sg.signo = signo[i];
@@ -512,7 +550,7 @@ intruder_client(void *ud, int ctl)
 	/* the connection is still good, and sees none of it */
 	if ((r = pm_active_children(c, mine, 8)) != 0)
 		return say(6, "active children: %d", r);
-	pm_disconnect(c);
+	th_child_free(c);
 	return 0;
 }
 
@@ -526,7 +564,7 @@ START_TEST(t_isolation)
 
 	NEED_ROOT();
 	/* root has a worker too */
-	p = pm_process_new(conn, pubmod, "idle", NULL, 0);
+	procs[0] = p = pm_process_new(conn, pubmod, "idle", NULL, 0);
 	ck_assert_int_eq(pm_process_start(p), PM_OK);
 	mine = pm_process_pid(p);
 
@@ -583,7 +621,7 @@ START_TEST(t_isolation)
 	user_done(&owner);
 	ck_assert_int_eq(pm_process_terminate(p), PM_OK);
 	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
-	pm_process_free(p);
+	proc_free(&procs[0]);
 }
 END_TEST
 
@@ -601,11 +639,12 @@ shutdown_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
 	r = pmc_call(c, PM__TYPE__T_SHUTDOWN, &sd.base, NULL, 0, NULL, &pp, 30);
 	if (r != PM_OK)
 		return say(2, "shutdown: %d (%s)", r, pm_last_message());
 	pmc_pending_free(c, pp);
-	pm_disconnect(c);
+	th_child_free(c);
 	return 0;
 }
 
@@ -618,7 +657,7 @@ START_TEST(t_admin_group)
 	int st;
 
 	NEED_ROOT();
-	p = pm_process_new(conn, pubmod, "idle", NULL, 0);
+	procs[0] = p = pm_process_new(conn, pubmod, "idle", NULL, 0);
 	ck_assert_int_eq(pm_process_start(p), PM_OK);
 	mine = pm_process_pid(p);
 	owner = as_user(&user_a, owner_client, NULL);
@@ -640,7 +679,7 @@ START_TEST(t_admin_group)
 	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
 	ck_assert_int_eq(pm_process_exitcode(p, &st), PM_OK);
 	ck_assert_int_eq(st, -SIGKILL);
-	pm_process_free(p);
+	proc_free(&procs[0]);
 
 	/* a non-member cannot shut pmd down; a member can */
 	u = as_user(&user_b, intruder_client, (void *)(intptr_t)0);
@@ -675,6 +714,7 @@ module_client(void *ud, int ctl)
 	unreadable[1] = dir;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
 	for (i = 0; i < 2; i++) {
 		if (access(unreadable[i], R_OK) == 0)
 			return say(2, "%s readable: the test is wrong",
@@ -682,6 +722,7 @@ module_client(void *ud, int ctl)
 		if ((p = pm_process_new(c, unreadable[i], "ids", NULL, 0)) ==
 		    NULL)
 			return say(3, "new: %s", pm_last_message());
+		th_child_own(p, free_process);
 		r = pm_process_start(p);
 		if (r == PM_OK)
 			return say(4, "a worker loaded %s for uid %u",
@@ -690,16 +731,17 @@ module_client(void *ud, int ctl)
 		    *pm_last_message() == '\0')
 			return say(5, "start %s: %d (%s), want PM_EPERM or "
 			    "PM_ENOENT", unreadable[i], r, pm_last_message());
-		pm_process_free(p);
+		th_child_free(p);
 	}
 	/* the same code, readable, is fine */
 	if ((got = run_result(c, pubmod, "ids", &r)) == NULL)
 		return say(6, "readable module: %d %s", r, pm_last_message());
+	th_child_own(got, free);
 	expected_ids(ud, want, sizeof(want));
 	if (strcmp(got, want) != 0)
 		return say(7, "ids %s, want %s", got, want);
-	free(got);
-	pm_disconnect(c);
+	th_child_free(got);
+	th_child_free(c);
 	return 0;
 }
 
@@ -741,9 +783,11 @@ cap_client(void *ud, int ctl)
 	(void)ud;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
 	for (i = 0; i < 4; i++) {
 		if ((p[i] = pm_process_new(c, pubmod, "idle", NULL, 0)) == NULL)
 			return say(2, "new: %s", pm_last_message());
+		th_child_own(p[i], free_process);
 		r = pm_process_start(p[i]);
 		if (i < 3 && r != PM_OK)
 			return say(3, "start %d: %d %s", i, r,
@@ -762,16 +806,15 @@ cap_client(void *ud, int ctl)
 		    code != -SIGTERM)
 			return say(5, "end %d: %s", i, pm_last_message());
 	for (i = 0; i < 4; i++)
-		pm_process_free(p[i]);
-	pm_disconnect(c);
+		th_child_free(p[i]);
+	th_child_free(c);
 	return 0;
 }
 
 START_TEST(t_worker_cap)
 {
 	struct user_proc u;
-	pm_process *p[4];
-	pm_conn *c2;
+	pm_process **p = procs;
 	char line[64];
 	int i, r;
 
@@ -787,12 +830,12 @@ START_TEST(t_worker_cap)
 	ck_assert_msg(strstr(pm_last_message(), "max") != NULL,
 	    "message: %s", pm_last_message());
 	/* per uid, not per connection */
-	c2 = pm_connect(pmd.sock);
-	ck_assert_ptr_nonnull(c2);
-	pm_process_free(p[3]);
-	p[3] = pm_process_new(c2, pubmod, "idle", NULL, 0);
+	conn2 = pm_connect(pmd.sock);
+	ck_assert_ptr_nonnull(conn2);
+	proc_free(&p[3]);
+	p[3] = pm_process_new(conn2, pubmod, "idle", NULL, 0);
 	ck_assert_int_eq(pm_process_start(p[3]), PM_ELIMIT);
-	pm_process_free(p[3]);
+	proc_free(&p[3]);
 	/* another uid has its own 3, while root is at its cap */
 	u = as_user(&user_a, cap_client, NULL);
 	user_line(&u, line, sizeof(line));
@@ -801,17 +844,18 @@ START_TEST(t_worker_cap)
 	/* one fewer: one more */
 	ck_assert_int_eq(pm_process_terminate(p[0]), PM_OK);
 	ck_assert_int_eq(pm_process_join(p[0], 30), PM_OK);
-	pm_process_free(p[0]);
-	p[0] = pm_process_new(c2, pubmod, "idle", NULL, 0);
+	proc_free(&p[0]);
+	p[0] = pm_process_new(conn2, pubmod, "idle", NULL, 0);
 	r = pm_process_start(p[0]);
 	ck_assert_msg(r == PM_OK, "start after one ended: %d %s", r,
 	    pm_last_message());
 	for (i = 0; i < 3; i++) {
 		ck_assert_int_eq(pm_process_kill(p[i]), PM_OK);
 		ck_assert_int_eq(pm_process_join(p[i], 30), PM_OK);
-		pm_process_free(p[i]);
+		proc_free(&p[i]);
 	}
-	pm_disconnect(c2);
+	pm_disconnect(conn2);
+	conn2 = NULL;
 }
 END_TEST
 
@@ -831,7 +875,7 @@ spawn_until_limit(pm_conn *c, pm_process **ps, int max, int *last)
 		}
 		if ((r = pm_process_start(ps[n])) != PM_OK) {
 			*last = r;
-			pm_process_free(ps[n]);
+			proc_free(&ps[n]);
 			break;
 		}
 		n++;
@@ -846,7 +890,7 @@ join_all(pm_process **ps, int n)
 
 	for (i = 0; i < n; i++) {
 		ck_assert_int_eq(pm_process_join(ps[i], 30), PM_OK);
-		pm_process_free(ps[i]);
+		proc_free(&ps[i]);
 	}
 }
 
@@ -861,21 +905,23 @@ rate_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
 	if ((p = pm_process_new(c, pubmod, "ids", NULL, 0)) == NULL)
 		return say(2, "new: %s", pm_last_message());
+	th_child_own(p, free_process);
 	if ((r = pm_process_start(p)) != PM_OK)
 		return say(3, "another uid limited: %d %s", r,
 		    pm_last_message());
 	if (pm_process_join(p, 30) != PM_OK)
 		return say(4, "join: %s", pm_last_message());
-	pm_process_free(p);
-	pm_disconnect(c);
+	th_child_free(p);
+	th_child_free(c);
 	return 0;
 }
 
 START_TEST(t_spawn_rate)
 {
-	pm_process *ps[200];
+	pm_process **ps = procs;
 	struct user_proc u;
 	char msg[512];
 	int n, last;
@@ -907,19 +953,18 @@ END_TEST
  */
 START_TEST(t_spawn_rate_per_uid)
 {
-	pm_process *ps[200];
-	pm_conn *c2;
+	pm_process **ps = procs;
 	double t0;
 	int n, last;
 
 	NEED_ROOT();
-	c2 = pm_connect(pmd.sock);
-	ck_assert_ptr_nonnull(c2);
+	conn2 = pm_connect(pmd.sock);
+	ck_assert_ptr_nonnull(conn2);
 	t0 = th_now();
 	n = spawn_until_limit(conn, ps, 200, &last);
 	ck_assert_int_eq(last, PM_ELIMIT);
 	join_all(ps, n);
-	ps[0] = pm_process_new(c2, pubmod, "ids", NULL, 0);
+	ps[0] = pm_process_new(conn2, pubmod, "ids", NULL, 0);
 	last = pm_process_start(ps[0]);
 	if (th_now() - t0 < 0.9)
 		ck_assert_msg(last == PM_ELIMIT, "a second connection of the "
@@ -927,8 +972,9 @@ START_TEST(t_spawn_rate_per_uid)
 		    pm_last_message());
 	if (last == PM_OK)
 		ck_assert_int_eq(pm_process_join(ps[0], 30), PM_OK);
-	pm_process_free(ps[0]);
-	pm_disconnect(c2);
+	proc_free(&ps[0]);
+	pm_disconnect(conn2);
+	conn2 = NULL;
 }
 END_TEST
 
@@ -987,8 +1033,10 @@ preload_client(void *ud, int ctl)
 		return say(1, "%s readable: the test is wrong", premod);
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(2, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
 	if ((p = pm_process_new(c, premod, "ids", NULL, 0)) == NULL)
 		return say(3, "new: %s", pm_last_message());
+	th_child_own(p, free_process);
 	r = pm_process_start(p);
 	if (r == PM_OK)
 		return say(4, "a worker ran %s (preloaded, mode 0600) for "
@@ -996,8 +1044,8 @@ preload_client(void *ud, int ctl)
 	if ((r != PM_EPERM && r != PM_ENOENT) || *pm_last_message() == '\0')
 		return say(5, "start: %d (%s), want PM_EPERM or PM_ENOENT", r,
 		    pm_last_message());
-	pm_process_free(p);
-	pm_disconnect(c);
+	th_child_free(p);
+	th_child_free(c);
 	return 0;
 }
 

@@ -898,7 +898,7 @@ process_suite(void)
 	tcase_add_test(tc, t_misuse);
 	tcase_add_test(tc, t_cpu_count);
 	/* valgrind keeps its own fd limit: the kernel installs the fds */
-	if (getenv("PM_VALGRIND") == NULL)
+	if (!th_valgrind())
 		tcase_add_test(tc, t_reply_fds_lost);
 	suite_add_tcase(s, tc);
 

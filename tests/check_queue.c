@@ -33,6 +33,12 @@ static int base_self;		/* client fds before connecting */
 static int base_pmd;		/* pmd fds with no client */
 static char qmod[PATH_MAX];	/* qtasks.so */
 
+/* The test's open queues (qopen, qfree): reachable from here while fake
+ * clients are forked, so not lost in them, and freed by teardown if a
+ * failed check left them. */
+#define MAX_QUEUES	16
+static pm_queue *queues[MAX_QUEUES];
+
 static void
 start_pmd(const char *const *args)
 {
@@ -54,8 +60,12 @@ setup(void)
 static void
 teardown(void)
 {
-	int n;
+	int n, i;
 
+	for (i = 0; i < MAX_QUEUES; i++) {
+		pm_queue_free(queues[i]);
+		queues[i] = NULL;
+	}
 	pm_disconnect(conn);
 	conn = NULL;
 	ck_assert_int_eq(th_fd_count(0), base_self);
@@ -72,9 +82,28 @@ static pm_queue *
 qopen(const char *name, long maxsize, int flags)
 {
 	pm_queue *q = pm_queue_open(conn, name, maxsize, flags);
+	int i;
 
 	ck_assert_msg(q != NULL, "open %s: %s", name, pm_last_message());
+	for (i = 0; i < MAX_QUEUES && queues[i] != NULL; i++)
+		;
+	if (i == MAX_QUEUES)
+		pm_queue_free(q);
+	ck_assert_msg(i < MAX_QUEUES, "more than %d queues open", MAX_QUEUES);
+	queues[i] = q;
 	return q;
+}
+
+/* pm_queue_free of a queue from qopen. */
+static void
+qfree(pm_queue *q)
+{
+	int i;
+
+	for (i = 0; i < MAX_QUEUES; i++)
+		if (queues[i] == q)
+			queues[i] = NULL;
+	pm_queue_free(q);
 }
 
 static void
@@ -145,7 +174,21 @@ queue_field(const char *name, const char *field)
 	return atoi(f + strlen(key));
 }
 
-/* A client process: connects, opens name, runs fn; exit code is fn's. */
+/* For th_child_own. */
+static void
+free_conn(void *c)
+{
+	pm_disconnect(c);
+}
+
+static void
+free_queue(void *q)
+{
+	pm_queue_free(q);
+}
+
+/* A client process: connects, opens name, runs fn; exit code is fn's.
+ * It has a connection of its own: the test's is not used in it. */
 static pid_t
 fork_client(const char *name, int (*fn)(pm_queue *, void *), void *ud)
 {
@@ -153,14 +196,15 @@ fork_client(const char *name, int (*fn)(pm_queue *, void *), void *ud)
 	pm_queue *q;
 	pid_t pid;
 
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = th_fork();
 	if (pid == 0) {
 		if ((c = pm_connect(pmd.sock)) == NULL)
-			_exit(100);
+			th_child_exit(100);
+		th_child_own(c, free_conn);
 		if ((q = pm_queue_open(c, name, 0, 0)) == NULL)
-			_exit(101);
-		_exit(fn(q, ud));
+			th_child_exit(101);
+		th_child_own(q, free_queue);
+		th_child_exit(fn(q, ud));
 	}
 	return pid;
 }
@@ -200,7 +244,7 @@ START_TEST(t_maxsize)
 	dt = th_now() - t0;
 	ck_assert_msg(dt >= 0.1 && dt < 5, "timeout 0.1 took %.3f s", dt);
 	ck_assert_int_eq(pm_queue_qsize(q), 6);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -219,7 +263,7 @@ START_TEST(t_empty_timeout)
 	dt = th_now() - t0;
 	ck_assert_msg(dt >= 0.2 && dt < 5, "timeout 0.2 took %.3f s", dt);
 	ck_assert_ptr_null(b.data);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -242,7 +286,7 @@ START_TEST(t_fifo_processes)
 		get_str(q, item);
 	}
 	ck_assert_int_eq(pm_queue_empty(q), 1);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -259,7 +303,7 @@ START_TEST(t_qsize)
 	ck_assert_int_eq(pm_queue_qsize(q), 1);
 	get_str(q, "b");
 	ck_assert_int_eq(pm_queue_qsize(q), 0);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -300,9 +344,9 @@ START_TEST(t_joinable)
 	get_str(wq, "z");
 	ck_assert_int_eq(pm_queue_task_done(wq), PM_OK);
 	ck_assert_int_eq(pm_queue_task_done(wq), PM_EINVAL);
-	pm_queue_free(wq);
-	pm_queue_free(dq);
-	pm_queue_free(plain);
+	qfree(wq);
+	qfree(dq);
+	qfree(plain);
 }
 END_TEST
 
@@ -348,8 +392,8 @@ START_TEST(t_shutdown_drain)
 	ck_assert_int_eq(queue_field("drain-empty", "getters"), 1);
 	ck_assert_int_eq(pm_queue_shutdown(e, 0), PM_OK);
 	ck_assert_int_eq(wait_code(pid), 0);
-	pm_queue_free(q);
-	pm_queue_free(e);
+	qfree(q);
+	qfree(e);
 }
 END_TEST
 
@@ -390,9 +434,9 @@ START_TEST(t_shutdown_immediate)
 	ck_assert_int_eq(wait_code(pg), 0);
 	ck_assert_int_eq(wait_code(pp), 0);
 	ck_assert_int_eq(pm_queue_qsize(f), 0);
-	pm_queue_free(q);
-	pm_queue_free(e);
-	pm_queue_free(f);
+	qfree(q);
+	qfree(e);
+	qfree(f);
 }
 END_TEST
 
@@ -427,12 +471,12 @@ START_TEST(t_close_unlink_excl)
 	ck_assert_int_eq(pm_queue_unlink(conn, "cu"), PM_ENOENT);
 	/* a handle on the unlinked queue */
 	ck_assert_int_eq(pm_queue_put(q2, "x", 1, 0), PM_ECLOSED);
-	pm_queue_free(q);
-	pm_queue_free(q2);
+	qfree(q);
+	qfree(q2);
 	/* the name is free again, for a new and empty queue */
 	q = qopen("cu", 0, PM_Q_CREATE | PM_Q_EXCL);
 	ck_assert_int_eq(pm_queue_qsize(q), 0);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -448,26 +492,31 @@ other_uid_client(void)
 		return 100;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return 101;
-	if (pm_queue_open(c, "private", 0, 0) != NULL ||
-	    pm_last_error() != PM_EPERM)
+	th_child_own(c, free_conn);
+	q = pm_queue_open(c, "private", 0, 0);
+	th_child_own(q, free_queue);
+	if (q != NULL || pm_last_error() != PM_EPERM)
 		return 102;
-	if (pm_queue_open(c, "private", 0, PM_Q_CREATE) != NULL ||
-	    pm_last_error() != PM_EPERM)
+	q = pm_queue_open(c, "private", 0, PM_Q_CREATE);
+	th_child_own(q, free_queue);
+	if (q != NULL || pm_last_error() != PM_EPERM)
 		return 103;
 	if ((q = pm_queue_open(c, "shared", 0, 0)) == NULL)
 		return 104;
+	th_child_own(q, free_queue);
 	if (pm_queue_put(q, "from nobody", 11, 5) != PM_OK)
 		return 105;
 	if (pm_queue_unlink(c, "shared") != PM_EPERM)
 		return 106;
 	if (pm_queue_unlink(c, "private") != PM_EPERM)
 		return 107;
-	pm_queue_free(q);
+	th_child_free(q);
 	/* its own queue is private to it */
 	if ((q = pm_queue_open(c, "nobodys", 0, PM_Q_CREATE)) == NULL)
 		return 108;
-	pm_queue_free(q);
-	pm_disconnect(c);
+	th_child_own(q, free_queue);
+	th_child_free(q);
+	th_child_free(c);
 	return 0;
 }
 
@@ -485,10 +534,9 @@ START_TEST(t_other_uid)
 	priv = qopen("private", 0, PM_Q_CREATE);
 	shared = qopen("shared", 0, PM_Q_CREATE | PM_Q_SHARED);
 	put_str(priv, "secret");
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
+	pid = th_fork();
 	if (pid == 0)
-		_exit(other_uid_client());
+		th_child_exit(other_uid_client());
 	ck_assert_int_eq(wait_code(pid), 0);
 	get_str(shared, "from nobody");
 	ck_assert_int_eq(pm_queue_qsize(priv), 1);
@@ -496,9 +544,9 @@ START_TEST(t_other_uid)
 	theirs = qopen("nobodys", 0, 0);
 	ck_assert_int_eq(queue_field("nobodys", "owner"), NOBODY);
 	ck_assert_int_eq(pm_queue_unlink(conn, "nobodys"), PM_OK);
-	pm_queue_free(theirs);
-	pm_queue_free(priv);
-	pm_queue_free(shared);
+	qfree(theirs);
+	qfree(priv);
+	qfree(shared);
 }
 END_TEST
 
@@ -558,7 +606,7 @@ START_TEST(t_killed_getter)
 		TH_WAIT(queue_field("kg", "getters") == 0, 20);
 		ck_assert_int_eq(queue_field("kg", "getters"), 0);
 	}
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -612,7 +660,7 @@ START_TEST(t_loss)
 	ck_assert_msg(missing == 0, "%d of %d items lost", missing,
 	    LOSS_ITEMS);
 	ck_assert_int_eq(pm_queue_qsize(q), 0);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -650,7 +698,7 @@ START_TEST(t_item_sizes)
 	ck_assert_int_eq(pm_queue_qsize(q), 0);
 	put_str(q, "still fine");
 	get_str(q, "still fine");
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -688,7 +736,7 @@ START_TEST(t_batches)
 	}
 	ck_assert_int_eq(pm_queue_get_many(q, out, 16, &got, 0), PM_EEMPTY);
 	ck_assert_uint_eq(got, 0);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -715,7 +763,7 @@ START_TEST(t_blocking_order)
 	get_str(q, "late");
 	ck_assert_int_eq(queue_field("order", "puts"), 2);
 	ck_assert_int_eq(queue_field("order", "gets"), 2);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -768,7 +816,7 @@ START_TEST(t_pmctl)
 	r = th_pmctl(out, sizeof(out), "--socket", "/nonexistent/pmd.sock",
 	    "queues", NULL);
 	ck_assert_int_eq(r, 3);
-	pm_queue_free(q);
+	qfree(q);
 }
 END_TEST
 
@@ -810,7 +858,7 @@ START_TEST(t_bounds)
 	    PM_Q_EXCL));
 	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
 	ck_assert_int_eq(pm_queue_unlink(conn, "c"), PM_OK);
-	pm_queue_free(c);
+	qfree(c);
 	ck_assert_ptr_null(pm_queue_open(conn, "c", 101, PM_Q_CREATE));
 	ck_assert_int_eq(pm_last_error(), PM_ELIMIT);
 
@@ -835,9 +883,9 @@ START_TEST(t_bounds)
 	ck_assert_ptr_nonnull(strstr(pm_last_message(),
 	    "max_total_queue_bytes"));
 	ck_assert_int_eq(pm_queue_qsize(c), 3);
-	pm_queue_free(a);
-	pm_queue_free(b);
-	pm_queue_free(c);
+	qfree(a);
+	qfree(b);
+	qfree(c);
 }
 END_TEST
 

@@ -760,7 +760,7 @@ wire_suite(void)
 	tcase_add_test(tc, t_nfds_mismatch);
 	tcase_add_test(tc, t_fd_flood);
 	/* valgrind keeps its own fd limit: the kernel installs the fds */
-	if (getenv("PM_VALGRIND") == NULL)
+	if (!th_valgrind())
 		tcase_add_test(tc, t_fds_lost);
 	tcase_add_test(tc, t_memfd);
 	tcase_add_test(tc, t_out_queues);

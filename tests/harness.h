@@ -45,6 +45,25 @@ long	 th_rss_kb(pid_t pid);		/* VmRSS, -1 unknown */
 /* Environment given by make check; fails the test when unset. */
 const char *th_env(const char *name);
 const char *th_module(void);		/* $PM_TEST_MODULE */
+/* 1 under make valgrind ($PM_VALGRIND): fewer rounds, looser hang bounds. */
+int	 th_valgrind(void);
+
+/*
+ * Forked fake clients.  make valgrind checks every process for leaks when
+ * it exits, a test's forked child too.  Fork with th_fork(); in the child,
+ * hand each object it creates to th_child_own(obj, fn) and end with
+ * th_child_exit(code), which frees them (fn(obj)), newest first, then
+ * _exits; th_child_free(obj) frees an owned object before that.  What the
+ * parent held at the fork is not the child's to free (a connection's
+ * socket is shared with the parent; freeing a pool kills its workers):
+ * keep it reachable from file scope instead (fixture state that teardown
+ * frees), so that it is not lost in the child either.
+ */
+typedef void th_free_fn(void *obj);
+pid_t	 th_fork(void);			/* fork(); fails the test on -1 */
+void	 th_child_own(void *obj, th_free_fn *fn);	/* obj NULL: no-op */
+void	 th_child_free(void *obj);
+void	 th_child_exit(int code) __attribute__((noreturn));
 
 /* Run argv (argv[0] a path), stdin /dev/null, stdout captured into out
  * (NUL-terminated, truncated), stderr inherited.  Returns the exit
