@@ -566,11 +566,35 @@ pw_release(struct pmc_pw *w)
 	w->dead = 1;
 }
 
+/* pmd's answer to a kill it was asked for: nothing waits for it. */
+static void
+kill_done(pm_conn *c, struct pmc_pending *pd, void *ud)
+{
+	(void)ud;
+	pmc_pending_free(c, pd);
+}
+
+/* SIGKILL by pidfd; pmd sends it for a worker whose pidfd is not here yet
+ * (still starting) or where pidfd_send_signal is missing (valgrind). */
 static void
 pw_kill(struct pmc_pw *w)
 {
-	if (w->pidfd >= 0)
-		pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
+	Pm__Signal q = PM__SIGNAL__INIT;
+	struct pmc_pending *pd;
+	pm_conn *c = w->pool->conn;
+
+	if (w->pidfd >= 0 && (pidfd_send_signal(w->pidfd, SIGKILL, NULL,
+	    0) == 0 || errno != ENOSYS))
+		return;
+	if (w->wid == 0 || c == NULL || w->pool->lost)
+		return;
+	q.wid = w->wid;
+	q.signo = SIGKILL;
+	if ((pd = pmc_send(c, PM__TYPE__T_SIGNAL, &q.base, NULL, 0,
+	    NULL)) != NULL) {
+		pd->done_fn = kill_done;
+		pd->done_ud = NULL;
+	}
 }
 
 /* Queue tasks to send again, merged with the last run when contiguous. */
@@ -1295,7 +1319,7 @@ spawn_done(pm_conn *c, struct pmc_pending *pd, void *ud)
 	wire_out_init(&w->out);
 	w->starting = 1;
 	if (p->state == PS_TERMINATED || p->lost) {
-		/* the worker sees its channel close and ends */
+		pw_kill(w);
 		w->killed = 1;
 		pw_close_channel(w);
 	} else

@@ -664,6 +664,83 @@ START_TEST(t_fork_failure)
 }
 END_TEST
 
+/* One line of a cgroup file into buf; -1 when unreadable. */
+static int
+cg_read(const char *dir, const char *file, char *buf, size_t len)
+{
+	char path[PATH_MAX + 64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/*
+ * The forker killed while no new one can be forked (the broker's cgroup
+ * is at its pids limit): spawns fail with a message meanwhile, the broker
+ * does not spin, and it brings a forker back by itself, by retrying, once
+ * there is room; the next spawn succeeds.
+ */
+START_TEST(t_forker_retry)
+{
+	pm_process *p;
+	pid_t forker, now = 0;
+	double cpu0, cpu1;
+	char cur[32];
+	int r, code = -1;
+
+	if (geteuid() != 0 || cg_make() == -1) {
+		fprintf(stderr, "t_forker_retry: skipped (no writable cgroup "
+		    "pids controller)\n");
+		return;
+	}
+	forker = forker_pid();
+	ck_assert_int_gt(forker, 0);
+	ck_assert_int_eq(cg_move(cg_dir, pmd.pid), 0);
+	ck_assert_int_eq(cg_read(cg_dir, "pids.current", cur, sizeof(cur)), 0);
+	ck_assert_int_eq(cg_file(cg_dir, "pids.max", cur), 0);
+	ck_assert_int_eq(kill(forker, SIGKILL), 0);
+	TH_WAIT(forker_pid() == 0, 10);
+	ck_assert_int_eq(forker_pid(), 0);
+	th_sleep(2.5);			/* a few retries fail */
+	p = pm_process_new(conn, th_module(), "ret7", NULL, 0);
+	ck_assert_ptr_nonnull(p);
+	r = pm_process_start(p);
+	ck_assert_msg(r == PM_ESYS || r == PM_ELIMIT, "spawn without a forker: "
+	    "%d (%s)", r, pm_last_message());
+	ck_assert_msg(*pm_last_message() != '\0', "no message");
+	cpu0 = cpu_secs(pmd.pid);
+	th_sleep(1.0);
+	cpu1 = cpu_secs(pmd.pid);
+	ck_assert_msg(cpu1 - cpu0 < 0.3, "pmd used %.2f s of CPU in 1 s "
+	    "waiting to retry", cpu1 - cpu0);
+	ck_assert_int_eq(forker_pid(), 0);
+	/* room again: nobody asks, the forker comes back */
+	ck_assert_int_eq(cg_file(cg_dir, "pids.max", "max"), 0);
+	TH_WAIT((now = forker_pid()) > 0, 10);
+	ck_assert_msg(now > 0 && now != forker, "no new forker (%d)",
+	    (int)now);
+	r = pm_process_start(p);
+	ck_assert_msg(r == PM_OK, "spawn after: %d (%s)", r,
+	    pm_last_message());
+	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	ck_assert_int_eq(code, 7);
+	pm_process_free(p);
+	settled();
+	cg_move(cg_root, now);
+}
+END_TEST
+
 /* ---- out of fds ---- */
 
 #define NOFILE_LOW	64
@@ -892,6 +969,7 @@ faults_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown_cg);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_fork_failure);
+	tcase_add_test(tc, t_forker_retry);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("nofile");

@@ -82,9 +82,9 @@ copy_file(const char *from, const char *to, mode_t mode)
 
 /* pmd with these config lines, its socket reachable by every uid. */
 static void
-start_with(const char *lines)
+start_with_args(const char *lines, const char *extra)
 {
-	const char *args[] = { "--config", conf, NULL };
+	const char *args[] = { "--config", conf, extra, NULL };
 	char src[PATH_MAX];
 	FILE *f;
 
@@ -111,9 +111,21 @@ start_with(const char *lines)
 }
 
 static void
+start_with(const char *lines)
+{
+	start_with_args(lines, NULL);
+}
+
+static void
 setup(void)
 {
 	start_with("");
+}
+
+static void
+setup_private(void)
+{
+	start_with_args("", "--private");
 }
 
 static void
@@ -1064,6 +1076,76 @@ START_TEST(t_preload_unreadable)
 }
 END_TEST
 
+/* The real uid of pid, from /proc; -1 unknown. */
+static int
+proc_uid(pid_t pid)
+{
+	char path[64], line[256];
+	int uid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Uid: %d", &uid) == 1)
+			break;
+	fclose(f);
+	return uid;
+}
+
+/* In a user child: starts an idle worker, says its pid, waits for go. */
+static int
+orphan_client(void *ud, int ctl)
+{
+	pm_process *p;
+	pm_conn *c;
+	pid_t pid = 0;
+
+	(void)ud;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, free_conn);
+	p = pm_process_new(c, pubmod, "idle", NULL, 0);
+	th_child_own(p, free_process);
+	if (p == NULL || pm_process_start(p) != PM_OK ||
+	    (pid = pm_process_pid(p)) <= 0)
+		return say(2, "start: %s", pm_last_message());
+	say(0, "%d", (int)pid);
+	wait_go(ctl);
+	return 0;
+}
+
+/*
+ * A private pmd run by root serving another uid: the worker takes that
+ * uid, which clears a parent-death signal set before; it must be set
+ * after, so that the worker dies with the broker (SIGKILLed here) and
+ * nothing that belonged to pmd is left running.
+ */
+START_TEST(t_private_pdeathsig)
+{
+	struct user_proc u;
+	char line[64];
+	pid_t worker, forker;
+
+	NEED_ROOT();
+	u = as_user(&user_a, orphan_client, NULL);
+	user_line(&u, line, sizeof(line));
+	worker = (pid_t)atoi(line);
+	ck_assert_msg(worker > 0, "no worker pid: \"%s\"", line);
+	ck_assert_int_eq(proc_uid(worker), (int)user_a.uid);
+	forker = th_pmd_forker(&pmd);
+	ck_assert_int_gt(forker, 0);
+	ck_assert_int_eq(kill(pmd.pid, SIGKILL), 0);
+	ck_assert_int_eq(th_pmd_stop(&pmd), -SIGKILL);
+	TH_WAIT(!th_pid_alive(worker) && !th_pid_alive(forker), 10);
+	ck_assert_msg(!th_pid_alive(worker), "worker %d (uid %u) outlived "
+	    "its private pmd", (int)worker, (unsigned)user_a.uid);
+	ck_assert_msg(!th_pid_alive(forker), "the forker outlived pmd");
+	user_done(&u);
+}
+END_TEST
+
 static Suite *
 priv_suite(void)
 {
@@ -1099,6 +1181,12 @@ priv_suite(void)
 	suite_add_tcase(s, tc);
 
 	/* a preloaded module still needs the client to be able to read it */
+	tc = tcase_create("private");
+	tcase_add_checked_fixture(tc, setup_private, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t_private_pdeathsig);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("preload");
 	tcase_add_checked_fixture(tc, setup_preload, teardown_preload);
 	tcase_set_timeout(tc, 120);

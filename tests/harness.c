@@ -202,11 +202,18 @@ decode_status(int st)
 static void
 cleanup_at_exit(void)
 {
-	int i, st;
+	pid_t kids[512];
+	int i, j, n, st;
 
 	for (i = 0; i < TH_MAX_PMD; i++) {
 		if (live[i].pid <= 0)
 			continue;
+		/* its forker and workers first: a worker outlives a pmd
+		 * killed outright (it is not a private one), and would hold
+		 * the test's stdout open */
+		n = th_children(live[i].pid, kids, 512);
+		for (j = 0; j < n && j < 512; j++)
+			kill(kids[j], SIGKILL);
 		kill(live[i].pid, SIGKILL);
 		waitpid(live[i].pid, &st, 0);
 		th_rmtree(live[i].dir);
