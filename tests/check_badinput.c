@@ -554,10 +554,8 @@ static Suite *
 badinput_suite(void)
 {
 	Suite *s = suite_create("badinput");
-	TCase *tc = tcase_create("badinput");
+	TCase *tc = th_tcase(s, "badinput", setup, teardown, 60);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, t_valid);
 	tcase_add_test(tc, t_garbage);
 	tcase_add_test(tc, t_oversized);
@@ -571,18 +569,11 @@ badinput_suite(void)
 	tcase_add_test(tc, t_bad_payload);
 	tcase_add_test(tc, t_request_fds_lost);
 	tcase_add_test(tc, t_churn);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(badinput_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(badinput_suite());
 }

@@ -59,17 +59,10 @@ setup(void)
 static void
 teardown(void)
 {
-	int n;
-
 	pm_disconnect(conn);
 	conn = NULL;
 	ck_assert_int_eq(th_fd_count(0), base_self);
-	TH_WAIT(th_zombies(pmd.pid) == 0 &&
-	    th_fd_count(pmd.pid) == base_pmd, 10);
-	ck_assert_int_eq(th_zombies(pmd.pid), 0);
-	n = th_fd_count(pmd.pid);
-	ck_assert_msg(n == base_pmd, "pmd has %d fds, %d at start", n,
-	    base_pmd);
+	th_pmd_settled(&pmd, base_pmd, 10);
 	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
 }
 
@@ -102,14 +95,7 @@ serves(pm_conn *c)
 static void
 settled(void)
 {
-	int n;
-
-	TH_WAIT(th_fd_count(pmd.pid) == base_conn &&
-	    th_zombies(pmd.pid) == 0, 10);
-	n = th_fd_count(pmd.pid);
-	ck_assert_msg(n == base_conn, "pmd has %d fds, %d before", n,
-	    base_conn);
-	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+	th_pmd_settled(&pmd, base_conn, 10);
 }
 
 /* For th_child_own. */
@@ -945,50 +931,29 @@ faults_suite(void)
 	Suite *s = suite_create("faults");
 	TCase *tc;
 
-	tc = tcase_create("forker");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "forker", setup, teardown, 120);
 	tcase_add_test(tc, t_forker_killed);
 	tcase_add_test(tc, t_forker_killed_in_flight);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("pmd-killed");
-	tcase_add_checked_fixture(tc, NULL, teardown_private);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "pmd-killed", NULL, teardown_private, 120);
 	tcase_add_test(tc, t_pmd_killed_private);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("clients");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "clients", setup, teardown, 120);
 	tcase_add_test(tc, t_client_killed);
 	tcase_add_test(tc, t_flood_unread);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("fork-failure");
-	tcase_add_checked_fixture(tc, setup, teardown_cg);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "fork-failure", setup, teardown_cg, 120);
 	tcase_add_test(tc, t_fork_failure);
 	tcase_add_test(tc, t_forker_retry);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("nofile");
-	tcase_add_checked_fixture(tc, setup_nofile, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "nofile", setup_nofile, teardown, 120);
 	tcase_add_test(tc, t_out_of_fds);
 	tcase_add_test(tc, t_spawn_out_of_fds);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(faults_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(faults_suite());
 }

@@ -817,28 +817,16 @@ load_suite(void)
 	Suite *s = suite_create("load");
 	TCase *tc;
 
-	tc = tcase_create("clients");
-	tcase_add_checked_fixture(tc, setup_load, teardown);
-	tcase_set_timeout(tc, 600);
+	tc = th_tcase(s, "clients", setup_load, teardown, 600);
 	tcase_add_test(tc, t_thousand_clients);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("soak");
-	tcase_add_checked_fixture(tc, setup_soak, teardown);
-	tcase_set_timeout(tc, 900);
+	tc = th_tcase(s, "soak", setup_soak, teardown, 900);
 	tcase_add_test(tc, t_soak);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(load_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(load_suite());
 }

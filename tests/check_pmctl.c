@@ -37,10 +37,7 @@ static void
 teardown(void)
 {
 	pm_disconnect(conn);
-	TH_WAIT(th_fd_count(pmd.pid) == base_pmd &&
-	    th_zombies(pmd.pid) == 0, 10);
-	ck_assert_int_eq(th_fd_count(pmd.pid), base_pmd);
-	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+	th_pmd_settled(&pmd, base_pmd, 10);
 	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
 }
 
@@ -443,10 +440,8 @@ static Suite *
 pmctl_suite(void)
 {
 	Suite *s = suite_create("pmctl");
-	TCase *tc = tcase_create("pmctl");
+	TCase *tc = th_tcase(s, "pmctl", setup, teardown, 120);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_status);
 	tcase_add_test(tc, t_ps);
 	tcase_add_test(tc, t_ps_pool);
@@ -458,18 +453,11 @@ pmctl_suite(void)
 	    (int)(sizeof(bad_usage) / sizeof(bad_usage[0])));
 	tcase_add_loop_test(tc, t_help, 0,
 	    (int)(sizeof(help_cmds) / sizeof(help_cmds[0])));
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(pmctl_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(pmctl_suite());
 }

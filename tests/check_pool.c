@@ -843,9 +843,7 @@ pool_suite(void)
 	Suite *s = suite_create("pool");
 	TCase *tc;
 
-	tc = tcase_create("basic");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "basic", setup, teardown, 120);
 	tcase_add_test(tc, t_apply_map);
 	tcase_add_test(tc, t_empty);
 	tcase_add_test(tc, t_imap);
@@ -859,34 +857,21 @@ pool_suite(void)
 	tcase_add_test(tc, t_cancel);
 	tcase_add_test(tc, t_ps);
 	tcase_add_test(tc, t_disconnect);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("heavy");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 300);
+	tc = th_tcase(s, "heavy", setup, teardown, 300);
 	tcase_add_test(tc, t_terminate);
 	tcase_add_test(tc, t_worker_killed);
 	tcase_add_loop_test(tc, t_payload, 0,
 	    (int)(sizeof(sizes) / sizeof(sizes[0])));
 	tcase_add_test(tc, t_many_workers);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("limits");
-	tcase_add_checked_fixture(tc, setup_small, teardown);
-	tcase_set_timeout(tc, 60);
+	tc = th_tcase(s, "limits", setup_small, teardown, 60);
 	tcase_add_test(tc, t_create_limit);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(pool_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(pool_suite());
 }

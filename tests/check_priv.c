@@ -150,7 +150,7 @@ proc_free(pm_process **p)
 static void
 teardown(void)
 {
-	int n, i;
+	int i;
 
 	if (!is_root)
 		return;
@@ -161,12 +161,7 @@ teardown(void)
 	pm_disconnect(conn);
 	conn = NULL;
 	if (th_pid_alive(pmd.pid)) {
-		TH_WAIT(th_zombies(pmd.pid) == 0 &&
-		    th_fd_count(pmd.pid) == base_pmd, 10);
-		ck_assert_int_eq(th_zombies(pmd.pid), 0);
-		n = th_fd_count(pmd.pid);
-		ck_assert_msg(n == base_pmd, "pmd has %d fds, %d at start", n,
-		    base_pmd);
+		th_pmd_settled(&pmd, base_pmd, 10);
 	}
 	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
 }
@@ -1152,57 +1147,33 @@ priv_suite(void)
 	Suite *s = suite_create("priv");
 	TCase *tc;
 
-	tc = tcase_create("uids");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "uids", setup, teardown, 120);
 	tcase_add_test(tc, t_creds);
 	tcase_add_test(tc, t_isolation);
 	tcase_add_test(tc, t_admin_group);
 	tcase_add_test(tc, t_modules);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("cap");
-	tcase_add_checked_fixture(tc, setup_cap, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "cap", setup_cap, teardown, 120);
 	tcase_add_test(tc, t_worker_cap);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("rate");
-	tcase_add_checked_fixture(tc, setup_rate, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "rate", setup_rate, teardown, 120);
 	tcase_add_test(tc, t_spawn_rate);
-	suite_add_tcase(s, tc);
 
 	/* the spawn rate is per uid, not per connection */
-	tc = tcase_create("rate-per-uid");
-	tcase_add_checked_fixture(tc, setup_rate, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "rate-per-uid", setup_rate, teardown, 120);
 	tcase_add_test(tc, t_spawn_rate_per_uid);
-	suite_add_tcase(s, tc);
 
 	/* a preloaded module still needs the client to be able to read it */
-	tc = tcase_create("private");
-	tcase_add_checked_fixture(tc, setup_private, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "private", setup_private, teardown, 120);
 	tcase_add_test(tc, t_private_pdeathsig);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("preload");
-	tcase_add_checked_fixture(tc, setup_preload, teardown_preload);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "preload", setup_preload, teardown_preload, 120);
 	tcase_add_test(tc, t_preload_unreadable);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(priv_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(priv_suite());
 }

@@ -49,17 +49,10 @@ setup(void)
 static void
 teardown(void)
 {
-	int n;
-
 	pm_disconnect(conn);
 	conn = NULL;
 	ck_assert_int_eq(th_fd_count(0), base_self + 0);
-	TH_WAIT(th_zombies(pmd.pid) == 0 &&
-	    th_fd_count(pmd.pid) == base_pmd, 10);
-	ck_assert_int_eq(th_zombies(pmd.pid), 0);
-	n = th_fd_count(pmd.pid);
-	ck_assert_msg(n == base_pmd, "pmd has %d fds, %d at start", n,
-	    base_pmd);
+	th_pmd_settled(&pmd, base_pmd, 10);
 	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
 }
 
@@ -878,9 +871,7 @@ process_suite(void)
 	Suite *s = suite_create("process");
 	TCase *tc;
 
-	tc = tcase_create("basic");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
+	tc = th_tcase(s, "basic", setup, teardown, 60);
 	tcase_add_test(tc, t_lifecycle);
 	tcase_add_test(tc, t_join_timeout);
 	tcase_add_loop_test(tc, t_exitcode, 0,
@@ -900,37 +891,22 @@ process_suite(void)
 	/* valgrind keeps its own fd limit: the kernel installs the fds */
 	if (!th_valgrind())
 		tcase_add_test(tc, t_reply_fds_lost);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("heavy");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "heavy", setup, teardown, 120);
 	tcase_add_test(tc, t_many);
 	tcase_add_test(tc, t_many_terminated);
 	tcase_add_test(tc, t_disconnect);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("cycles");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 600);
+	tc = th_tcase(s, "cycles", setup, teardown, 600);
 	tcase_add_test(tc, t_cycles);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("daemon-loss");
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "daemon-loss", NULL, NULL, 120);
 	tcase_add_loop_test(tc, t_pmd_killed, 0, 2);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(process_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(process_suite());
 }

@@ -60,7 +60,7 @@ setup(void)
 static void
 teardown(void)
 {
-	int n, i;
+	int i;
 
 	for (i = 0; i < MAX_QUEUES; i++) {
 		pm_queue_free(queues[i]);
@@ -69,12 +69,7 @@ teardown(void)
 	pm_disconnect(conn);
 	conn = NULL;
 	ck_assert_int_eq(th_fd_count(0), base_self);
-	TH_WAIT(th_zombies(pmd.pid) == 0 &&
-	    th_fd_count(pmd.pid) == base_pmd, 10);
-	ck_assert_int_eq(th_zombies(pmd.pid), 0);
-	n = th_fd_count(pmd.pid);
-	ck_assert_msg(n == base_pmd, "pmd has %d fds, %d at start", n,
-	    base_pmd);
+	th_pmd_settled(&pmd, base_pmd, 10);
 	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
 }
 
@@ -895,9 +890,7 @@ queue_suite(void)
 	Suite *s = suite_create("queue");
 	TCase *tc;
 
-	tc = tcase_create("basic");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	tc = th_tcase(s, "basic", setup, teardown, 120);
 	tcase_add_test(tc, t_maxsize);
 	tcase_add_test(tc, t_empty_timeout);
 	tcase_add_test(tc, t_fifo_processes);
@@ -912,30 +905,17 @@ queue_suite(void)
 	tcase_add_test(tc, t_batches);
 	tcase_add_test(tc, t_blocking_order);
 	tcase_add_test(tc, t_pmctl);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("bounds");
-	tcase_add_checked_fixture(tc, setup_bounds, teardown);
-	tcase_set_timeout(tc, 60);
+	tc = th_tcase(s, "bounds", setup_bounds, teardown, 60);
 	tcase_add_test(tc, t_bounds);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("loss");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 600);
+	tc = th_tcase(s, "loss", setup, teardown, 600);
 	tcase_add_test(tc, t_loss);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(queue_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(queue_suite());
 }

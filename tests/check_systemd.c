@@ -290,23 +290,15 @@ static Suite *
 systemd_suite(void)
 {
 	Suite *s = suite_create("systemd");
-	TCase *tc = tcase_create("systemd");
+	TCase *tc = th_tcase(s, "systemd", NULL, NULL, 120);
 
-	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_verify);
 	tcase_add_test(tc, t_socket_activate);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(systemd_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(systemd_suite());
 }

@@ -746,10 +746,8 @@ static Suite *
 wire_suite(void)
 {
 	Suite *s = suite_create("wire");
-	TCase *tc = tcase_create("wire");
+	TCase *tc = th_tcase(s, "wire", setup, teardown, 60);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, t_roundtrip);
 	tcase_add_test(tc, t_fds);
 	tcase_add_test(tc, t_several_in_one_read);
@@ -766,18 +764,11 @@ wire_suite(void)
 	tcase_add_test(tc, t_out_queues);
 	tcase_add_test(tc, t_out_free_closes);
 	tcase_add_test(tc, t_in_free_closes);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
 main(void)
 {
-	SRunner *sr = srunner_create(wire_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return th_run_suite(wire_suite());
 }

@@ -73,6 +73,44 @@ th_module(void)
 	return th_env("PM_TEST_MODULE");
 }
 
+TCase *
+th_tcase(Suite *s, const char *name, SFun setup, SFun teardown,
+    double timeout)
+{
+	TCase *tc = tcase_create(name);
+
+	if (setup != NULL || teardown != NULL)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+int
+th_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
+
+void
+th_pmd_settled(const struct th_pmd *d, int base_fds, double secs)
+{
+	int n;
+
+	TH_WAIT(th_zombies(d->pid) == 0 && th_fd_count(d->pid) == base_fds,
+	    secs);
+	ck_assert_int_eq(th_zombies(d->pid), 0);
+	n = th_fd_count(d->pid);
+	ck_assert_msg(n == base_fds, "pmd has %d fds, %d expected", n,
+	    base_fds);
+}
+
 int
 th_valgrind(void)
 {

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <check.h>
 #include <protobuf-c/protobuf-c.h>
 
 #define TH_TIMEOUT	(-1000)		/* th_run/th_pmd_stop: gave up waiting */
@@ -33,6 +34,9 @@ int	 th_pmd_start_nofile(struct th_pmd *, const char *const extra_args[],
 int	 th_pmd_stop(struct th_pmd *);
 /* The broker's child that is not a worker: its only child when idle. */
 pid_t	 th_pmd_forker(const struct th_pmd *);
+/* Waits up to secs for pmd to have no zombie and base_fds fds, then
+ * fails the test unless it has. */
+void	 th_pmd_settled(const struct th_pmd *, int base_fds, double secs);
 
 /* /proc */
 int	 th_fd_count(pid_t pid);	/* 0: self (without the dir fd) */
@@ -45,6 +49,13 @@ long	 th_rss_kb(pid_t pid);		/* VmRSS, -1 unknown */
 /* Environment given by make check; fails the test when unset. */
 const char *th_env(const char *name);
 const char *th_module(void);		/* $PM_TEST_MODULE */
+/* A test case of s with a fixture (either may be NULL) and a timeout. */
+TCase	*th_tcase(Suite *s, const char *name, SFun setup, SFun teardown,
+	    double timeout);
+/* Runs s as make check asks (CK_RUN_CASE, CK_VERBOSITY, CK_FORK); the
+ * exit status for main: 0 when every test passed. */
+int	 th_run_suite(Suite *s);
+
 /* 1 under make valgrind ($PM_VALGRIND): fewer rounds, looser hang bounds. */
 int	 th_valgrind(void);
 
