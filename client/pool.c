@@ -239,22 +239,6 @@ put_varint(uint8_t *p, uint64_t v)
 }
 
 static int
-get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t r = 0;
-	int shift;
-
-	for (shift = 0; shift < 64 && *p < end; shift += 7) {
-		r |= (uint64_t)(**p & 0x7f) << shift;
-		if (*(*p)++ < 0x80) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
 blob_reserve(pm_pool *p, size_t more)
 {
 	size_t ncap;
@@ -805,13 +789,13 @@ pw_results(struct pmc_pw *w, struct pm_frame *f)
 	scan = r->items.data;
 	end = scan + r->items.len;
 	for (k = 0; k < r->count; k++) {
-		if (get_varint(&scan, end, &h) == -1)
+		if (wire_varint_get(&scan, end, &h) == -1)
 			goto bad;
 		len = h >> 2;
 		if ((h & 3) == 1)
 			fdneed += len;
 		else if ((h & 3) == 2) {
-			if (get_varint(&scan, end, &code) == -1 ||
+			if (wire_varint_get(&scan, end, &code) == -1 ||
 			    (uint64_t)(end - scan) < len)
 				goto bad;
 			scan += len;
@@ -835,12 +819,12 @@ pw_results(struct pmc_pw *w, struct pm_frame *f)
 	}
 	q = r->items.data;
 	for (k = 0; k < r->count; k++) {
-		get_varint(&q, end, &h);
+		wire_varint_get(&q, end, &h);
 		len = h >> 2;
 		if (pw_next_task(w, &j, &i) == -1)
 			goto bad;
 		if ((h & 3) == 2) {
-			get_varint(&q, end, &code);
+			wire_varint_get(&q, end, &code);
 			if (len >= sizeof(msg))
 				len = sizeof(msg) - 1;
 			memcpy(msg, q, len);

@@ -88,22 +88,6 @@ put_varint(uint64_t v)
 	out.blob[out.len++] = (uint8_t)v;
 }
 
-static int
-get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t r = 0;
-	int shift;
-
-	for (shift = 0; shift < 64 && *p < end; shift += 7) {
-		r |= (uint64_t)(**p & 0x7f) << shift;
-		if (*(*p)++ < 0x80) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* Forget a previous pm_task_return of the current task. */
 static void
 out_rewind(void)
@@ -244,7 +228,7 @@ items_memfd_bytes(const uint8_t *p, const uint8_t *end, uint32_t count)
 	uint32_t i;
 
 	for (i = 0; i < count; i++) {
-		if (get_varint(&p, end, &h) == -1)
+		if (wire_varint_get(&p, end, &h) == -1)
 			return -1;
 		len = h >> 1;
 		if (len > PMC_POOL_MAX_ITEM)
@@ -330,7 +314,7 @@ run_frame(void *h, const char *module, struct pm_task *t,
 	fn = fn_lookup(h, m->function);
 	last = checked = coarse_ns();
 	for (i = 0; i < m->count; i++) {
-		get_varint(&p, end, &hd);
+		wire_varint_get(&p, end, &hd);
 		len = hd >> 1;
 		if (hd & 1) {
 			t->arg = map + moff;

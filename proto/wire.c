@@ -534,3 +534,19 @@ wire_memfd_read(int fd, size_t len)
 	}
 	return buf;
 }
+
+int
+wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	int shift;
+
+	for (shift = 0; shift < 64 && *p < end; shift += 7) {
+		r |= (uint64_t)(**p & 0x7f) << shift;
+		if (*(*p)++ < 0x80) {
+			*v = r;
+			return 0;
+		}
+	}
+	return -1;
+}

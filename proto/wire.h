@@ -115,4 +115,8 @@ int	wire_memfd(const void *data, size_t len);
 /* Read a sealed memfd's len bytes into a new buffer; NULL on failure. */
 void	*wire_memfd_read(int fd, size_t len);
 
+/* A base-128 varint at *p (before end) into *v, *p moved past it; -1 if
+ * it runs past end or over 64 bits (pool task and result blobs). */
+int	wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
 #endif

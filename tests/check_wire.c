@@ -529,6 +529,31 @@ START_TEST(t_fds_lost)
 }
 END_TEST
 
+/* Varints as the pool blobs carry them: values, a cut one, an overlong. */
+START_TEST(t_varint)
+{
+	static const uint8_t ok[] = { 0x00, 0x7f, 0x80, 0x01, 0xac, 0x02,
+	    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 };
+	static const uint64_t want[] = { 0, 127, 128, 300, UINT64_MAX };
+	uint8_t cut[] = { 0x80, 0x80 }, over[11];
+	const uint8_t *q = ok;
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		ck_assert_int_eq(wire_varint_get(&q, ok + sizeof(ok), &v), 0);
+		ck_assert_uint_eq(v, want[i]);
+	}
+	ck_assert_ptr_eq(q, ok + sizeof(ok));
+	ck_assert_int_eq(wire_varint_get(&q, ok + sizeof(ok), &v), -1);
+	q = cut;
+	ck_assert_int_eq(wire_varint_get(&q, cut + sizeof(cut), &v), -1);
+	memset(over, 0xff, sizeof(over));
+	q = over;
+	ck_assert_int_eq(wire_varint_get(&q, over + sizeof(over), &v), -1);
+}
+END_TEST
+
 START_TEST(t_memfd)
 {
 	static const char msg[] = "sealed payload";
@@ -761,6 +786,7 @@ wire_suite(void)
 	if (!th_valgrind())
 		tcase_add_test(tc, t_fds_lost);
 	tcase_add_test(tc, t_memfd);
+	tcase_add_test(tc, t_varint);
 	tcase_add_test(tc, t_out_queues);
 	tcase_add_test(tc, t_out_free_closes);
 	tcase_add_test(tc, t_in_free_closes);
