@@ -567,6 +567,8 @@ pw_kill(struct pmc_pw *w)
 	struct pmc_pending *pd;
 	pm_conn *c = w->pool->conn;
 
+	if (w->dead || w->exited)
+		return;
 	if (w->pidfd >= 0 && (pidfd_send_signal(w->pidfd, SIGKILL, NULL,
 	    0) == 0 || errno != ENOSYS))
 		return;
