@@ -184,6 +184,7 @@ static void	pool_destroy(pm_pool *);
 static void	pw_finish(struct pmc_pw *);
 static int	pw_start_report(struct pmc_pw *, struct pm_frame *);
 static void	pw_start_failed(struct pmc_pw *, int, const char *);
+static void	pw_start_lost(struct pmc_pw *, const char *);
 static void	pw_io_cb(pm_conn *, int, unsigned, void *);
 static void	job_unref(pm_result *);
 
@@ -679,8 +680,8 @@ static void
 pw_eof(struct pmc_pw *w)
 {
 	if (w->starting) {
-		pw_start_failed(w, PM_EWORKER, "a pool worker ended before it "
-		    "reported its start");
+		pw_start_lost(w, "a pool worker ended before it reported its "
+		    "start");
 		return;
 	}
 	w->eof = 1;
@@ -1363,6 +1364,23 @@ pw_start_failed(struct pmc_pw *w, int code, const char *msg)
 	pool_fill(p);
 }
 
+/* A worker that died before it reported its start (killed in its
+ * initializer, say): pm_pool_new fails; later, it counts as an early
+ * death, and only so many of those in a row stop the spawning. */
+static void
+pw_start_lost(struct pmc_pw *w, const char *msg)
+{
+	pm_pool *p = w->pool;
+
+	if (p->creating || ++p->early_deaths >= PMC_POOL_EARLY_DEATHS) {
+		pw_start_failed(w, PM_EWORKER, msg);
+		return;
+	}
+	w->starting = 0;
+	pw_release(w);
+	pool_fill(p);
+}
+
 /* A closed pool with nothing left to do lets its workers go. */
 static void
 pool_idle_check(pm_pool *p)
@@ -1404,7 +1422,7 @@ pmc_pool_exited(pm_conn *c, const Pm__Exited *ev)
 					snprintf(msg, sizeof(msg), "a pool "
 					    "worker ended (%d) before it "
 					    "reported its start", w->exitcode);
-					pw_start_failed(w, PM_EWORKER, msg);
+					pw_start_lost(w, msg);
 				}
 				pw_finish(w);
 			}

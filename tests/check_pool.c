@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <check.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -837,6 +838,78 @@ START_TEST(t_create_limit)
 }
 END_TEST
 
+/* The counts init_die_count keeps in fd's file: deaths left, starts. */
+static void
+die_counts(int fd, int *left, int *started)
+{
+	struct flock l;
+	char buf[64];
+	ssize_t r;
+
+	memset(&l, 0, sizeof(l));
+	l.l_type = F_RDLCK;
+	l.l_whence = SEEK_SET;
+	ck_assert_int_eq(fcntl(fd, F_SETLKW, &l), 0);
+	r = pread(fd, buf, sizeof(buf) - 1, 0);
+	l.l_type = F_UNLCK;
+	ck_assert_int_eq(fcntl(fd, F_SETLK, &l), 0);
+	buf[r > 0 ? r : 0] = '\0';
+	ck_assert_int_eq(sscanf(buf, "%d %d", left, started), 2);
+}
+
+static int
+starts(int fd)
+{
+	int left, started;
+
+	die_counts(fd, &left, &started);
+	return started;
+}
+
+/* Replacements killed in their initializer: each counts as an early
+ * death, the pool spawns on and is whole again once one starts. */
+START_TEST(t_replacement_start_lost)
+{
+	char path[PATH_MAX + 16];
+	int fd, child = 5, left, started;
+	int64_t arg = 5, v = 3;
+	pm_pool_opts o;
+	pm_bytes b;
+	pm_pool *p;
+
+	snprintf(path, sizeof(path), "%s/count", pmd.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "0 0", 3, 0), 3);
+	memset(&o, 0, sizeof(o));
+	o.processes = 2;
+	o.module = module();
+	o.initializer = "init_die_count";
+	o.initarg = &arg;
+	o.initarglen = sizeof(arg);
+	p = pm_pool_new_fds(conn, &o, &child, &fd, 1);
+	ck_assert_msg(p != NULL, "pool: %s", pm_last_message());
+	ck_assert_int_eq(starts(fd), 2);
+	/* the next three replacements die in their initializer */
+	ck_assert_int_eq(pwrite(fd, "3        2       ", 17, 0), 17);
+	ck_assert_int_eq(pm_pool_apply(p, "die_kill", NULL, 0, &b),
+	    PM_EWORKER);
+	/* the pool spawns as the connection is driven */
+	TH_WAIT(pm_dispatch(conn, 0.05) == PM_OK && starts(fd) == 3, 30);
+	die_counts(fd, &left, &started);
+	ck_assert_int_eq(left, 0);
+	ck_assert_int_eq(started, 3);
+	TH_WAIT(th_zombies(pmd.pid) == 0 && workers() == 2, 10);
+	ck_assert_int_eq(workers(), 2);
+	ck_assert_int_eq(pm_pool_apply(p, "sq", &v, sizeof(v), &b), PM_OK);
+	ck_assert_int_eq(i64(&b), 9);
+	pm_bytes_free(&b);
+	finish(p);
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -851,6 +924,7 @@ pool_suite(void)
 	tcase_add_test(tc, t_task_errors);
 	tcase_add_test(tc, t_maxtasks);
 	tcase_add_test(tc, t_initializer);
+	tcase_add_test(tc, t_replacement_start_lost);
 	tcase_add_test(tc, t_not_fail_fast);
 	tcase_add_test(tc, t_get_timeout);
 	tcase_add_test(tc, t_callback);

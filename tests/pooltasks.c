@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 
 pm_task_fn sq, echo, fail_text, sleep_ms, sleep_fail, init_set, init_value,
     my_pid, die_kill, ret_nonzero, no_return, init_fail, returns_twice,
-    sum_bytes;
+    sum_bytes, init_die_count;
 
 static int64_t init_seen = -1;	/* set by init_set */
 static int init_runs;
@@ -161,4 +162,45 @@ sum_bytes(pm_task *t)
 	for (i = 0; i < len; i++)
 		r[0] += a[i];
 	return pm_task_return(t, r, sizeof(r)) == 0 ? 0 : 1;
+}
+
+/* A POSIX lock on all of fd's file (one process at a time; a dead one's
+ * is released). */
+static int
+lock_file(int fd, short type)
+{
+	struct flock l;
+
+	memset(&l, 0, sizeof(l));
+	l.l_type = type;
+	l.l_whence = SEEK_SET;
+	return fcntl(fd, F_SETLKW, &l);
+}
+
+/* Initializer: the file at fd (its int64 arg) holds two counts, deaths
+ * left and starts.  While deaths are left the worker counts one down and
+ * kills itself; otherwise it counts its start. */
+int
+init_die_count(pm_task *t)
+{
+	int fd = (int)arg_i64(t), left = 0, started = 0, die;
+	char buf[64];
+	ssize_t r;
+
+	if (lock_file(fd, F_WRLCK) == -1)
+		return 1;
+	r = pread(fd, buf, sizeof(buf) - 1, 0);
+	buf[r > 0 ? r : 0] = '\0';
+	if (sscanf(buf, "%d %d", &left, &started) != 2)
+		return 1;
+	if ((die = left > 0))
+		left--;
+	else
+		started++;
+	r = snprintf(buf, sizeof(buf), "%-8d %-8d", left, started);
+	(void)!pwrite(fd, buf, (size_t)r, 0);
+	if (die)
+		raise(SIGKILL);
+	lock_file(fd, F_UNLCK);
+	return 0;
 }
