@@ -181,7 +181,12 @@ main(int argc, char *argv[])
 		fatal("cannot make an event base");
 	if (broker_listen() == -1)
 		return 1;
-	if (forker_start() == -1 || broker_events_init() == -1) {
+	if (forker_start() == -1) {
+		log_err("cannot start the forker: %s", strerror(errno));
+		cleanup();
+		return 1;
+	}
+	if (broker_events_init() == -1) {
 		cleanup();
 		return 1;
 	}

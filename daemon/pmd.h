@@ -151,6 +151,7 @@ struct pmd {
 	struct event_base *base;
 	struct rate	 rates[PMD_RATE_UIDS];
 	struct event	*forker_retry;
+	unsigned	 forker_retries; /* failed restarts in a row */
 	struct pmd_config  cfg;
 	int		 listen_fd;
 	int		 activated;	/* socket came from systemd */

@@ -48,18 +48,17 @@ forker_flush(void)
 		event_del(pmd->forker_wev);
 }
 
-/* Starts the forker: a fresh exec of ourselves, fed through a socketpair. */
+/* Starts the forker: a fresh exec of ourselves, fed through a socketpair.
+ * -1 (and why, in errno) when it cannot: nothing is left behind. */
 int
 forker_start(void)
 {
 	char fdarg[16], *argv[8 + 2 * PMD_MAX_PRELOAD];
-	int sp[2], argc = 0, i;
+	int sp[2], argc = 0, i, err;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
-		log_err("%s: socketpair: %s", __func__, strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1)
 		return -1;
-	}
 	argv[argc++] = (char *)(uintptr_t)"pmd-forker";
 	argv[argc++] = (char *)(uintptr_t)"--forker";
 	argv[argc++] = fdarg;
@@ -78,9 +77,10 @@ forker_start(void)
 	argv[argc] = NULL;
 	snprintf(fdarg, sizeof(fdarg), "3");
 	if ((pid = fork()) == -1) {
-		log_err("%s: fork: %s", __func__, strerror(errno));
+		err = errno;
 		close(sp[0]);
 		close(sp[1]);
+		errno = err;
 		return -1;
 	}
 	if (pid == 0) {
@@ -91,11 +91,18 @@ forker_start(void)
 		_exit(127);
 	}
 	close(sp[1]);
+	if ((pmd->forker_pidfd = pidfd_open(pid, 0)) == -1) {
+		err = errno;		/* out of fds: it cannot be watched */
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+			;
+		close(sp[0]);
+		errno = err;
+		return -1;
+	}
 	pmd->forker_pid = pid;
 	pmd->forker_fd = sp[0];
 	fcntl(sp[0], F_SETFL, O_NONBLOCK);
-	if ((pmd->forker_pidfd = pidfd_open(pid, 0)) == -1)
-		fatal("%s: pidfd_open: %s", __func__, strerror(errno));
 	wire_in_init(&pmd->forker_in, PM_WIRE_MAX_FRAME);
 	wire_out_init(&pmd->forker_out);
 	pmd->forker_rev = event_new(pmd->base, sp[0], EV_READ | EV_PERSIST,
@@ -281,15 +288,24 @@ forker_retry_cb(evutil_socket_t fd, short ev, void *arg)
 		forker_restart();
 }
 
-/* Starts a new forker, or tries again later (out of fds, process limit). */
+/* Starts a new forker, or tries again later (out of fds, process limit);
+ * an outage is logged when it begins and when it ends. */
 static void
 forker_restart(void)
 {
 	struct timeval tv = { (time_t)PMD_FORKER_RETRY, 0 };
 
-	if (forker_start() == 0)
+	if (forker_start() == 0) {
+		if (pmd->forker_retries > 0)
+			log_info("forker back after %u attempts",
+			    pmd->forker_retries + 1);
+		pmd->forker_retries = 0;
 		return;
-	log_err("cannot restart the forker; spawns fail until it is back");
+	}
+	if (pmd->forker_retries++ == 0)
+		log_err("cannot restart the forker: %s; spawns fail until it "
+		    "is back (retrying every %g s)", strerror(errno),
+		    (double)PMD_FORKER_RETRY);
 	if (pmd->forker_retry == NULL &&
 	    (pmd->forker_retry = evtimer_new(pmd->base, forker_retry_cb,
 	    NULL)) == NULL)

@@ -478,20 +478,6 @@ START_TEST(t_bad_payload)
 END_TEST
 
 /* Many clients that connect and leave, some mid-Hello, some silent. */
-/* pmd's lowest free fd, read from /proc/pid/fd. */
-static int
-lowest_free_fd(pid_t pid)
-{
-	char path[64];
-	int fd;
-
-	for (fd = 0;; fd++) {
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-		if (access(path, F_OK) == -1)
-			return fd;
-	}
-}
-
 /* pmd out of fds when a request brings some (MSG_CTRUNC): that request
  * fails with PM_ESYS, the connection stays, nothing leaks, and the same
  * request succeeds once fds are free. */
@@ -509,7 +495,7 @@ START_TEST(t_request_fds_lost)
 	ck_assert_int_eq(pm_process_set_fd(p, 5, 1), PM_OK);
 	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, NULL, &old), 0);
 	full = old;
-	full.rlim_cur = (rlim_t)lowest_free_fd(pmd.pid);
+	full.rlim_cur = (rlim_t)th_lowest_free_fd(pmd.pid);
 	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, &full, NULL), 0);
 	r = pm_process_start(p);
 	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, &old, NULL), 0);

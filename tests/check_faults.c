@@ -850,6 +850,64 @@ START_TEST(t_spawn_out_of_fds)
 }
 END_TEST
 
+/* pmd's fd for the forker's pidfd (the only pidfd with no worker). */
+static int
+forker_pidfd_num(void)
+{
+	char path[64], link[64];
+	ssize_t n;
+	int fd, found = -1;
+
+	for (fd = 0; fd < 256; fd++) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pmd.pid,
+		    fd);
+		if ((n = readlink(path, link, sizeof(link) - 1)) <= 0)
+			continue;
+		link[n] = '\0';
+		if (strcmp(link, "anon_inode:[pidfd]") == 0)
+			found = fd;
+	}
+	return found;
+}
+
+/* The forker killed while pmd has too few fds for a new one (its limit
+ * lowered to the forker's pidfd: of the two fds the dead forker frees,
+ * one is then out of reach, and a new one needs two): pmd lives on
+ * without it, spawns fail with a message, and the forker is back, by
+ * retrying, once fds are free. */
+START_TEST(t_forker_out_of_fds)
+{
+	struct rlimit old, full;
+	pid_t forker, now = 0;
+	pm_process *p;
+	int r, fd;
+
+	serves(conn);
+	forker = forker_pid();
+	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, NULL, &old), 0);
+	full = old;
+	settled();
+	ck_assert_int_gt(fd = forker_pidfd_num(), 0);
+	full.rlim_cur = (rlim_t)fd;
+	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, &full, NULL), 0);
+	ck_assert_int_eq(kill(forker, SIGKILL), 0);
+	TH_WAIT(!th_pid_alive(forker), 10);
+	th_sleep(2.5);			/* a few restarts fail */
+	ck_assert_msg(th_pid_alive(pmd.pid), "pmd died out of fds");
+	p = pm_process_new(conn, th_module(), "ret7", NULL, 0);
+	ck_assert_ptr_nonnull(p);
+	r = pm_process_start(p);
+	ck_assert_msg(r == PM_ESYS || r == PM_ELIMIT, "spawn: %d (%s)", r,
+	    pm_last_message());
+	pm_process_free(p);
+	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, &old, NULL), 0);
+	TH_WAIT((now = forker_pid()) > 0 && now != forker, 10);
+	ck_assert_msg(now > 0 && now != forker, "no new forker");
+	serves(conn);
+	settled();
+}
+END_TEST
+
 /* ---- a client flooding requests and never reading ---- */
 
 START_TEST(t_flood_unread)
@@ -949,6 +1007,7 @@ faults_suite(void)
 	tc = th_tcase(s, "nofile", setup_nofile, teardown, 120);
 	tcase_add_test(tc, t_out_of_fds);
 	tcase_add_test(tc, t_spawn_out_of_fds);
+	tcase_add_test(tc, t_forker_out_of_fds);
 	return s;
 }
 

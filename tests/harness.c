@@ -112,6 +112,19 @@ th_pmd_settled(const struct th_pmd *d, int base_fds, double secs)
 }
 
 int
+th_lowest_free_fd(pid_t pid)
+{
+	char path[64];
+	int fd;
+
+	for (fd = 0;; fd++) {
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+		if (access(path, F_OK) == -1)
+			return fd;
+	}
+}
+
+int
 th_valgrind(void)
 {
 	const char *v = getenv("PM_VALGRIND");

@@ -39,7 +39,8 @@ pid_t	 th_pmd_forker(const struct th_pmd *);
 void	 th_pmd_settled(const struct th_pmd *, int base_fds, double secs);
 
 /* /proc */
-int	 th_fd_count(pid_t pid);	/* 0: self (without the dir fd) */
+int	 th_fd_count(pid_t pid);
+int	 th_lowest_free_fd(pid_t pid);	/* from /proc/pid/fd */	/* 0: self (without the dir fd) */
 int	 th_zombies(pid_t ppid);	/* children of ppid in state Z */
 int	 th_children(pid_t ppid, pid_t *pids, int max);	/* count */
 int	 th_pid_alive(pid_t pid);	/* exists and is not a zombie */
