@@ -98,25 +98,6 @@ settled(void)
 	th_pmd_settled(&pmd, base_conn, 10);
 }
 
-/* For th_child_own. */
-static void
-free_conn(void *c)
-{
-	pm_disconnect(c);
-}
-
-static void
-free_queue(void *q)
-{
-	pm_queue_free(q);
-}
-
-static void
-free_process(void *p)
-{
-	pm_process_free(p);
-}
-
 /* The forker pid pmd reports (pmctl status --json). */
 static pid_t
 forker_pid(void)
@@ -289,10 +270,10 @@ blocked_getter(const char *addr, int *report)
 		close(p[0]);
 		if ((c = pm_connect(addr)) == NULL)
 			th_child_exit(100);
-		th_child_own(c, free_conn);
+		th_child_own(c, th_free_conn);
 		if ((q = pm_queue_open(c, "blocked", 0, PM_Q_CREATE)) == NULL)
 			th_child_exit(100);
-		th_child_own(q, free_queue);
+		th_child_own(q, th_free_queue);
 		if (write(p[1], "r", 1) != 1)
 			th_child_exit(101);
 		r = pm_queue_get(q, &b, 60);
@@ -440,13 +421,13 @@ lib_getter(void)
 
 		if ((c = pm_connect(pmd.sock)) == NULL)
 			th_child_exit(100);
-		th_child_own(c, free_conn);
+		th_child_own(c, th_free_conn);
 		if ((q = pm_queue_open(c, "kq", 0, PM_Q_CREATE)) == NULL)
 			th_child_exit(100);
-		th_child_own(q, free_queue);
+		th_child_own(q, th_free_queue);
 		/* a daemonic worker of its own, ended with it */
 		p = pm_process_new(c, th_module(), "wait_forever", NULL, 0);
-		th_child_own(p, free_process);
+		th_child_own(p, th_free_process);
 		if (p == NULL || pm_process_set_daemon(p, 1) != PM_OK ||
 		    pm_process_start(p) != PM_OK)
 			th_child_exit(101);
@@ -811,7 +792,7 @@ START_TEST(t_spawn_out_of_fds)
 		pm_process *q = pm_process_new(conn, th_module(), "noop", NULL,
 		    0);
 
-		th_child_own(q, free_process);
+		th_child_own(q, th_free_process);
 		r = pm_process_start(q);
 		if (r == PM_OK)
 			r = pm_process_join(q, 20);

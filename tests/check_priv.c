@@ -214,19 +214,6 @@ struct user_proc {
 	int	ctl;		/* the test writes here to let it go on */
 };
 
-/* For th_child_own. */
-static void
-free_conn(void *c)
-{
-	pm_disconnect(c);
-}
-
-static void
-free_process(void *p)
-{
-	pm_process_free(p);
-}
-
 /* Runs fn(ud, ctl_fd) as w in a child; its exit code is fn's.  fn hands
  * what it creates to th_child_own (freed on the way out, early returns
  * too) and uses none of the test's objects. */
@@ -438,7 +425,7 @@ creds_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	expected_ids(w, want, sizeof(want));
 	if ((got = run_result(c, pubmod, "ids", &err)) == NULL)
 		return say(2, "ids: %d %s", err, pm_last_message());
@@ -451,7 +438,7 @@ creds_client(void *ud, int ctl)
 	    " = \"%u %u %d\"", (unsigned)w->uid, (unsigned)w->gid,
 	    w->ngroups + 1);
 	p = pm_process_new_exec(c, "/bin/sh", argv, NULL);
-	th_child_own(p, free_process);
+	th_child_own(p, th_free_process);
 	if (p == NULL || pm_process_start(p) != PM_OK ||
 	    pm_process_join(p, 30) != PM_OK ||
 	    pm_process_exitcode(p, &code) != PM_OK)
@@ -498,9 +485,9 @@ owner_client(void *ud, int ctl)
 	(void)ud;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	p = pm_process_new(c, pubmod, "idle", NULL, 0);
-	th_child_own(p, free_process);
+	th_child_own(p, th_free_process);
 	if (p == NULL || pm_process_start(p) != PM_OK)
 		return say(2, "start: %s", pm_last_message());
 	say(0, "%d", (int)pm_process_pid(p));
@@ -531,7 +518,7 @@ intruder_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	for (i = 0; victim > 0 && i < sizeof(signo) / sizeof(signo[0]); i++) {
 		sg.pid = victim;
 		sg.signo = signo[i];
@@ -646,7 +633,7 @@ shutdown_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	r = pmc_call(c, PM__TYPE__T_SHUTDOWN, &sd.base, NULL, 0, NULL, &pp, 30);
 	if (r != PM_OK)
 		return say(2, "shutdown: %d (%s)", r, pm_last_message());
@@ -721,7 +708,7 @@ module_client(void *ud, int ctl)
 	unreadable[1] = dir;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	for (i = 0; i < 2; i++) {
 		if (access(unreadable[i], R_OK) == 0)
 			return say(2, "%s readable: the test is wrong",
@@ -729,7 +716,7 @@ module_client(void *ud, int ctl)
 		if ((p = pm_process_new(c, unreadable[i], "ids", NULL, 0)) ==
 		    NULL)
 			return say(3, "new: %s", pm_last_message());
-		th_child_own(p, free_process);
+		th_child_own(p, th_free_process);
 		r = pm_process_start(p);
 		if (r == PM_OK)
 			return say(4, "a worker loaded %s for uid %u",
@@ -790,11 +777,11 @@ cap_client(void *ud, int ctl)
 	(void)ud;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	for (i = 0; i < 4; i++) {
 		if ((p[i] = pm_process_new(c, pubmod, "idle", NULL, 0)) == NULL)
 			return say(2, "new: %s", pm_last_message());
-		th_child_own(p[i], free_process);
+		th_child_own(p[i], th_free_process);
 		r = pm_process_start(p[i]);
 		if (i < 3 && r != PM_OK)
 			return say(3, "start %d: %d %s", i, r,
@@ -912,10 +899,10 @@ rate_client(void *ud, int ctl)
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	if ((p = pm_process_new(c, pubmod, "ids", NULL, 0)) == NULL)
 		return say(2, "new: %s", pm_last_message());
-	th_child_own(p, free_process);
+	th_child_own(p, th_free_process);
 	if ((r = pm_process_start(p)) != PM_OK)
 		return say(3, "another uid limited: %d %s", r,
 		    pm_last_message());
@@ -1040,10 +1027,10 @@ preload_client(void *ud, int ctl)
 		return say(1, "%s readable: the test is wrong", premod);
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(2, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	if ((p = pm_process_new(c, premod, "ids", NULL, 0)) == NULL)
 		return say(3, "new: %s", pm_last_message());
-	th_child_own(p, free_process);
+	th_child_own(p, th_free_process);
 	r = pm_process_start(p);
 	if (r == PM_OK)
 		return say(4, "a worker ran %s (preloaded, mode 0600) for "
@@ -1100,9 +1087,9 @@ orphan_client(void *ud, int ctl)
 	(void)ud;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	p = pm_process_new(c, pubmod, "idle", NULL, 0);
-	th_child_own(p, free_process);
+	th_child_own(p, th_free_process);
 	if (p == NULL || pm_process_start(p) != PM_OK ||
 	    (pid = pm_process_pid(p)) <= 0)
 		return say(2, "start: %s", pm_last_message());

@@ -169,19 +169,6 @@ queue_field(const char *name, const char *field)
 	return atoi(f + strlen(key));
 }
 
-/* For th_child_own. */
-static void
-free_conn(void *c)
-{
-	pm_disconnect(c);
-}
-
-static void
-free_queue(void *q)
-{
-	pm_queue_free(q);
-}
-
 /* A client process: connects, opens name, runs fn; exit code is fn's.
  * It has a connection of its own: the test's is not used in it. */
 static pid_t
@@ -195,10 +182,10 @@ fork_client(const char *name, int (*fn)(pm_queue *, void *), void *ud)
 	if (pid == 0) {
 		if ((c = pm_connect(pmd.sock)) == NULL)
 			th_child_exit(100);
-		th_child_own(c, free_conn);
+		th_child_own(c, th_free_conn);
 		if ((q = pm_queue_open(c, name, 0, 0)) == NULL)
 			th_child_exit(101);
-		th_child_own(q, free_queue);
+		th_child_own(q, th_free_queue);
 		th_child_exit(fn(q, ud));
 	}
 	return pid;
@@ -487,18 +474,18 @@ other_uid_client(void)
 		return 100;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return 101;
-	th_child_own(c, free_conn);
+	th_child_own(c, th_free_conn);
 	q = pm_queue_open(c, "private", 0, 0);
-	th_child_own(q, free_queue);
+	th_child_own(q, th_free_queue);
 	if (q != NULL || pm_last_error() != PM_EPERM)
 		return 102;
 	q = pm_queue_open(c, "private", 0, PM_Q_CREATE);
-	th_child_own(q, free_queue);
+	th_child_own(q, th_free_queue);
 	if (q != NULL || pm_last_error() != PM_EPERM)
 		return 103;
 	if ((q = pm_queue_open(c, "shared", 0, 0)) == NULL)
 		return 104;
-	th_child_own(q, free_queue);
+	th_child_own(q, th_free_queue);
 	if (pm_queue_put(q, "from nobody", 11, 5) != PM_OK)
 		return 105;
 	if (pm_queue_unlink(c, "shared") != PM_EPERM)
@@ -509,7 +496,7 @@ other_uid_client(void)
 	/* its own queue is private to it */
 	if ((q = pm_queue_open(c, "nobodys", 0, PM_Q_CREATE)) == NULL)
 		return 108;
-	th_child_own(q, free_queue);
+	th_child_own(q, th_free_queue);
 	th_child_free(q);
 	th_child_free(c);
 	return 0;

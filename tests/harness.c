@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pmclient.h"
 #include "wire.h"
 
 #define TH_MAX_ARGS	64
@@ -194,6 +195,24 @@ th_child_exit(int code)
 		owned[nowned].fn(owned[nowned].obj);
 	}
 	_exit(code);
+}
+
+void
+th_free_conn(void *c)
+{
+	pm_disconnect(c);
+}
+
+void
+th_free_queue(void *q)
+{
+	pm_queue_free(q);
+}
+
+void
+th_free_process(void *p)
+{
+	pm_process_free(p);
 }
 
 int

@@ -1,8 +1,8 @@
 /*
  * harness.h - helpers shared by the Check suites: a private pmd per test,
  * /proc inspection (fds, zombies, children), running pmctl and other
- * programs, deadlines, and raw frame building for bad-input tests.
- * Nothing here calls libpmclient, so the wire suite links without it.
+ * programs, deadlines, raw frame building for bad-input tests, forked
+ * fake clients that free what they made, and the suites' runner.
  */
 #ifndef PM_TEST_HARNESS_H
 #define PM_TEST_HARNESS_H
@@ -76,6 +76,10 @@ pid_t	 th_fork(void);			/* fork(); fails the test on -1 */
 void	 th_child_own(void *obj, th_free_fn *fn);	/* obj NULL: no-op */
 void	 th_child_free(void *obj);
 void	 th_child_exit(int code) __attribute__((noreturn));
+/* th_free_fn for libpmclient's objects. */
+void	 th_free_conn(void *c);		/* pm_disconnect */
+void	 th_free_queue(void *q);	/* pm_queue_free */
+void	 th_free_process(void *p);	/* pm_process_free */
 
 /* Run argv (argv[0] a path), stdin /dev/null, stdout captured into out
  * (NUL-terminated, truncated), stderr inherited.  Returns the exit
