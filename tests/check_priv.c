@@ -1058,24 +1058,6 @@ START_TEST(t_preload_unreadable)
 }
 END_TEST
 
-/* The real uid of pid, from /proc; -1 unknown. */
-static int
-proc_uid(pid_t pid)
-{
-	char path[64], line[256];
-	int uid = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((f = fopen(path, "re")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "Uid: %d", &uid) == 1)
-			break;
-	fclose(f);
-	return uid;
-}
-
 /* In a user child: starts an idle worker, says its pid, waits for go. */
 static int
 orphan_client(void *ud, int ctl)
@@ -1115,7 +1097,7 @@ START_TEST(t_private_pdeathsig)
 	user_line(&u, line, sizeof(line));
 	worker = (pid_t)atoi(line);
 	ck_assert_msg(worker > 0, "no worker pid: \"%s\"", line);
-	ck_assert_int_eq(proc_uid(worker), (int)user_a.uid);
+	ck_assert_int_eq(th_status_num(worker, "Uid"), (long)user_a.uid);
 	forker = th_pmd_forker(&pmd);
 	ck_assert_int_gt(forker, 0);
 	ck_assert_int_eq(kill(pmd.pid, SIGKILL), 0);

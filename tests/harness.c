@@ -569,20 +569,30 @@ th_pmd_forker(const struct th_pmd *d)
 }
 
 long
-th_rss_kb(pid_t pid)
+th_status_num(pid_t pid, const char *key)
 {
 	char path[64], line[256];
-	long kb = -1;
+	size_t kl = strlen(key);
+	long v = -1;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	if ((f = fopen(path, "re")) == NULL)
 		return -1;
 	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			if (sscanf(line + kl + 1, "%ld", &v) != 1)
+				v = -1;
 			break;
+		}
 	fclose(f);
-	return kb;
+	return v;
+}
+
+long
+th_rss_kb(pid_t pid)
+{
+	return th_status_num(pid, "VmRSS");
 }
 
 int

@@ -46,6 +46,8 @@ int	 th_children(pid_t ppid, pid_t *pids, int max);	/* count */
 int	 th_pid_alive(pid_t pid);	/* exists and is not a zombie */
 char	 th_pid_state(pid_t pid);	/* R, S, Z...; 0 gone */
 long	 th_rss_kb(pid_t pid);		/* VmRSS, -1 unknown */
+/* The first number of a /proc/pid/status line ("Uid", "VmRSS"); -1. */
+long	 th_status_num(pid_t pid, const char *key);
 
 /* Environment given by make check; fails the test when unset. */
 const char *th_env(const char *name);
