@@ -450,6 +450,41 @@ creds_client(void *ud, int ctl)
 	return 0;
 }
 
+/* A client started under another uid by setpriv(1), as an administrator
+ * would: pmctl run's program runs with that uid, gid and groups. */
+START_TEST(t_setpriv)
+{
+	char out[256], want[128], reuid[32], regid[32], groups[64];
+	const char *argv[16];
+	int n = 0, r;
+
+	NEED_ROOT();
+	snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)user_a.uid);
+	snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)user_a.gid);
+	snprintf(groups, sizeof(groups), "--groups=%u,%u",
+	    (unsigned)user_a.groups[0], (unsigned)user_a.groups[1]);
+	snprintf(want, sizeof(want), "%u %u %u %u %u\n", (unsigned)user_a.uid,
+	    (unsigned)user_a.gid, (unsigned)user_a.gid,
+	    (unsigned)user_a.groups[0], (unsigned)user_a.groups[1]);
+	argv[n++] = "/usr/bin/setpriv";
+	argv[n++] = reuid;
+	argv[n++] = regid;
+	argv[n++] = groups;
+	argv[n++] = th_env("PMCTL_BIN");
+	argv[n++] = "--socket";
+	argv[n++] = pmd.sock;
+	argv[n++] = "run";
+	argv[n++] = "--";
+	argv[n++] = "/bin/sh";
+	argv[n++] = "-c";
+	argv[n++] = "echo $(id -u) $(id -g) $(id -G)";
+	argv[n] = NULL;
+	r = th_run(argv, out, sizeof(out), 30);
+	ck_assert_msg(r == 0, "setpriv pmctl run: %d (%s)", r, out);
+	ck_assert_str_eq(out, want);
+}
+END_TEST
+
 START_TEST(t_creds)
 {
 	struct user_proc u;
@@ -1118,6 +1153,7 @@ priv_suite(void)
 
 	tc = th_tcase(s, "uids", setup, teardown, 120);
 	tcase_add_test(tc, t_creds);
+	tcase_add_test(tc, t_setpriv);
 	tcase_add_test(tc, t_isolation);
 	tcase_add_test(tc, t_admin_group);
 	tcase_add_test(tc, t_modules);
