@@ -22,6 +22,7 @@
 #define BENCH_RUNS	2000	/* measured iterations */
 #define BENCH_WARMUP	200	/* discarded iterations first */
 #define BENCH_IDLE_MS	200	/* idle worker settles before PSS is read */
+#define BENCH_IDLE_MAX	4	/* idle workers at once, for the mean */
 
 static double
 now_us(void)
@@ -129,31 +130,52 @@ pss_kb(pid_t pid)
 	return kb;
 }
 
-/* Starts module:idle, waits, prints its PSS (and the broker's), ends it. */
+/*
+ * Starts n module:idle workers at once, waits, prints the mean PSS as
+ * key (with n 1, the broker's too), and ends them.  One worker alone pays
+ * the biggest share of the pages it shares with the broker and the
+ * forker; with several, each pays less.
+ */
 static int
-idle_pss(pm_conn *c, const char *module)
+idle_pss(pm_conn *c, const char *module, int n, const char *key)
 {
 	struct timespec	 ts = { 0, BENCH_IDLE_MS * 1000000L };
-	pm_process	*p;
-	int		 code;
+	pm_process	*p[BENCH_IDLE_MAX];
+	long		 sum = 0, kb;
+	int		 i, started, code, rc = 0;
 
-	if ((p = pm_process_new(c, module, "idle", NULL, 0)) == NULL)
-		return fail("pm_process_new idle");
-	if (pm_process_set_daemon(p, 1) != PM_OK ||
-	    pm_process_start(p) != PM_OK) {
-		pm_process_free(p);
-		return fail("start idle");
+	for (started = 0; started < n; started++) {
+		p[started] = pm_process_new(c, module, "idle", NULL, 0);
+		if (p[started] == NULL ||
+		    pm_process_set_daemon(p[started], 1) != PM_OK ||
+		    pm_process_start(p[started]) != PM_OK) {
+			pm_process_free(p[started]);
+			rc = fail("start idle");
+			break;
+		}
 	}
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-	printf("pmd_idle_pss_kb %ld\n", pss_kb(pm_process_pid(p)));
-	printf("pmd_broker_pss_kb %ld\n", pss_kb(pm_daemon_pid(c)));
-	if (pm_process_terminate(p) != PM_OK || pm_process_join(p, 10) != PM_OK)
-		fail("terminate idle");
-	else if (pm_process_exitcode(p, &code) == PM_OK)
-		printf("pmd_idle_exitcode %d\n", code);
-	pm_process_free(p);
-	return 0;
+	if (rc == 0) {
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+		for (i = 0; i < n; i++) {
+			if ((kb = pss_kb(pm_process_pid(p[i]))) < 0)
+				rc = -1;
+			sum += kb;
+		}
+		printf("%s %ld\n", key, rc == 0 ? sum / n : -1L);
+		if (n == 1)
+			printf("pmd_broker_pss_kb %ld\n",
+			    pss_kb(pm_daemon_pid(c)));
+	}
+	for (i = 0; i < started; i++) {
+		if (pm_process_terminate(p[i]) != PM_OK ||
+		    pm_process_join(p[i], 10) != PM_OK)
+			rc = fail("terminate idle");
+		else if (n == 1 && pm_process_exitcode(p[i], &code) == PM_OK)
+			printf("pmd_idle_exitcode %d\n", code);
+		pm_process_free(p[i]);
+	}
+	return rc;
 }
 
 int
@@ -192,7 +214,8 @@ main(int argc, char *argv[])
 			return 1;
 	print_stats("pmd_process", pmd, runs);
 	print_stats("bare_fork", bare, runs);
-	if (idle_pss(c, module) == -1)
+	if (idle_pss(c, module, 1, "pmd_idle_pss_kb") == -1 ||
+	    idle_pss(c, module, BENCH_IDLE_MAX, "pmd_idle4_pss_kb") == -1)
 		return 1;
 
 	pm_disconnect(c);

@@ -56,14 +56,17 @@ def time_start_join(ctx, runs):
     return sorted(samples)
 
 
-def idle_pss(ctx):
-    p = ctx.Process(target=idle, daemon=True)
-    p.start()
+def idle_pss(ctx, n=1):
+    """Mean PSS of n idle workers started at once."""
+    ps = [ctx.Process(target=idle, daemon=True) for _ in range(n)]
+    for p in ps:
+        p.start()
     time.sleep(IDLE_SECONDS)
-    kb = pss_kb(p.pid)
-    p.terminate()
-    p.join()
-    return kb
+    kbs = [pss_kb(p.pid) for p in ps]
+    for p in ps:
+        p.terminate()
+        p.join()
+    return -1 if min(kbs) < 0 else sum(kbs) // n
 
 
 def main():
@@ -77,6 +80,7 @@ def main():
         print(f"py_{method}_min_us {s[0]:.1f}")
         print(f"py_{method}_runs {len(s)}")
         print(f"py_{method}_idle_pss_kb {idle_pss(ctx)}")
+        print(f"py_{method}_idle4_pss_kb {idle_pss(ctx, 4)}")
         sys.stdout.flush()
 
 
