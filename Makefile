@@ -123,6 +123,8 @@ $(B)/%.so: %.c client/pmclient.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -shared -o $@ $<
 
+$(B)/tests/%.so: tests/taskutil.h
+
 $(B)/examples/%: $(B)/examples/%.o $(LIBA)
 	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)
 

@@ -184,7 +184,7 @@ static void	pool_destroy(pm_pool *);
 static void	pw_finish(struct pmc_pw *);
 static int	pw_start_report(struct pmc_pw *, struct pm_frame *);
 static void	pw_start_failed(struct pmc_pw *, int, const char *);
-static void	pw_start_lost(struct pmc_pw *, const char *);
+static void	pw_start_lost(struct pmc_pw *);
 static void	pw_io_cb(pm_conn *, int, unsigned, void *);
 static void	job_unref(pm_result *);
 
@@ -680,8 +680,7 @@ static void
 pw_eof(struct pmc_pw *w)
 {
 	if (w->starting) {
-		pw_start_lost(w, "a pool worker ended before it reported its "
-		    "start");
+		pw_start_lost(w);
 		return;
 	}
 	w->eof = 1;
@@ -1368,10 +1367,17 @@ pw_start_failed(struct pmc_pw *w, int code, const char *msg)
  * initializer, say): pm_pool_new fails; later, it counts as an early
  * death, and only so many of those in a row stop the spawning. */
 static void
-pw_start_lost(struct pmc_pw *w, const char *msg)
+pw_start_lost(struct pmc_pw *w)
 {
 	pm_pool *p = w->pool;
+	char msg[128];
 
+	if (w->exited)
+		snprintf(msg, sizeof(msg), "a pool worker ended (%d) before "
+		    "it reported its start", w->exitcode);
+	else
+		snprintf(msg, sizeof(msg), "a pool worker ended before it "
+		    "reported its start");
 	if (p->creating || ++p->early_deaths >= PMC_POOL_EARLY_DEATHS) {
 		pw_start_failed(w, PM_EWORKER, msg);
 		return;
@@ -1416,14 +1422,8 @@ pmc_pool_exited(pm_conn *c, const Pm__Exited *ev)
 			else {
 				if (w->channel >= 0)
 					pw_read(w, 1);	/* what it said last */
-				if (w->starting) {
-					char msg[96];
-
-					snprintf(msg, sizeof(msg), "a pool "
-					    "worker ended (%d) before it "
-					    "reported its start", w->exitcode);
-					pw_start_lost(w, msg);
-				}
+				if (w->starting)
+					pw_start_lost(w);
 				pw_finish(w);
 			}
 			pool_fill(p);

@@ -21,6 +21,8 @@
 #define PMC_SPAWN_TIMEOUT	60.0	/* seconds for pmd to start a worker */
 #define PMC_EXIT_GRACE		2.0	/* sentinel fired: wait this for Exited */
 #define PMC_MAX_RLIMITS		16
+#define PMC_CHANNEL_READ	4096	/* a Process channel's read room: small
+					   frames (big results come by memfd) */
 
 /* P_STARTING: spawned, waiting for the worker's own start report. */
 enum pstate { P_NEW, P_STARTING, P_RUNNING, P_ENDED };
@@ -485,7 +487,7 @@ pm_process_start(pm_process *p)
 	pmc_pending_free(p->conn, pd);
 	fcntl(p->channel, F_SETFL, O_NONBLOCK);
 	wire_in_init(&p->chin, PM_WIRE_MAX_FRAME);
-	p->chin.read_min = 4096;	/* small frames; big results by memfd */
+	p->chin.read_min = PMC_CHANNEL_READ;
 	p->state = P_STARTING;
 	if ((rc = process_started(p, wire_deadline(PMC_SPAWN_TIMEOUT))) !=
 	    PM_OK) {

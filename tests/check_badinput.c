@@ -51,18 +51,12 @@ still_serving(void)
 {
 	pm_process *p;
 	pm_conn *c;
-	int code = -1;
 
 	c = pm_connect(pmd.sock);
 	ck_assert_msg(c != NULL, "pmd stopped serving: %s",
 	    pm_last_message());
 	p = pm_process_new(c, th_module(), "ret7", NULL, 0);
-	ck_assert_ptr_nonnull(p);
-	ck_assert_msg(pm_process_start(p) == PM_OK, "start: %s",
-	    pm_last_message());
-	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
-	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
-	ck_assert_int_eq(code, 7);
+	ck_assert_int_eq(th_run_process(p, 30), 7);
 	pm_process_free(p);
 	pm_disconnect(c);
 }
@@ -486,7 +480,7 @@ START_TEST(t_request_fds_lost)
 	struct rlimit old, full;
 	pm_process *p;
 	pm_conn *c;
-	int r, code = -1;
+	int r;
 
 	c = pm_connect(pmd.sock);
 	ck_assert_ptr_nonnull(c);
@@ -505,11 +499,7 @@ START_TEST(t_request_fds_lost)
 	    "unclear error: %s", pm_last_message());
 	ck_assert_int_eq(th_fd_count(pmd.pid), base_pmd + 1);	/* c */
 	/* the same connection, the same request */
-	ck_assert_msg(pm_process_start(p) == PM_OK, "start: %s",
-	    pm_last_message());
-	ck_assert_int_eq(pm_process_join(p, WAIT_SECS), PM_OK);
-	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
-	ck_assert_int_eq(code, 7);
+	ck_assert_int_eq(th_run_process(p, WAIT_SECS), 7);
 	pm_process_free(p);
 	pm_disconnect(c);
 	TH_WAIT(th_fd_count(pmd.pid) == base_pmd, WAIT_SECS);

@@ -663,7 +663,7 @@ START_TEST(t_forker_retry)
 	pid_t forker, now = 0;
 	double cpu0, cpu1;
 	char cur[32];
-	int r, code = -1;
+	int r;
 
 	if (geteuid() != 0 || cg_make() == -1) {
 		fprintf(stderr, "t_forker_retry: skipped (no writable cgroup "
@@ -696,12 +696,7 @@ START_TEST(t_forker_retry)
 	TH_WAIT((now = forker_pid()) > 0, 10);
 	ck_assert_msg(now > 0 && now != forker, "no new forker (%d)",
 	    (int)now);
-	r = pm_process_start(p);
-	ck_assert_msg(r == PM_OK, "spawn after: %d (%s)", r,
-	    pm_last_message());
-	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
-	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
-	ck_assert_int_eq(code, 7);
+	ck_assert_int_eq(th_run_process(p, 30), 7);
 	pm_process_free(p);
 	settled();
 	cg_move(cg_root, now);
@@ -777,7 +772,7 @@ END_TEST
  * hang; spawns work once fds are free. */
 START_TEST(t_spawn_out_of_fds)
 {
-	int hogs[HOGS], n, i, r, code;
+	int hogs[HOGS], n, i, r;
 	pm_process *p;
 	pid_t child;
 
@@ -821,12 +816,7 @@ START_TEST(t_spawn_out_of_fds)
 	ck_assert_ptr_nonnull(conn);
 	TH_WAIT(th_zombies(pmd.pid) == 0, 10);
 	p = pm_process_new(conn, th_module(), "ret7", NULL, 0);
-	r = pm_process_start(p);
-	ck_assert_msg(r == PM_OK, "spawn after fds came back: %d (%s)", r,
-	    pm_last_message());
-	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
-	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
-	ck_assert_int_eq(code, 7);
+	ck_assert_int_eq(th_run_process(p, 30), 7);	/* fds came back */
 	pm_process_free(p);
 }
 END_TEST

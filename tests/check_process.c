@@ -758,7 +758,7 @@ START_TEST(t_pmd_killed)
 	pm_conn *c, *c2;
 	pid_t victim, killer, pid2;
 	double t0, dt;
-	int r, code, self0;
+	int r, self0;
 
 	if (access("/run/pmd/pmd.sock", F_OK) == 0) {
 		fprintf(stderr, "skipped: a system pmd is installed\n");
@@ -818,10 +818,7 @@ START_TEST(t_pmd_killed)
 	ck_assert_int_gt(pid2, 0);
 	ck_assert_int_ne(pid2, victim);
 	q = pm_process_new(c2, th_module(), "ret7", NULL, 0);
-	ck_assert_int_eq(pm_process_start(q), PM_OK);
-	ck_assert_int_eq(pm_process_join(q, 30), PM_OK);
-	ck_assert_int_eq(pm_process_exitcode(q, &code), PM_OK);
-	ck_assert_int_eq(code, 7);
+	ck_assert_int_eq(th_run_process(q, 30), 7);
 	pm_process_free(q);
 	pm_disconnect(c2);
 	/* a private pmd leaves with its last client */
@@ -840,7 +837,7 @@ START_TEST(t_reply_fds_lost)
 {
 	pm_process *p = new_fn("ret7", NULL);
 	struct rlimit old, full;
-	int fd, r, code = -1;
+	int fd, r;
 
 	for (fd = 0; fd < 3; fd++)	/* nothing to pass: no fd needed */
 		ck_assert_int_eq(pm_process_set_fd(p, fd, -1), PM_OK);
@@ -856,11 +853,7 @@ START_TEST(t_reply_fds_lost)
 	    pm_last_message());
 	ck_assert_msg(strstr(pm_last_message(), "file descriptors") != NULL,
 	    "unclear error: %s", pm_last_message());
-	ck_assert_msg(pm_process_start(p) == PM_OK, "start: %s",
-	    pm_last_message());
-	ck_assert_int_eq(pm_process_join(p, 10), PM_OK);
-	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
-	ck_assert_int_eq(code, 7);
+	ck_assert_int_eq(th_run_process(p, 10), 7);
 	pm_process_free(p);
 }
 END_TEST

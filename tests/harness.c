@@ -136,6 +136,7 @@ th_valgrind(void)
 /* ---- forked fake clients ---- */
 
 #define TH_MAX_OWNED	64
+#define TH_MAX_KIDS	512	/* a pmd's children killed at exit */
 
 /* In a child from th_fork(): what it owns, oldest first. */
 static struct {
@@ -195,6 +196,20 @@ th_child_exit(int code)
 		owned[nowned].fn(owned[nowned].obj);
 	}
 	_exit(code);
+}
+
+int
+th_run_process(pm_process *p, double secs)
+{
+	int code = -1000, r;
+
+	ck_assert_ptr_nonnull(p);
+	r = pm_process_start(p);
+	ck_assert_msg(r == PM_OK, "start: %d (%s)", r, pm_last_message());
+	r = pm_process_join(p, secs);
+	ck_assert_msg(r == PM_OK, "join: %d (%s)", r, pm_last_message());
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	return code;
 }
 
 void
@@ -272,7 +287,7 @@ decode_status(int st)
 static void
 cleanup_at_exit(void)
 {
-	pid_t kids[512];
+	pid_t kids[TH_MAX_KIDS];
 	int i, j, n, st;
 
 	for (i = 0; i < TH_MAX_PMD; i++) {
@@ -281,8 +296,8 @@ cleanup_at_exit(void)
 		/* its forker and workers first: a worker outlives a pmd
 		 * killed outright (it is not a private one), and would hold
 		 * the test's stdout open */
-		n = th_children(live[i].pid, kids, 512);
-		for (j = 0; j < n && j < 512; j++)
+		n = th_children(live[i].pid, kids, TH_MAX_KIDS);
+		for (j = 0; j < n && j < TH_MAX_KIDS; j++)
 			kill(kids[j], SIGKILL);
 		kill(live[i].pid, SIGKILL);
 		waitpid(live[i].pid, &st, 0);

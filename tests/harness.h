@@ -15,6 +15,8 @@
 #include <check.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "pmclient.h"
+
 #define TH_TIMEOUT	(-1000)		/* th_run/th_pmd_stop: gave up waiting */
 
 struct th_pmd {
@@ -78,6 +80,10 @@ pid_t	 th_fork(void);			/* fork(); fails the test on -1 */
 void	 th_child_own(void *obj, th_free_fn *fn);	/* obj NULL: no-op */
 void	 th_child_free(void *obj);
 void	 th_child_exit(int code) __attribute__((noreturn));
+/* Starts p and joins it (secs), failing the test on either; its exit
+ * code (-signo when killed). */
+int	 th_run_process(pm_process *p, double secs);
+
 /* th_free_fn for libpmclient's objects. */
 void	 th_free_conn(void *c);		/* pm_disconnect */
 void	 th_free_queue(void *q);	/* pm_queue_free */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "pmclient.h"
+#include "taskutil.h"
 
 pm_task_fn sq, echo, fail_text, sleep_ms, sleep_fail, init_set, init_value,
     my_pid, die_kill, ret_nonzero, no_return, init_fail, returns_twice,
@@ -40,17 +41,6 @@ static int
 ret_i64(pm_task *t, int64_t v)
 {
 	return pm_task_return(t, &v, sizeof(v)) == 0 ? 0 : 1;
-}
-
-static void
-msleep(int64_t ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = (time_t)(ms / 1000);
-	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
 }
 
 int

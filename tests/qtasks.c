@@ -12,41 +12,13 @@
 #include <time.h>
 
 #include "pmclient.h"
+#include "taskutil.h"
 
 #define QT_STOP		0xffffffffu	/* the item that ends a consumer */
 #define QT_MAX_BATCH	1024
 #define QT_MAX_ITEMS	(1u << 20)	/* numbers a consumer tracks */
 
 pm_task_fn q_produce, q_consume, q_join_worker, q_put_range;
-
-static void
-msleep(long ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
-/* The argument as a NUL-terminated string in buf. */
-static const char *
-arg_str(pm_task *t, char *buf, size_t cap)
-{
-	const void *a;
-	size_t len;
-
-	a = pm_task_arg(t, &len);
-	if (a == NULL)
-		len = 0;
-	if (len >= cap)
-		len = cap - 1;
-	if (len > 0)
-		memcpy(buf, a, len);
-	buf[len] = '\0';
-	return buf;
-}
 
 static pm_queue *
 open_arg_queue(pm_task *t, const char *name)

@@ -17,39 +17,11 @@
 #include <unistd.h>
 
 #include "pmclient.h"
+#include "taskutil.h"
 
 pm_task_fn noop, ret7, exit8, fail, segv, sleep_ms, sleep_touch, echo, sq,
     list_fds, sigstate, nested, wait_forever, ignore_term, write_fd, getenv_t,
     fd_ident;
-
-/* The argument as a NUL-terminated string in buf. */
-static const char *
-arg_str(pm_task *t, char *buf, size_t cap)
-{
-	const void *a;
-	size_t len;
-
-	a = pm_task_arg(t, &len);
-	if (a == NULL)
-		len = 0;
-	if (len >= cap)
-		len = cap - 1;
-	if (len > 0)
-		memcpy(buf, a, len);
-	buf[len] = '\0';
-	return buf;
-}
-
-static void
-msleep(long ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
 
 int
 noop(pm_task *t)
