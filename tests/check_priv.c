@@ -583,6 +583,24 @@ intruder_client(void *ud, int ctl)
 	return 0;
 }
 
+/* An idle worker of root's (procs[0], *mine) and one of user a's (*victim,
+ * its pid also in line), whose client waits in *owner. */
+static pm_process *
+two_workers(pid_t *mine, struct user_proc *owner, pid_t *victim, char *line,
+    size_t cap)
+{
+	pm_process *p;
+
+	procs[0] = p = pm_process_new(conn, pubmod, "idle", NULL, 0);
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	*mine = pm_process_pid(p);
+	*owner = as_user(&user_a, owner_client, NULL);
+	user_line(owner, line, cap);
+	*victim = (pid_t)atoi(line);
+	ck_assert_msg(*victim > 0, "owner client said \"%s\"", line);
+	return p;
+}
+
 START_TEST(t_isolation)
 {
 	struct user_proc owner, in;
@@ -592,15 +610,7 @@ START_TEST(t_isolation)
 	int r;
 
 	NEED_ROOT();
-	/* root has a worker too */
-	procs[0] = p = pm_process_new(conn, pubmod, "idle", NULL, 0);
-	ck_assert_int_eq(pm_process_start(p), PM_OK);
-	mine = pm_process_pid(p);
-
-	owner = as_user(&user_a, owner_client, NULL);
-	user_line(&owner, line, sizeof(line));
-	victim = (pid_t)atoi(line);
-	ck_assert_msg(victim > 0, "owner client said \"%s\"", line);
+	p = two_workers(&mine, &owner, &victim, line, sizeof(line));
 	ck_assert(th_pid_alive(victim));
 
 	/* user b: raw requests refused */
@@ -686,13 +696,7 @@ START_TEST(t_admin_group)
 	int st;
 
 	NEED_ROOT();
-	procs[0] = p = pm_process_new(conn, pubmod, "idle", NULL, 0);
-	ck_assert_int_eq(pm_process_start(p), PM_OK);
-	mine = pm_process_pid(p);
-	owner = as_user(&user_a, owner_client, NULL);
-	user_line(&owner, line, sizeof(line));
-	victim = (pid_t)atoi(line);
-	ck_assert_msg(victim > 0, "owner client said \"%s\"", line);
+	p = two_workers(&mine, &owner, &victim, line, sizeof(line));
 
 	/* a member of admin_group sees and signals everyone's workers */
 	ck_assert_int_eq(pmctl_as(&admin_c, out, sizeof(out), "ps", "--json",
