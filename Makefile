@@ -4,6 +4,7 @@
 #   make check      run the Check suites      make check SANITIZE=1  ASan+UBSan
 #   make demo       start a private pmd and run the examples
 #   make bench      side-by-side benchmarks with Python's multiprocessing
+#   make soak       the full-size soak (100,000 spawns, 10 M queue ops)
 #   make valgrind   the suites under valgrind memcheck
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -69,7 +70,7 @@ UNITS	= $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
 all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
      $(B)/libpmclient.pc
 
-.PHONY: all deps check valgrind demo bench fuzz fuzz-deps install clean header-check
+.PHONY: all deps check soak valgrind demo bench fuzz fuzz-deps install clean header-check
 .SECONDARY:
 
 deps:
@@ -149,7 +150,10 @@ header-check: client/pmclient.h
 	    -Wextra -Iclient -x c -fsyntax-only -
 	@echo "header-check: pmclient.h is clean C99"
 
-TESTENV	= PMD_BIN=$(abspath $(PMD)) PMCTL_BIN=$(abspath $(PMCTL)) \
+# make check runs the soak at SOAK_SCALE of its full size (100,000
+# spawns, 10 M queue ops); make soak runs it whole.
+SOAK_SCALE ?= 0.05
+TESTENV	= PM_SOAK_SCALE=$${PM_SOAK_SCALE:-$(SOAK_SCALE)} PMD_BIN=$(abspath $(PMD)) PMCTL_BIN=$(abspath $(PMCTL)) \
 	  PM_TEST_MODULE=$(abspath $(B)/tests/tasks.so) \
 	  PM_BUILD=$(abspath $(B)) PM_SRC=$(abspath .)
 
@@ -160,6 +164,10 @@ check: deps
 	    if $(TESTENV) $$t; then pass=$$((pass+1)); \
 	    else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
 	done; echo "check: $$pass passed, $$fail failed"; test $$fail = 0
+
+soak: deps
+	@$(MAKE) --no-print-directory all $(B)/tests/check_load
+	$(TESTENV) PM_SOAK_SCALE=1 CK_RUN_CASE=soak $(B)/tests/check_load
 
 valgrind: deps
 	@$(MAKE) --no-print-directory all $(TESTS)

@@ -20,7 +20,8 @@
  *    queue) at the same time, after a warmup.  The broker's and the
  *    forker's fd counts, the broker's VmRSS (+SOAK_RSS_SLACK_KB) and the
  *    zombie count must be back to what they were after the warmup.
- *    PM_SOAK_SCALE (default 1, 0.05 under SANITIZE=1 or PM_VALGRIND)
+ *    PM_SOAK_SCALE (make check: 0.05; make soak: 1; unset: 1, or
+ *    0.05 under SANITIZE=1 or PM_VALGRIND)
  *    multiplies the counts.
  *
  * Child processes of the test never call ck_assert: they print what went
