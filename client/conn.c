@@ -34,6 +34,8 @@ static char private_addr[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 static int	conn_handle_frame(pm_conn *, struct pm_frame *);
 static void	watch_free_all(pm_conn *);
+static void	sub_notify(pm_conn *, int event, const void *ev);
+static void	sub_free_all(pm_conn *);
 
 /* ---- socket and hello ---- */
 
@@ -333,7 +335,7 @@ pm_disconnect(pm_conn *c)
 
 	if (c == NULL)
 		return;
-	pmc_process_detach(c);
+	sub_notify(c, PMC_EV_DETACH, NULL);
 	while ((p = c->pending) != NULL)
 		pmc_pending_free(c, p);
 	if (c->fd >= 0)
@@ -341,9 +343,9 @@ pm_disconnect(pm_conn *c)
 	if (c->epfd >= 0)
 		close(c->epfd);
 	watch_free_all(c);
+	sub_free_all(c);
 	wire_in_free(&c->in);
 	wire_out_free(&c->out);
-	free(c->procs);
 	free(c->address);
 	free(c);
 }
@@ -399,7 +401,7 @@ conn_lost_code(pm_conn *c, int code, const char *why)
 		free(p->message);
 		p->message = strdup(why);
 	}
-	pmc_process_conn_lost(c);
+	sub_notify(c, PMC_EV_LOST, NULL);
 }
 
 static void
@@ -579,7 +581,7 @@ conn_handle_frame(pm_conn *c, struct pm_frame *f)
 	case PM__TYPE__T_EXITED:
 		if ((ev = pm__exited__unpack(NULL, f->len, f->data)) == NULL)
 			return -1;
-		pmc_process_exited(c, ev);
+		sub_notify(c, PMC_EV_EXITED, ev);
 		pm__exited__free_unpacked(ev, NULL);
 		return 0;
 	default:
@@ -609,6 +611,99 @@ conn_process(pm_conn *c)
 			conn_lost(c, "malformed event");
 			return pmc_err(PM_EPROTO, "malformed event from pmd");
 		}
+	}
+}
+
+/* ---- subscribers: objects told of the connection's events ---- */
+
+struct pmc_sub {
+	pmc_sub_fn	*fn;
+	void		*ud;
+	int		 dead;
+	struct pmc_sub	*next;
+};
+
+struct pmc_sub *
+pmc_sub_add(pm_conn *c, pmc_sub_fn *fn, void *ud)
+{
+	struct pmc_sub *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		pmc_err(PM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	s->fn = fn;
+	s->ud = ud;
+	s->next = c->subs;
+	c->subs = s;
+	return s;
+}
+
+static void
+sub_sweep(pm_conn *c)
+{
+	struct pmc_sub **pp, *s;
+
+	if (!c->sub_dead || c->in_notify)
+		return;
+	for (pp = &c->subs; (s = *pp) != NULL;) {
+		if (s->dead) {
+			*pp = s->next;
+			free(s);
+		} else
+			pp = &s->next;
+	}
+	c->sub_dead = 0;
+}
+
+/* Safe from a callback: freed once no notification runs. */
+void
+pmc_sub_del(pm_conn *c, struct pmc_sub *s)
+{
+	if (s == NULL)
+		return;
+	s->dead = 1;
+	c->sub_dead = 1;
+	sub_sweep(c);
+}
+
+void *
+pmc_sub_find(pm_conn *c, pmc_sub_fn *fn)
+{
+	struct pmc_sub *s;
+
+	for (s = c->subs; s != NULL; s = s->next)
+		if (s->fn == fn && !s->dead)
+			return s->ud;
+	return NULL;
+}
+
+static void
+sub_notify(pm_conn *c, int event, const void *ev)
+{
+	struct pmc_sub *s;
+
+	c->in_notify++;
+	for (s = c->subs; s != NULL; s = s->next)
+		if (!s->dead)
+			s->fn(c, event, ev, s->ud);
+	c->in_notify--;
+	if (event == PMC_EV_DETACH)
+		for (s = c->subs; s != NULL; s = s->next) {
+			s->dead = 1;
+			c->sub_dead = 1;
+		}
+	sub_sweep(c);
+}
+
+static void
+sub_free_all(pm_conn *c)
+{
+	struct pmc_sub *s;
+
+	while ((s = c->subs) != NULL) {
+		c->subs = s->next;
+		free(s);
 	}
 }
 
@@ -894,28 +989,4 @@ pm_dispatch(pm_conn *c, double timeout)
 	if (r != PM_ETIMEDOUT)
 		return r;
 	return pmc_ok();
-}
-
-int
-pm_active_children(pm_conn *c, pid_t *pids, size_t max)
-{
-	size_t i;
-	int n = 0;
-
-	if (c == NULL)
-		return pmc_err(PM_EINVAL, "no connection");
-	if (!c->lost)
-		while (conn_turn(c, -1, 0) == PM_OK)
-			;
-	for (i = 0; i < c->nprocs; i++) {
-		pid_t pid = pm_process_pid(c->procs[i]);
-
-		if (pid <= 0 || !pm_process_is_alive(c->procs[i]))
-			continue;
-		if ((size_t)n < max && pids != NULL)
-			pids[n] = pid;
-		n++;
-	}
-	pmc_ok();
-	return n;
 }

@@ -53,10 +53,9 @@ struct pm_conn {
 	struct wire_in	 in;
 	struct wire_out	 out;
 	struct pmc_pending *pending;	/* requests in flight */
-	struct pm_process **procs;	/* started, end not yet reported */
-	size_t		 nprocs;
-	size_t		 capprocs;
-	struct pm_pool	*pools;		/* pool.c: pools on this connection */
+	struct pmc_sub	*subs;		/* told of exits, loss, detach */
+	int		 sub_dead;	/* some subscriber awaits freeing */
+	int		 in_notify;	/* inside subscribers' callbacks */
 };
 
 /* error.c */
@@ -99,10 +98,23 @@ int	 pmc_watch_add(pm_conn *, int fd, unsigned events, pmc_watch_fn *,
 int	 pmc_watch_mod(pm_conn *, int fd, unsigned events);
 void	 pmc_watch_del(pm_conn *, int fd);
 
-/* process.c */
-void	 pmc_process_exited(pm_conn *, const Pm__Exited *ev);
-void	 pmc_process_conn_lost(pm_conn *);
-void	 pmc_process_detach(pm_conn *);
+/*
+ * conn.c: subscribers.  An object that must hear of its connection's
+ * events (a worker's exit, the connection lost, pm_disconnect) registers
+ * a callback; conn.c calls each in turn and names no object kind.
+ * PMC_EV_EXITED passes the Pm__Exited, the others NULL.  On
+ * PMC_EV_DETACH the connection is going: every subscriber is removed
+ * after the call (a handle must forget c).  A callback may add or
+ * remove subscribers.
+ */
+enum { PMC_EV_EXITED = 1, PMC_EV_LOST, PMC_EV_DETACH };
+typedef void pmc_sub_fn(pm_conn *c, int event, const void *ev, void *ud);
+struct pmc_sub;
+/* NULL with PM_ENOMEM set. */
+struct pmc_sub *pmc_sub_add(pm_conn *, pmc_sub_fn *, void *ud);
+void	 pmc_sub_del(pm_conn *, struct pmc_sub *);
+/* The ud of c's live subscriber with fn (one per connection), or NULL. */
+void	*pmc_sub_find(pm_conn *, pmc_sub_fn *);
 
 /* task.c: the worker side, entered from pmd's worker runtime */
 struct pm_task {
@@ -138,11 +150,8 @@ int	 pmc_queue_get_recv(pm_queue *, struct pmc_pending *, pm_bytes *out,
 	    size_t max, size_t *got);
 
 /* ---- pool.c: Pool and AsyncResult (issue 3) ----
- * Pool workers end through the same Exited events as processes; process.c
- * passes them, and the connection's loss and detach, on to every pool. */
-void	 pmc_pool_exited(pm_conn *, const Pm__Exited *ev);
-void	 pmc_pool_conn_lost(pm_conn *);
-void	 pmc_pool_detach(pm_conn *);
+ * Each pool subscribes to its connection: pool workers end through the
+ * same Exited events as processes. */
 #define PMC_POOL_MAX_ITEM	(1u << 30)	/* bytes per argument/result */
 
 #endif

@@ -142,7 +142,7 @@ struct pmc_pw {
 
 struct pm_pool {
 	pm_conn		*conn;		/* NULL once detached */
-	pm_pool		*next;		/* the connection's pools */
+	struct pmc_sub	*sub;		/* on conn: exits, loss, detach */
 	uint64_t	 id;
 	int		 nproc;
 	char		*module;
@@ -1404,33 +1404,31 @@ pool_idle_check(pm_pool *p)
 
 /* ---- events from the connection ---- */
 
-void
-pmc_pool_exited(pm_conn *c, const Pm__Exited *ev)
+static void
+pool_exited(pm_pool *p, const Pm__Exited *ev)
 {
 	struct pmc_pw *w;
-	pm_pool *p;
 
-	for (p = c->pools; p != NULL; p = p->next)
-		for (w = p->workers; w != NULL; w = w->next) {
-			if (w->dead || w->spawn != NULL || w->wid != ev->wid)
-				continue;
-			pool_enter(p);
-			w->exited = 1;
-			w->exitcode = ev->exitcode;
-			if (w->killed || w->closing)
-				pw_release(w);
-			else {
-				if (w->channel >= 0)
-					pw_read(w, 1);	/* what it said last */
-				if (w->starting)
-					pw_start_lost(w);
-				pw_finish(w);
-			}
-			pool_fill(p);
-			pool_dispatch(p);
-			pool_leave(p);
-			return;
+	for (w = p->workers; w != NULL; w = w->next) {
+		if (w->dead || w->spawn != NULL || w->wid != ev->wid)
+			continue;
+		pool_enter(p);
+		w->exited = 1;
+		w->exitcode = ev->exitcode;
+		if (w->killed || w->closing)
+			pw_release(w);
+		else {
+			if (w->channel >= 0)
+				pw_read(w, 1);	/* what it said last */
+			if (w->starting)
+				pw_start_lost(w);
+			pw_finish(w);
 		}
+		pool_fill(p);
+		pool_dispatch(p);
+		pool_leave(p);
+		return;
+	}
 }
 
 /* Ends every worker and fails every task not answered with code. */
@@ -1461,36 +1459,48 @@ pool_stop(pm_pool *p, int code, const char *msg)
 	pool_starved(p, code, msg);
 }
 
-void
-pmc_pool_conn_lost(pm_conn *c)
+static void
+pool_conn_lost(pm_pool *p)
 {
-	pm_pool *p;
-
-	for (p = c->pools; p != NULL; p = p->next) {
-		pool_enter(p);
-		p->lost = 1;
-		p->state = PS_TERMINATED;
-		pool_stop(p, PM_ECONN, "connection to pmd lost");
-		pool_leave(p);
-	}
+	pool_enter(p);
+	p->lost = 1;
+	p->state = PS_TERMINATED;
+	pool_stop(p, PM_ECONN, "connection to pmd lost");
+	pool_leave(p);
 }
 
-void
-pmc_pool_detach(pm_conn *c)
+/* pm_disconnect: the pool ends and forgets its connection. */
+static void
+pool_detach(pm_pool *p)
 {
-	pm_pool *p;
+	struct pmc_pw *w;
 
-	while ((p = c->pools) != NULL) {
-		c->pools = p->next;
-		pool_enter(p);
-		p->lost = 1;
-		p->state = PS_TERMINATED;
-		pool_stop(p, PM_ECONN, "connection to pmd closed");
-		for (struct pmc_pw *w = p->workers; w != NULL; w = w->next)
-			pw_release(w);
-		p->conn = NULL;
-		p->next = NULL;
-		pool_leave(p);
+	pool_enter(p);
+	p->lost = 1;
+	p->state = PS_TERMINATED;
+	pool_stop(p, PM_ECONN, "connection to pmd closed");
+	for (w = p->workers; w != NULL; w = w->next)
+		pw_release(w);
+	p->conn = NULL;
+	p->sub = NULL;		/* removed by the connection */
+	pool_leave(p);
+}
+
+static void
+pool_event_cb(pm_conn *c, int event, const void *ev, void *ud)
+{
+	pm_pool *p = ud;
+
+	switch (event) {
+	case PMC_EV_EXITED:
+		pool_exited(p, ev);
+		break;
+	case PMC_EV_LOST:
+		pool_conn_lost(p);
+		break;
+	case PMC_EV_DETACH:
+		pool_detach(p);
+		break;
 	}
 }
 
@@ -1499,17 +1509,12 @@ pmc_pool_detach(pm_conn *c)
 static void
 pool_destroy(pm_pool *p)
 {
-	pm_pool **pp;
 	pm_result *j;
 	struct pmc_pw *w;
 	int i;
 
 	if (p->conn != NULL) {
-		for (pp = &p->conn->pools; *pp != NULL; pp = &(*pp)->next)
-			if (*pp == p) {
-				*pp = p->next;
-				break;
-			}
+		pmc_sub_del(p->conn, p->sub);
 		for (w = p->workers; w != NULL; w = w->next)
 			if (w->spawn != NULL) {
 				pmc_pending_free(p->conn, w->spawn);
@@ -1627,8 +1632,12 @@ pm_pool_new_fds(pm_conn *c, const pm_pool_opts *o, const int *child_fds,
 	}
 	p->nfds = (int)nfds;
 	p->conn = c;
-	p->next = c->pools;
-	c->pools = p;
+	if ((p->sub = pmc_sub_add(c, pool_event_cb, p)) == NULL) {
+		code = PM_ENOMEM;
+		pool_destroy(p);
+		pmc_err(code, "out of memory");
+		return NULL;
+	}
 	pool_enter(p);
 	p->creating = 1;
 	r = PM_OK;

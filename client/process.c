@@ -72,46 +72,68 @@ static atomic_uint process_counter;
 static int	process_started(pm_process *, int64_t);
 static void	process_unstart(pm_process *);
 
-/* ---- the connection's table of processes ---- */
+/* ---- the connection's table of processes ----
+ * One per connection, subscribed to it: started processes whose end is
+ * not yet reported, for Exited events and pm_active_children. */
+
+struct proc_table {
+	pm_process	**procs;
+	size_t		 n;
+	size_t		 cap;
+	struct pmc_sub	*sub;
+};
+
+static void	table_event_cb(pm_conn *, int, const void *, void *);
 
 static int
 table_add(pm_conn *c, pm_process *p)
 {
+	struct proc_table *t;
 	pm_process **n;
 	size_t cap;
 
-	if (c->nprocs == c->capprocs) {
-		cap = c->capprocs ? c->capprocs * 2 : 16;
-		if ((n = realloc(c->procs, cap * sizeof(*n))) == NULL)
+	if ((t = pmc_sub_find(c, table_event_cb)) == NULL) {
+		if ((t = calloc(1, sizeof(*t))) == NULL)
 			return -1;
-		c->procs = n;
-		c->capprocs = cap;
+		if ((t->sub = pmc_sub_add(c, table_event_cb, t)) == NULL) {
+			free(t);
+			return -1;
+		}
 	}
-	c->procs[c->nprocs++] = p;
+	if (t->n == t->cap) {
+		cap = t->cap ? t->cap * 2 : 16;
+		if ((n = realloc(t->procs, cap * sizeof(*n))) == NULL)
+			return -1;
+		t->procs = n;
+		t->cap = cap;
+	}
+	t->procs[t->n++] = p;
 	return 0;
 }
 
 static void
 table_del(pm_conn *c, pm_process *p)
 {
+	struct proc_table *t;
 	size_t i;
 
-	for (i = 0; i < c->nprocs; i++)
-		if (c->procs[i] == p) {
-			c->procs[i] = c->procs[--c->nprocs];
+	if ((t = pmc_sub_find(c, table_event_cb)) == NULL)
+		return;
+	for (i = 0; i < t->n; i++)
+		if (t->procs[i] == p) {
+			t->procs[i] = t->procs[--t->n];
 			return;
 		}
 }
 
-void
-pmc_process_exited(pm_conn *c, const Pm__Exited *ev)
+static void
+table_exited(struct proc_table *t, const Pm__Exited *ev)
 {
 	size_t i;
 	pm_process *p;
 
-	pmc_pool_exited(c, ev);		/* pool workers: pool.c */
-	for (i = 0; i < c->nprocs; i++) {
-		p = c->procs[i];
+	for (i = 0; i < t->n; i++) {
+		p = t->procs[i];
 		if (p->state == P_STARTING && p->wid == ev->wid) {
 			p->exit_seen = 1;	/* settled once started */
 			p->exitcode = ev->exitcode;
@@ -125,15 +147,55 @@ pmc_process_exited(pm_conn *c, const Pm__Exited *ev)
 	}
 }
 
-/* The connection is gone: detach every process (ends unknown). */
-void
-pmc_process_conn_lost(pm_conn *c)
+/* Exited: settle the process.  Lost: every end is unknown.  Detach
+ * (pm_disconnect): processes outlive their connection as plain handles. */
+static void
+table_event_cb(pm_conn *c, int event, const void *ev, void *ud)
 {
+	struct proc_table *t = ud;
 	size_t i;
 
-	for (i = 0; i < c->nprocs; i++)
-		c->procs[i]->lost = 1;
-	pmc_pool_conn_lost(c);
+	switch (event) {
+	case PMC_EV_EXITED:
+		table_exited(t, ev);
+		break;
+	case PMC_EV_LOST:
+		for (i = 0; i < t->n; i++)
+			t->procs[i]->lost = 1;
+		break;
+	case PMC_EV_DETACH:
+		for (i = 0; i < t->n; i++)
+			t->procs[i]->conn = NULL;
+		free(t->procs);
+		free(t);
+		break;
+	}
+}
+
+int
+pm_active_children(pm_conn *c, pid_t *pids, size_t max)
+{
+	struct proc_table *t;
+	size_t i;
+	int n = 0;
+
+	if (c == NULL)
+		return pmc_err(PM_EINVAL, "no connection");
+	if (!c->lost)
+		while (pmc_pump(c, 0) == PM_OK)
+			;
+	t = pmc_sub_find(c, table_event_cb);
+	for (i = 0; t != NULL && i < t->n; i++) {
+		pid_t pid = pm_process_pid(t->procs[i]);
+
+		if (pid <= 0 || !pm_process_is_alive(t->procs[i]))
+			continue;
+		if ((size_t)n < max && pids != NULL)
+			pids[n] = pid;
+		n++;
+	}
+	pmc_ok();
+	return n;
 }
 
 /* ---- construction ---- */
@@ -852,16 +914,4 @@ pm_process_free(pm_process *p)
 	pm_bytes_free(&p->result);
 	free(p->error);
 	free(p);
-}
-
-/* pm_disconnect: processes outlive their connection as plain handles. */
-void
-pmc_process_detach(pm_conn *c)
-{
-	size_t i;
-
-	pmc_pool_detach(c);
-	for (i = 0; i < c->nprocs; i++)
-		c->procs[i]->conn = NULL;
-	c->nprocs = 0;
 }
