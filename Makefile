@@ -37,7 +37,7 @@ WARN	= -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wcast-qual \
 	  -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
 	  -Wundef -Wwrite-strings -Wno-unused-parameter
 BASEFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(OPT) $(SANFLAGS) \
-	  -Iproto -Iclient -isystem $(B)/proto
+	  -Iproto -Iclient -I$(B)/gen -isystem $(B)/proto
 PKGCFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 ALLCFLAGS = $(BASEFLAGS) $(WARN) $(PKGCFLAGS) $(CFLAGS)
 GENCFLAGS = $(BASEFLAGS) $(PKGCFLAGS) $(CFLAGS)
@@ -68,9 +68,9 @@ BENCHMOD = $(patsubst %.c,$(B)/%.so,$(wildcard bench/*_tasks.c))
 UNITS	= $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
 
 all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
-     $(B)/libpmclient.pc
+     $(B)/libpmclient.pc $(B)/libpmclient-static.pc
 
-.PHONY: all deps check soak valgrind demo bench fuzz fuzz-deps install clean header-check
+.PHONY: FORCE all deps check soak valgrind demo bench fuzz fuzz-deps install clean header-check
 .SECONDARY:
 
 deps:
@@ -117,8 +117,18 @@ $(PMD): $(DAEMON_O) $(LIBA)
 $(PMCTL): $(B)/client/pmctl.o $(LIBA)
 	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)
 
+# The pmd the library starts is the one installed beside it: paths.h is
+# rewritten whenever BINDIR changes (make install PREFIX=... rebuilds what
+# depends on it), and left alone otherwise.
+%/gen/paths.h: FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define PMC_PMD_PATH "%s"\n' '$(BINDIR)/pmd' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(B)/client/conn.o: $(B)/gen/paths.h
+FORCE:
+
 # Task modules: resolved against pmd at load time, not linked to the library.
-$(B)/client/conn.o: ALLCFLAGS += -DPMC_PMD_PATH='"$(BINDIR)/pmd"'
 
 $(B)/%.so: %.c client/pmclient.h
 	@mkdir -p $(dir $@)
@@ -139,7 +149,7 @@ $(B)/systemd/%: systemd/%.in
 	@mkdir -p $(dir $@)
 	sed -e 's|@BINDIR@|$(BINDIR)|g' $< > $@
 
-$(B)/libpmclient.pc: client/libpmclient.pc.in
+$(B)/%.pc: client/%.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
@@ -191,7 +201,8 @@ FUZZ_SECONDS ?= 60
 FB	= build-fuzz
 FUZZCC	= clang
 FUZZFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
-	  -fno-sanitize-recover=all -Iproto -Iclient -Idaemon -isystem $(FB)/proto \
+	  -fno-sanitize-recover=all -Iproto -Iclient -Idaemon -I$(FB)/gen \
+	  -isystem $(FB)/proto \
 	  $(PKGCFLAGS)
 FUZZ_LIB_SRC = $(CLIENT_SRC) proto/wire.c
 FUZZ_D_SRC = $(filter-out daemon/pmd.c,$(DAEMON_SRC))
@@ -201,7 +212,7 @@ $(FB)/proto/%.pb-c.c: proto/%.proto
 	@mkdir -p $(FB)/proto
 	protoc-c --proto_path=proto --c_out=$(FB)/proto $<
 
-$(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_GEN) $(FUZZ_LIB_SRC) $(FUZZ_D_SRC) daemon/pmd.c
+$(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FB)/gen/paths.h $(FUZZ_GEN) $(FUZZ_LIB_SRC) $(FUZZ_D_SRC) daemon/pmd.c
 	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_GEN) \
 	    $(FUZZ_LIB_SRC) $(if $(filter broker,$*),$(FUZZ_D_SRC) \
 	    -x c -Dmain=pmd_main daemon/pmd.c -x none $(LIBEVENT)) $(LIBPB) -ldl
@@ -244,9 +255,11 @@ install: all
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)
 	install -m 644 client/pmclient.h $(DESTDIR)$(INCDIR)
 	@# the .pc file and units name the install-time paths
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    client/libpmclient.pc.in > $(DESTDIR)$(PCDIR)/libpmclient.pc
+	for pc in libpmclient libpmclient-static; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+		-e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		client/$$pc.pc.in > $(DESTDIR)$(PCDIR)/$$pc.pc; \
+	done
 	for u in pmd.socket pmd.service; do \
 	    sed -e 's|@BINDIR@|$(BINDIR)|g' systemd/$$u.in \
 		> $(DESTDIR)$(UNITDIR)/$$u; \

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +24,7 @@
 
 #include "pmclient_int.h"
 
-#ifndef PMC_PMD_PATH
-#define PMC_PMD_PATH	"/usr/local/bin/pmd"
-#endif
+#include "paths.h"		/* PMC_PMD_PATH: the installed pmd (Makefile) */
 #define PMC_HELLO_TIMEOUT 10.0
 
 /* The private pmd this process started, reused by later pm_connect(NULL). */
@@ -101,15 +100,14 @@ conn_hello(pm_conn *c)
 }
 
 static pm_conn *
-conn_open(const char *path, int quiet)
+conn_open(const char *path)
 {
 	pm_conn *c;
 	int fd;
 
 	if ((fd = unix_connect(path)) == -1) {
-		if (!quiet)
-			pmc_err(PM_ECONN, "cannot connect to %s: %s", path,
-			    strerror(errno));
+		pmc_err(PM_ECONN, "cannot connect to %s: %s", path,
+		    strerror(errno));
 		return NULL;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
@@ -155,8 +153,34 @@ conn_open(const char *path, int quiet)
 
 /* ---- private pmd ---- */
 
+/* What discovery tried and why each failed, for the final message. */
+struct tried {
+	char	 buf[PMC_TRIED_MAX];
+	size_t	 len;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+tried_add(struct tried *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->len >= sizeof(t->buf) - 1)
+		return;
+	if (t->len > 0)
+		t->buf[t->len++] = ';', t->buf[t->len++] = ' ';
+	va_start(ap, fmt);
+	n = vsnprintf(t->buf + t->len, sizeof(t->buf) - t->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		t->len += (size_t)n < sizeof(t->buf) - t->len ? (size_t)n :
+		    sizeof(t->buf) - t->len - 1;
+}
+
+/* $PMD_BIN, else the pmd this library was installed with, else "pmd" in
+ * $PATH.  Notes in t why a candidate was passed over. */
 static const char *
-pmd_binary(void)
+pmd_binary(struct tried *t)
 {
 	const char *b = getenv("PMD_BIN");
 
@@ -164,6 +188,7 @@ pmd_binary(void)
 		return b;
 	if (access(PMC_PMD_PATH, X_OK) == 0)
 		return PMC_PMD_PATH;
+	tried_add(t, "installed pmd %s: %s", PMC_PMD_PATH, strerror(errno));
 	return "pmd";
 }
 
@@ -201,6 +226,8 @@ private_exec(const char *bin, const char *sock, int readyfd)
 	snprintf(fdarg, sizeof(fdarg), "%d", readyfd);
 	execlp(bin, "pmd", "--private", "--socket", sock, "--ready-fd", fdarg,
 	    (char *)NULL);
+	/* tell the waiting parent why: "EXEC <errno>" */
+	dprintf(readyfd, "EXEC %d\n", errno);
 	_exit(127);
 }
 
@@ -218,13 +245,30 @@ private_dir(char *dir, size_t len)
 	return mkdtemp(dir) == NULL ? -1 : 0;
 }
 
+/* Why a private pmd gave no READY: buf is what it wrote before EOF. */
+static void
+private_why(struct tried *t, const char *bin, const char *buf, int timedout)
+{
+	int err;
+
+	if (sscanf(buf, "EXEC %d", &err) == 1)
+		tried_add(t, "private pmd %s: cannot execute: %s", bin,
+		    strerror(err));
+	else if (timedout)
+		tried_add(t, "private pmd %s: not ready in %.0f s", bin,
+		    PMC_START_TIMEOUT);
+	else
+		tried_add(t, "private pmd %s: exited before it was ready "
+		    "(not a pmd, or see its log)", bin);
+}
+
 /* Starts a private pmd; on success its socket path is in private_addr. */
 static int
-private_start(void)
+private_start(struct tried *t)
 {
 	char dir[sizeof(private_addr)], sock[sizeof(private_addr)];
 	char buf[16];
-	const char *bin = pmd_binary();
+	const char *bin = pmd_binary(t);
 	pid_t pid;
 	ssize_t n;
 	size_t got = 0;
@@ -258,6 +302,7 @@ private_start(void)
 	while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
 		;
 	deadline = wire_deadline(PMC_START_TIMEOUT);
+	r = 1;
 	while (got < 6) {
 		r = wire_wait(p[0], POLLIN, deadline);
 		if (r <= 0)
@@ -273,39 +318,65 @@ private_start(void)
 	buf[got] = '\0';
 	if (strncmp(buf, "READY\n", 6) != 0) {
 		rmdir(dir);
-		return pmc_err(PM_ECONN, "private pmd (%s) did not start", bin);
+		private_why(t, bin, buf, r == 0);
+		return pmc_err(PM_ECONN, "no pmd is running and none could be "
+		    "started: %s", t->buf);
 	}
 	memcpy(private_addr, sock, sizeof(sock));
 	return PM_OK;
 }
 
+/* conn_open(path), noting in t why it failed. */
+static pm_conn *
+discover_try(struct tried *t, const char *path)
+{
+	pm_conn *c;
+
+	if ((c = conn_open(path)) == NULL)
+		tried_add(t, "%s", pm_last_message());
+	return c;
+}
+
+/*
+ * $PMD_SOCKET alone when set (an error if it does not answer); else the
+ * system socket, the user socket, and a private pmd.  A failure names
+ * every candidate and why it failed.
+ */
 static pm_conn *
 conn_discover(int flags)
 {
 	const char *env = getenv("PMD_SOCKET");
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	struct tried t = { .len = 0 };
 	char path[PATH_MAX];
 	pm_conn *c;
 
-	if (env != NULL && *env != '\0' && (c = conn_open(env, 1)) != NULL)
+	if (env != NULL && *env != '\0') {
+		if ((c = conn_open(env)) == NULL) {
+			tried_add(&t, "%s", pm_last_message());
+			pmc_err(PM_ECONN, "$PMD_SOCKET=%s does not answer: %s",
+			    env, t.buf);
+		}
 		return c;
-	if ((c = conn_open(PMC_SYSTEM_SOCKET, 1)) != NULL)
+	}
+	if ((c = discover_try(&t, PMC_SYSTEM_SOCKET)) != NULL)
 		return c;
-	if (xdg != NULL && *xdg != '\0' &&
-	    (size_t)snprintf(path, sizeof(path), "%s/pmd/pmd.sock", xdg) <
-	    sizeof(path) && (c = conn_open(path, 1)) != NULL)
+	if (xdg == NULL || *xdg == '\0')
+		tried_add(&t, "no user socket ($XDG_RUNTIME_DIR unset)");
+	else if ((size_t)snprintf(path, sizeof(path), "%s/pmd/pmd.sock",
+	    xdg) < sizeof(path) &&
+	    (c = discover_try(&t, path)) != NULL)
 		return c;
 	if (flags & PM_CONNECT_NOSTART) {
-		pmc_err(PM_ECONN, "no pmd is running (tried $PMD_SOCKET, %s, "
-		    "$XDG_RUNTIME_DIR/pmd/pmd.sock)", PMC_SYSTEM_SOCKET);
+		pmc_err(PM_ECONN, "no pmd is running: %s", t.buf);
 		return NULL;
 	}
 	pthread_mutex_lock(&private_lock);
 	c = NULL;
 	if (private_addr[0] != '\0')
-		c = conn_open(private_addr, 1);
-	if (c == NULL && private_start() == PM_OK)
-		c = conn_open(private_addr, 0);
+		c = conn_open(private_addr);
+	if (c == NULL && private_start(&t) == PM_OK)
+		c = conn_open(private_addr);
 	pthread_mutex_unlock(&private_lock);
 	return c;
 }
@@ -318,7 +389,7 @@ pm_connect_flags(const char *address, int flags)
 		return NULL;
 	}
 	if (address != NULL)
-		return conn_open(address, 0);
+		return conn_open(address);
 	return conn_discover(flags);
 }
 

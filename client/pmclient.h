@@ -68,9 +68,11 @@ const char	*pm_strerror(int code);
 void		 pm_bytes_free(pm_bytes *b);	/* frees data, zeroes b */
 
 /* ---- connection ---- */
-/* address NULL: $PMD_SOCKET, /run/pmd/pmd.sock, $XDG_RUNTIME_DIR/pmd/pmd.sock,
- * else a private pmd started for this process (reused by later calls).
- * A private pmd is found at $PMD_BIN, else the installed pmd, else $PATH. */
+/* address NULL: $PMD_SOCKET when set (only there: PM_ECONN if it does not
+ * answer), else /run/pmd/pmd.sock, $XDG_RUNTIME_DIR/pmd/pmd.sock, else a
+ * private pmd started for this process (reused by later calls).  A private
+ * pmd is found at $PMD_BIN, else the installed pmd, else $PATH.  On
+ * failure the message names each candidate and why it failed. */
 pm_conn		*pm_connect(const char *address);
 #define PM_CONNECT_NOSTART	0x1	/* discovery only; never start a pmd */
 pm_conn		*pm_connect_flags(const char *address, int flags);

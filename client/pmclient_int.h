@@ -13,6 +13,7 @@
 #include "pm.pb-c.h"
 
 #define PMC_SYSTEM_SOCKET	"/run/pmd/pmd.sock"
+#define PMC_TRIED_MAX		1024	/* bytes of discovery's "tried" note */
 #define PMC_START_TIMEOUT	10.0	/* seconds for a private pmd to come up */
 #define PMC_PROCESS_MAX_FDS	(PM_WIRE_MAX_FDS - 2)
 

@@ -623,11 +623,23 @@ broker_listen(void)
 		log_err("socket path missing or too long");
 		return -1;
 	}
+	/* Only the default runtime directory is pmd's to make; a directory
+	 * the user named must exist. */
 	snprintf(dir, sizeof(dir), "%s", path);
 	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
 		*slash = '\0';
-		if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-			log_err("cannot make %s: %s", dir, strerror(errno));
+		if (pmd->cfg.socket_default) {
+			if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+				log_err("cannot make %s: %s", dir,
+				    strerror(errno));
+				return -1;
+			}
+		} else if (stat(dir, &st) == -1) {
+			log_err("socket directory %s: %s", dir,
+			    strerror(errno));
+			return -1;
+		} else if (!S_ISDIR(st.st_mode)) {
+			log_err("socket directory %s: not a directory", dir);
 			return -1;
 		}
 	}

@@ -40,6 +40,7 @@ default_socket(struct pmd_config *c)
 
 	if (c->socket != NULL)
 		return 0;
+	c->socket_default = 1;
 	if (geteuid() == 0)
 		c->socket = strdup(PMD_SYSTEM_SOCKET);
 	else if (xdg != NULL && *xdg != '\0') {

@@ -62,6 +62,7 @@ enum { LOG_ERR_ = 0, LOG_WARN_, LOG_INFO_, LOG_DEBUG_ };
 
 struct pmd_config {
 	char		*socket;
+	int		 socket_default; /* no --socket: pmd makes its dir */
 	int		 socket_mode;
 	char		*module_path;
 	char		*preload[PMD_MAX_PRELOAD];
