@@ -100,6 +100,11 @@ int		 pm_task_fail(pm_task *t, const char *fmt, ...)
 #endif
 		    ;
 pm_conn		*pm_task_conn(pm_task *t);	/* owned by the task */
+/* The Process's name (default Process-N) or the pool worker's
+ * PoolWorker-P-N (P: the client's pool number, N: the worker's). */
+const char	*pm_task_name(pm_task *t);
+/* The pid of the client that started this worker (0 if unknown). */
+pid_t		 pm_task_parent_pid(pm_task *t);
 
 /* ---- Process ---- */
 pm_process	*pm_process_new(pm_conn *c, const char *module,
@@ -126,6 +131,11 @@ int		 pm_process_exitcode(pm_process *p, int *code);
 pid_t		 pm_process_pid(pm_process *p);
 const char	*pm_process_name(pm_process *p);
 int		 pm_process_sentinel(pm_process *p);
+/* Python's connection.wait() on sentinels: the index (0 .. n-1) of an ended
+ * Process among ps, the lowest if several; PM_ETIMEDOUT; PM_EINVAL for n 0
+ * or over PM_WAIT_MAX, or a Process not started. */
+#define PM_WAIT_MAX	1024
+int		 pm_wait(pm_process *const *ps, size_t n, double timeout);
 int		 pm_process_terminate(pm_process *p);
 int		 pm_process_kill(pm_process *p);
 int		 pm_process_signal(pm_process *p, int sig);

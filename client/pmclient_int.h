@@ -123,6 +123,8 @@ struct pm_task {
 	size_t		 arglen;
 	int		 channel;	/* -1: none */
 	const char	*address;	/* pmd socket, for pm_task_conn */
+	const char	*name;		/* pm_task_name; "" unknown */
+	pid_t		 parent_pid;	/* the client that started it */
 	pm_conn		*conn;
 	int		 returned;
 	void		*result;

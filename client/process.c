@@ -774,6 +774,53 @@ pm_process_is_alive(pm_process *p)
 	return !sentinel_fired(p);
 }
 
+/*
+ * Python's connection.wait() on sentinels: the lowest index of an ended
+ * Process among ps.  Polls the sentinels and, so that callbacks and exit
+ * reports keep flowing, the connections they came from.
+ */
+int
+pm_wait(pm_process *const *ps, size_t n, double timeout)
+{
+	struct pollfd pf[PM_WAIT_MAX * 2];
+	int64_t deadline = wire_deadline(timeout);
+	size_t i, j, npf;
+	int r;
+
+	if (ps == NULL || n == 0 || n > PM_WAIT_MAX)
+		return pmc_err(PM_EINVAL, "pm_wait: %zu processes (1-%d)", n,
+		    PM_WAIT_MAX);
+	for (i = 0; i < n; i++)
+		if (ps[i] == NULL || ps[i]->state == P_NEW)
+			return pmc_err(PM_EINVAL, "pm_wait: process %zu %s", i,
+			    ps[i] == NULL ? "is NULL" : "was not started");
+	for (;;) {
+		for (i = 0; i < n; i++)
+			if (!pm_process_is_alive(ps[i])) {
+				pmc_ok();
+				return (int)i;
+			}
+		for (i = npf = 0; i < n; i++) {
+			if (ps[i]->pidfd >= 0)
+				pf[npf++] = (struct pollfd){ ps[i]->pidfd,
+				    POLLIN, 0 };
+			if (ps[i]->conn == NULL || ps[i]->lost)
+				continue;
+			for (j = 0; j < i && ps[j]->conn != ps[i]->conn; j++)
+				;
+			if (j == i)
+				pf[npf++] = (struct pollfd){
+				    pm_conn_fd(ps[i]->conn), POLLIN, 0 };
+		}
+		r = poll(pf, npf, wire_poll_ms(deadline));
+		if (r == -1 && errno != EINTR)
+			return pmc_err_sys("pm_wait: poll");
+		if (r == 0 && deadline >= 0 && wire_now_ns() >= deadline)
+			return pmc_err(PM_ETIMEDOUT, "none of %zu processes "
+			    "ended in time", n);
+	}
+}
+
 int
 pm_process_exitcode(pm_process *p, int *code)
 {

@@ -80,6 +80,22 @@ pm_task_conn(pm_task *t)
 	return t->conn;
 }
 
+const char *
+pm_task_name(pm_task *t)
+{
+	if (t == NULL) {
+		pmc_err(PM_EINVAL, "no task");
+		return NULL;
+	}
+	return t->name != NULL ? t->name : "";
+}
+
+pid_t
+pm_task_parent_pid(pm_task *t)
+{
+	return t != NULL ? t->parent_pid : 0;
+}
+
 void
 pmc_task_clear(struct pm_task *t)
 {

@@ -262,6 +262,8 @@ run_function(const struct pmd_config *cfg, const char *sock_path,
 	t.arglen = s->arg.len;
 	t.channel = channel;
 	t.address = sock_path;
+	t.name = s->name;
+	t.parent_pid = f->owner_pid;
 	rc = pmc_task_run_process(fn, &t);
 	pmc_task_clear(&t);
 	fflush(NULL);
@@ -292,6 +294,8 @@ run_pool(const struct pmd_config *cfg, const char *sock_path,
 	memset(&t, 0, sizeof(t));
 	t.channel = -1;
 	t.address = sock_path;
+	t.name = s->name;
+	t.parent_pid = f->owner_pid;
 	if (init != NULL) {
 		t.arg = s->arg.data;
 		t.arglen = s->arg.len;

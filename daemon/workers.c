@@ -641,6 +641,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	fk.uid = s->uid;
 	fk.gid = s->gid;
 	fk.set_creds = pmd->euid == 0;
+	fk.owner_pid = s->pid;
 	for (i = 0; i < s->ngroups && i < PMD_MAX_GROUPS; i++)
 		gids[i] = s->groups[i];
 	fk.n_groups = (size_t)i;

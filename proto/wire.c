@@ -419,26 +419,31 @@ wire_deadline(double timeout)
 
 /* 1 ready, 0 deadline passed, -1 error.  EINTR is retried. */
 int
+wire_poll_ms(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - wire_now_ns();
+	if (left <= 0)
+		return 0;
+	if (left / 1000000 >= INT_MAX)
+		return INT_MAX;
+	return (int)((left + 999999) / 1000000);
+}
+
+int
 wire_wait(int fd, short events, int64_t deadline)
 {
 	struct pollfd p;
-	int64_t left;
-	int ms, r;
+	int r;
 
 	for (;;) {
 		p.fd = fd;
 		p.events = events;
 		p.revents = 0;
-		if (deadline < 0)
-			ms = -1;
-		else {
-			left = deadline - wire_now_ns();
-			if (left <= 0)
-				ms = 0;
-			else
-				ms = (int)((left + 999999) / 1000000);
-		}
-		r = poll(&p, 1, ms);
+		r = poll(&p, 1, wire_poll_ms(deadline));
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1)

@@ -106,6 +106,8 @@ size_t	wire_out_pending(const struct wire_out *);
 int64_t	wire_now_ns(void);
 int64_t	wire_deadline(double timeout);
 int	wire_wait(int fd, short events, int64_t deadline);
+/* poll(2)'s timeout until deadline: -1 none, 0 passed, else ms rounded up. */
+int	wire_poll_ms(int64_t deadline);
 int	wire_out_flush_wait(struct wire_out *, int sock, int64_t deadline);
 
 /* All of data written at off (EINTR retried); -1 with errno. */

@@ -172,6 +172,28 @@ START_TEST(t_apply_map)
 }
 END_TEST
 
+/* In a pool worker pm_task_name is PoolWorker-P-N and pm_task_parent_pid
+ * the client. */
+START_TEST(t_task_introspection)
+{
+	pm_pool *p = new_pool(2);
+	pm_bytes out;
+	char buf[512], want[64];
+	unsigned long pool, n;
+
+	ck_assert_int_eq(pm_pool_apply(p, "whoami", NULL, 0, &out), PM_OK);
+	ck_assert_uint_lt(out.len, sizeof(buf));
+	memcpy(buf, out.data, out.len);
+	buf[out.len] = '\0';
+	pm_bytes_free(&out);
+	ck_assert_msg(sscanf(buf, "PoolWorker-%lu-%lu ", &pool, &n) == 2,
+	    "name: %s", buf);
+	snprintf(want, sizeof(want), " %ld", (long)getpid());
+	ck_assert_msg(strstr(buf, want) != NULL, "parent: %s", buf);
+	finish(p);
+}
+END_TEST
+
 START_TEST(t_empty)
 {
 	pm_pool *p = new_pool(2);
@@ -919,6 +941,7 @@ pool_suite(void)
 	tc = th_tcase(s, "basic", setup, teardown, 120);
 	tcase_add_test(tc, t_apply_map);
 	tcase_add_test(tc, t_empty);
+	tcase_add_test(tc, t_task_introspection);
 	tcase_add_test(tc, t_imap);
 	tcase_add_test(tc, t_invalid);
 	tcase_add_test(tc, t_task_errors);

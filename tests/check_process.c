@@ -630,6 +630,77 @@ START_TEST(t_misuse)
 }
 END_TEST
 
+/* The result of a whoami task run as a Process named name (NULL: the
+ * default), as "NAME PARENT_PID". */
+static void
+whoami(const char *name, char *out, size_t cap)
+{
+	pm_process *p = new_fn("whoami", NULL);
+	pm_bytes b = { NULL, 0 };
+
+	if (name != NULL)
+		ck_assert_int_eq(pm_process_set_name(p, name), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 60), 0);
+	ck_assert_int_eq(pm_process_result(p, &b), PM_OK);
+	ck_assert_uint_lt(b.len, cap);
+	memcpy(out, b.data, b.len);
+	out[b.len] = '\0';
+	pm_bytes_free(&b);
+	pm_process_free(p);
+}
+
+/* pm_task_name: the Process's name or its default; pm_task_parent_pid:
+ * the client that started it. */
+START_TEST(t_task_introspection)
+{
+	char got[512], want[512];
+	long pid;
+
+	whoami("cruncher", got, sizeof(got));
+	snprintf(want, sizeof(want), "cruncher %ld", (long)getpid());
+	ck_assert_str_eq(got, want);
+	whoami(NULL, got, sizeof(got));
+	ck_assert_msg(strncmp(got, "Process-", 8) == 0, "name: %s", got);
+	ck_assert_int_eq(sscanf(strchr(got, ' '), "%ld", &pid), 1);
+	ck_assert_int_eq(pid, (long)getpid());
+}
+END_TEST
+
+/* pm_wait: the lowest index of an ended process, timeouts, bad input. */
+START_TEST(t_wait)
+{
+	pm_process *ps[3], *idle;
+	double t0;
+	int i;
+
+	ps[0] = start_fn("sleep_ms", "30000");
+	ps[1] = start_fn("sleep_ms", "300");
+	ps[2] = start_fn("sleep_ms", "30000");
+	t0 = th_now();
+	ck_assert_int_eq(pm_wait(ps, 3, 0), PM_ETIMEDOUT);
+	ck_assert_int_eq(pm_wait(ps, 3, 0.1), PM_ETIMEDOUT);
+	ck_assert(th_now() - t0 >= 0.1);
+	ck_assert_int_eq(pm_wait(ps, 3, 60), 1);
+	ck_assert_int_eq(pm_process_is_alive(ps[0]), 1);
+	ck_assert_int_eq(pm_wait(ps, 3, -1), 1);	/* still ended */
+	ck_assert_int_eq(pm_process_kill(ps[2]), PM_OK);
+	ck_assert_int_eq(pm_wait(ps, 1, 0), PM_ETIMEDOUT);
+	ck_assert_int_eq(pm_wait(ps + 2, 1, 60), 0);
+	ck_assert_int_eq(pm_wait(ps, 3, 60), 1);	/* the lowest */
+
+	idle = new_fn("noop", NULL);
+	ck_assert_int_eq(pm_wait(ps, 0, 0), PM_EINVAL);
+	ck_assert_int_eq(pm_wait(NULL, 1, 0), PM_EINVAL);
+	ck_assert_int_eq(pm_wait(&idle, 1, 0), PM_EINVAL);
+	pm_process_free(idle);
+	ck_assert_int_eq(pm_process_kill(ps[0]), PM_OK);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(pm_process_join(ps[i], 60), PM_OK);
+		pm_process_free(ps[i]);
+	}
+}
+END_TEST
+
 START_TEST(t_cpu_count)
 {
 	cpu_set_t set, all;
@@ -881,6 +952,8 @@ process_suite(void)
 	tcase_add_test(tc, t_exec);
 	tcase_add_test(tc, t_misuse);
 	tcase_add_test(tc, t_cpu_count);
+	tcase_add_test(tc, t_task_introspection);
+	tcase_add_test(tc, t_wait);
 	/* valgrind keeps its own fd limit: the kernel installs the fds */
 	if (!th_valgrind())
 		tcase_add_test(tc, t_reply_fds_lost);

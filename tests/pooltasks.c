@@ -18,7 +18,7 @@
 #include "pmclient.h"
 #include "taskutil.h"
 
-pm_task_fn sq, echo, fail_text, sleep_ms, sleep_fail, init_set, init_value,
+pm_task_fn whoami, sq, echo, fail_text, sleep_ms, sleep_fail, init_set, init_value,
     my_pid, die_kill, ret_nonzero, no_return, init_fail, returns_twice,
     sum_bytes, init_die_count;
 
@@ -193,4 +193,11 @@ init_die_count(pm_task *t)
 		raise(SIGKILL);
 	lock_file(fd, F_UNLCK);
 	return 0;
+}
+
+/* Result: "NAME PARENT_PID". */
+int
+whoami(pm_task *t)
+{
+	return task_whoami(t);
 }

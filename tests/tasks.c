@@ -19,7 +19,7 @@
 #include "pmclient.h"
 #include "taskutil.h"
 
-pm_task_fn noop, ret7, exit8, fail, segv, sleep_ms, sleep_touch, echo, sq,
+pm_task_fn whoami, noop, ret7, exit8, fail, segv, sleep_ms, sleep_touch, echo, sq,
     list_fds, sigstate, nested, wait_forever, ignore_term, write_fd, getenv_t,
     fd_ident;
 
@@ -288,4 +288,11 @@ fd_ident(pm_task *t)
 	}
 	pm_task_return(t, out, strlen(out));
 	return 0;
+}
+
+/* Result: "NAME PARENT_PID". */
+int
+whoami(pm_task *t)
+{
+	return task_whoami(t);
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -39,6 +40,18 @@ arg_str(pm_task *t, char *buf, size_t cap)
 		memcpy(buf, a, len);
 	buf[len] = '\0';
 	return buf;
+}
+
+/* Returns "NAME PARENT_PID" (pm_task_name, pm_task_parent_pid). */
+static inline int
+task_whoami(pm_task *t)
+{
+	char buf[512];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "%s %ld", pm_task_name(t),
+	    (long)pm_task_parent_pid(t));
+	return pm_task_return(t, buf, (size_t)n);
 }
 
 #endif
