@@ -14,34 +14,49 @@
 static _Thread_local int last_code;
 static _Thread_local char last_msg[PMC_MSG_MAX];
 
-static const char *const names[] = {
-	"success",				/* PM_OK */
-	"timed out",				/* PM_ETIMEDOUT */
-	"queue empty",				/* PM_EEMPTY */
-	"queue full",				/* PM_EFULL */
-	"closed",				/* PM_ECLOSED */
-	"task failed",				/* PM_ETASK */
-	"worker died",				/* PM_EWORKER */
-	"cancelled",				/* PM_ECANCELLED */
-	"permission denied",			/* PM_EPERM */
-	"no such module, function, program or queue", /* PM_ENOENT */
-	"already exists",			/* PM_EEXIST */
-	"invalid argument",			/* PM_EINVAL */
-	"out of memory",			/* PM_ENOMEM */
-	"protocol error",			/* PM_EPROTO */
-	"daemon unreachable or connection lost", /* PM_ECONN */
-	"limit reached",			/* PM_ELIMIT */
-	"not valid in this state",		/* PM_ESTATE */
-	"no more results",			/* PM_EDONE */
-	"system error",				/* PM_ESYS */
+/* Indexed by -code; the README's error table says the same words (a
+ * test holds them together). */
+static const struct {
+	const char	*name;
+	const char	*text;
+} codes[] = {
+	{ "PM_OK",		"success" },
+	{ "PM_ETIMEDOUT",	"timed out" },
+	{ "PM_EEMPTY",		"queue empty" },
+	{ "PM_EFULL",		"queue full" },
+	{ "PM_ECLOSED",		"handle or queue closed" },
+	{ "PM_ETASK",		"the task reported failure" },
+	{ "PM_EWORKER",		"the worker died" },
+	{ "PM_ECANCELLED",	"cancelled" },
+	{ "PM_EPERM",		"permission denied" },
+	{ "PM_ENOENT",		"no such module, function, program or name" },
+	{ "PM_EEXIST",		"already exists" },
+	{ "PM_EINVAL",		"invalid argument" },
+	{ "PM_ENOMEM",		"out of memory" },
+	{ "PM_EPROTO",		"protocol error" },
+	{ "PM_ECONN",		"daemon unreachable or connection lost" },
+	{ "PM_ELIMIT",		"a configured bound was hit" },
+	{ "PM_ESTATE",		"not valid in the object's current state" },
+	{ "PM_EDONE",		"iterator exhausted" },
+	{ "PM_ESYS",		"system error" },
 };
+
+#define NCODES	((int)(sizeof(codes) / sizeof(codes[0])))
 
 const char *
 pm_strerror(int code)
 {
-	if (code > 0 || -code >= (int)(sizeof(names) / sizeof(names[0])))
+	if (code > 0 || -code >= NCODES)
 		return "unknown error";
-	return names[-code];
+	return codes[-code].text;
+}
+
+const char *
+pm_errname(int code)
+{
+	if (code > 0 || -code >= NCODES)
+		return "PM_EUNKNOWN";
+	return codes[-code].name;
 }
 
 int

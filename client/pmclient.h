@@ -65,6 +65,8 @@ typedef struct pm_bytes {
 int		 pm_last_error(void);
 const char	*pm_last_message(void);
 const char	*pm_strerror(int code);
+/* The code's name, "PM_ENOENT"; "PM_EUNKNOWN" for a code not listed. */
+const char	*pm_errname(int code);
 void		 pm_bytes_free(pm_bytes *b);	/* frees data, zeroes b */
 
 /* ---- connection ---- */

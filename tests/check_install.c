@@ -205,6 +205,39 @@ START_TEST(t_socket_dir_not_made)
 }
 END_TEST
 
+/* The README's error table and pm_strerror/pm_errname say the same. */
+START_TEST(t_error_table)
+{
+	char path[PATH_MAX], line[1024], name[64], text[512];
+	int value, rows = 0, seen[64] = { 0 };
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/README.md", th_env("PM_SRC"));
+	ck_assert_msg((f = fopen(path, "r")) != NULL, "%s", path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "| `%63[A-Z_]` | %d | %511[^|]|", name, &value,
+		    text) != 3)
+			continue;
+		text[strcspn(text, "|")] = '\0';
+		while (text[0] != '\0' && text[strlen(text) - 1] == ' ')
+			text[strlen(text) - 1] = '\0';
+		ck_assert_str_eq(pm_errname(value), name);
+		ck_assert_str_eq(pm_strerror(value), text);
+		ck_assert(value <= 0 && value > -64);
+		seen[-value] = 1;
+		rows++;
+	}
+	fclose(f);
+	/* every code the library names is in the table */
+	for (value = 0; strcmp(pm_errname(value), "PM_EUNKNOWN") != 0; value--)
+		ck_assert_msg(value > -64 && seen[-value], "%s (%d) is not in "
+		    "the README's table", pm_errname(value), value);
+	ck_assert_int_eq(rows, -value);
+	ck_assert_str_eq(pm_errname(1), "PM_EUNKNOWN");
+	ck_assert_str_eq(pm_strerror(-1000), "unknown error");
+}
+END_TEST
+
 static Suite *
 install_suite(void)
 {
@@ -214,6 +247,7 @@ install_suite(void)
 	tc = th_tcase(s, "discovery", setup, teardown, 60);
 	tcase_add_test(tc, t_discovery_says_what_it_tried);
 	tcase_add_test(tc, t_socket_dir_not_made);
+	tcase_add_test(tc, t_error_table);
 	tc = th_tcase(s, "prefix", setup, teardown, 2 * SH_TIMEOUT + 60);
 	tcase_add_test(tc, t_installed_prefix);
 	return s;
