@@ -55,6 +55,7 @@ typedef struct pm_pool pm_pool;
 typedef struct pm_result pm_result;
 typedef struct pm_iter pm_iter;
 typedef struct pm_queue pm_queue;
+typedef struct pm_pipe pm_pipe;
 
 typedef struct pm_bytes {
 	void	*data;
@@ -224,6 +225,47 @@ int		 pm_queue_shutdown(pm_queue *q, int immediate);
 int		 pm_queue_close(pm_queue *q);
 int		 pm_queue_unlink(pm_conn *c, const char *name);
 void		 pm_queue_free(pm_queue *q);
+
+/* ---- Pipes: message pipes between two processes, fds carried along ----
+ * A pipe end is a socket (SOCK_SEQPACKET): each message is one packet,
+ * so its fd is readable exactly when a message, or the end, is there
+ * (nothing is held in this process where poll(2) cannot see it).
+ * Messages of 64 KiB or more travel as sealed memfds.
+ * The other end closed: recv drains what is left, then PM_ECLOSED; send
+ * is PM_ECLOSED (never SIGPIPE).  An end goes to a worker with
+ * pm_process_set_fd(pm_pipe_fd(end)), and the worker takes it with
+ * pm_pipe_adopt(). */
+#define PM_PIPE_MAX_FDS	64		/* fds per message */
+#define PM_PIPE_MAX_MSG	(1ul << 30)	/* bytes per message */
+
+/* duplex 0: *a only receives, *b only sends (Python's order), in every
+ * process that holds them; the wrong direction is PM_EPERM. */
+int		 pm_pipe_new(pm_pipe **a, pm_pipe **b, int duplex);
+int		 pm_pipe_send(pm_pipe *p, const void *data, size_t len);
+/* PM_ETIMEDOUT; PM_ECLOSED once the other end is closed and drained.
+ * A message that came with fds: they are closed, the message is stored
+ * in *out and PM_ELIMIT returned (as pm_pipe_recv_fds with maxfds 0). */
+int		 pm_pipe_recv(pm_pipe *p, pm_bytes *out, double timeout);
+/* Copies of fds travel (the caller keeps its own); up to PM_PIPE_MAX_FDS. */
+int		 pm_pipe_send_fds(pm_pipe *p, const void *data, size_t len,
+		    const int *fds, size_t nfds);
+/* Received fds are close-on-exec.  More than maxfds came: *out, fds and
+ * *nfds (= maxfds) are filled, the extra fds closed, and PM_ELIMIT
+ * returned.  Fds the kernel could not install (out of fds) fail this
+ * call alone: PM_ESYS, the message is dropped. */
+int		 pm_pipe_recv_fds(pm_pipe *p, pm_bytes *out, int *fds,
+		    size_t maxfds, size_t *nfds, double timeout);
+/* 1 when a message or the end is ready, 0 if not within timeout;
+ * PM_EPERM on an end that only sends (its fd always polls readable). */
+int		 pm_pipe_poll(pm_pipe *p, double timeout);
+int		 pm_pipe_fd(pm_pipe *p);
+/* Takes fd (a pipe end) on success; on failure the caller keeps it. */
+pm_pipe		*pm_pipe_adopt(int fd);
+/* Who is at the other end, as pmd saw it (kernel credentials) for pipes
+ * made by a rendezvous; PM_ESTATE for others.  Either pointer may be
+ * NULL. */
+int		 pm_pipe_peer(pm_pipe *p, pid_t *pid, uid_t *uid);
+void		 pm_pipe_free(pm_pipe *p);	/* closes this end; NULL ok */
 
 #ifdef __cplusplus
 }

@@ -67,26 +67,58 @@ wire_in_reserve(struct wire_in *in, size_t want)
 	return 0;
 }
 
-static void
-wire_in_take_cmsg(struct wire_in *in, struct msghdr *msg, int *overflow)
+int
+wire_cmsg_fds(struct msghdr *msg, int *fds, int max)
 {
 	struct cmsghdr *c;
-	int *fds, n, i;
+	int *cfds, n, i, got = 0;
 
 	for (c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
-		fds = (int *)(void *)CMSG_DATA(c);
+		cfds = (int *)(void *)CMSG_DATA(c);
 		n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (i = 0; i < n; i++) {
-			if (in->nfdq < PM_WIRE_FDQ)
-				in->fdq[in->nfdq++] = fds[i];
-			else {
-				close(fds[i]);
-				*overflow = 1;
-			}
+		for (i = 0; i < n; i++, got++) {
+			if (got < max)
+				fds[got] = cfds[i];
+			else
+				close(cfds[i]);
 		}
 	}
+	return got;
+}
+
+void
+wire_cmsg_put(struct msghdr *msg, void *cbuf, const int *fds, int n)
+{
+	struct cmsghdr *c;
+
+	if (n <= 0) {
+		msg->msg_control = NULL;
+		msg->msg_controllen = 0;
+		return;
+	}
+	memset(cbuf, 0, CMSG_SPACE(sizeof(int) * (size_t)n));
+	msg->msg_control = cbuf;
+	msg->msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+	c = CMSG_FIRSTHDR(msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
+}
+
+static void
+wire_in_take_cmsg(struct wire_in *in, struct msghdr *msg, int *overflow)
+{
+	int room = PM_WIRE_FDQ - in->nfdq, n;
+
+	n = wire_cmsg_fds(msg, in->fdq + in->nfdq, room);
+	if (n > room) {
+		*overflow = 1;
+		n = room;
+	}
+	in->nfdq += n;
 }
 
 ssize_t
@@ -352,7 +384,6 @@ wire_out_flush(struct wire_out *o, int sock)
 	} cbuf;
 	struct msghdr msg;
 	struct iovec iov;
-	struct cmsghdr *c;
 	struct wire_att *a;
 	size_t end;
 	ssize_t n;
@@ -363,14 +394,7 @@ wire_out_flush(struct wire_out *o, int sock)
 		memset(&msg, 0, sizeof(msg));
 		if (a != NULL && a->at == o->off) {
 			/* this frame's fds go with its first byte */
-			memset(&cbuf, 0, sizeof(cbuf));
-			msg.msg_control = cbuf.buf;
-			msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)a->n);
-			c = CMSG_FIRSTHDR(&msg);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)a->n);
-			memcpy(CMSG_DATA(c), a->fds, sizeof(int) * (size_t)a->n);
+			wire_cmsg_put(&msg, cbuf.buf, a->fds, a->n);
 			if (o->attoff + 1 < o->natt)
 				end = o->att[o->attoff + 1].at;
 		} else if (a != NULL)

@@ -102,6 +102,13 @@ int	wire_out_frame(struct wire_out *, uint32_t type, uint32_t id,
 int	wire_out_flush(struct wire_out *, int sock);
 size_t	wire_out_pending(const struct wire_out *);
 
+/* SCM_RIGHTS: the fds msg carries into fds (room for max; those beyond
+ * are closed), returning how many came (may exceed max); and msg set up
+ * to carry n fds in cbuf (CMSG_SPACE(n ints), aligned). */
+struct msghdr;
+int	wire_cmsg_fds(struct msghdr *msg, int *fds, int max);
+void	wire_cmsg_put(struct msghdr *msg, void *cbuf, const int *fds, int n);
+
 /* Blocking helpers (client, forker): deadline in CLOCK_MONOTONIC ns, <0 none. */
 int64_t	wire_now_ns(void);
 int64_t	wire_deadline(double timeout);
