@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +33,12 @@
 #define SESSION_OUT_HIGH	(1u << 20)	/* stop reading requests */
 #define SESSION_OUT_LOW		(256u << 10)	/* read them again */
 /*
+ * A half-closed client (it shut its sending side) is still answered; while
+ * it has requests parked, this often pmd checks that it has not gone (no
+ * event tells: its socket reads EOF from the start).
+ */
+#define SESSION_EOF_CHECK	1.0		/* s */
+/*
  * fds kept for the sessions there are (spawns pass stdio, get pidfds and
  * channels): a connection that would eat into them is refused with an
  * error, so clients get PM_ELIMIT, not a dropped request.
@@ -43,6 +50,7 @@ static long	fd_reserve_above = -1;	/* highest fd a session may have */
 
 static void	session_read_cb(evutil_socket_t, short, void *);
 static void	session_write_cb(evutil_socket_t, short, void *);
+static void	session_eof_cb(evutil_socket_t, short, void *);
 static void	session_free(struct session *);
 static void	session_process(struct session *);
 
@@ -50,8 +58,37 @@ static void	session_process(struct session *);
 static int
 session_paused(const struct session *s)
 {
-	return !s->closing && s->rev != NULL &&
-	    !event_pending(s->rev, EV_READ, NULL);
+	return s->paused && !s->closing;
+}
+
+/*
+ * Marks s to be dropped once its output is out.  Its write callback runs
+ * next in any case and frees it when nothing is left to send, so that a
+ * closing session is freed whoever noticed: one of its own callbacks, or
+ * another's (a parked request's timer, a worker's exit) after which no
+ * event of its own might come.
+ */
+static void
+session_set_closing(struct session *s)
+{
+	s->closing = 1;
+	event_active(s->wev, EV_WRITE, 1);
+}
+
+/* Whether replies can still reach s's client: not closing, and its
+ * socket not shut both ways (a half-closed client still reads). */
+int
+session_alive(const struct session *s)
+{
+	struct pollfd pfd;
+
+	if (s->closing)
+		return 0;
+	pfd.fd = s->fd;
+	pfd.events = 0;
+	pfd.revents = 0;
+	return !(poll(&pfd, 1, 0) == 1 &&
+	    (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)));
 }
 
 double
@@ -71,14 +108,15 @@ session_flush(struct session *s)
 	if (wire_out_flush(&s->out, s->fd) == -1) {
 		log_debug("%s: session %llu: %s", __func__,
 		    (unsigned long long)s->id, strerror(errno));
-		s->closing = 1;
 		wire_out_free(&s->out);
 		wire_out_init(&s->out);
+		session_set_closing(s);
+		return;
 	}
 	/* paused: the write callback resumes reading once drained */
 	if (wire_out_pending(&s->out) > 0 || session_paused(s))
 		event_add(s->wev, NULL);
-	else
+	else if (!s->closing)
 		event_del(s->wev);
 }
 
@@ -96,14 +134,14 @@ session_send(struct session *s, uint32_t type, uint32_t id,
 		    "dropped", (unsigned long long)s->id, (int)s->pid);
 		while (nfds > 0)
 			close(fds[--nfds]);
-		s->closing = 1;
 		wire_out_free(&s->out);
 		wire_out_init(&s->out);
+		session_set_closing(s);
 		return;
 	}
 	if (wire_out_frame(&s->out, type, id, m, fds, nfds) == -1) {
 		log_warn("%s: %s", __func__, strerror(errno));
-		s->closing = 1;
+		session_set_closing(s);
 		return;
 	}
 	/* try at once (after the batch being read, when corked); EV_WRITE
@@ -284,7 +322,10 @@ broker_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 	    session_read_cb, s);
 	s->wev = event_new(pmd->base, fd, EV_WRITE | EV_PERSIST,
 	    session_write_cb, s);
-	if (s->rev == NULL || s->wev == NULL || event_add(s->rev, NULL) == -1) {
+	s->eof_ev = event_new(pmd->base, -1, EV_PERSIST, session_eof_cb, s);
+	TAILQ_INIT(&s->parked);
+	if (s->rev == NULL || s->wev == NULL || s->eof_ev == NULL ||
+	    event_add(s->rev, NULL) == -1) {
 		session_free(s);
 		return;
 	}
@@ -307,14 +348,14 @@ handle_hello(struct session *s, struct pm_frame *f)
 
 	if ((h = pm__hello__unpack(NULL, f->len, f->data)) == NULL) {
 		session_error(s, f->id, PM__CODE__C_PROTO, "malformed hello");
-		s->closing = 1;
+		session_set_closing(s);
 		return;
 	}
 	if (h->version != PM_WIRE_VERSION) {
 		session_error(s, f->id, PM__CODE__C_PROTO,
 		    "protocol version %u not supported (pmd speaks %d)",
 		    h->version, PM_WIRE_VERSION);
-		s->closing = 1;
+		session_set_closing(s);
 		pm__hello__free_unpacked(h, NULL);
 		return;
 	}
@@ -406,7 +447,7 @@ session_dispatch(struct session *s, struct pm_frame *f)
 	pmd->requests++;
 	if (f->id == 0) {
 		session_error(s, 0, PM__CODE__C_PROTO, "request without an id");
-		s->closing = 1;
+		session_set_closing(s);
 		return;
 	}
 	if (!s->hello) {
@@ -415,7 +456,7 @@ session_dispatch(struct session *s, struct pm_frame *f)
 		else {
 			session_error(s, f->id, PM__CODE__C_PROTO,
 			    "hello must come first");
-			s->closing = 1;
+			session_set_closing(s);
 		}
 		return;
 	}
@@ -440,6 +481,7 @@ session_dispatch(struct session *s, struct pm_frame *f)
 static void
 session_close(struct session *s)
 {
+	s->closing = 1;		/* nothing more is sent */
 	TAILQ_REMOVE(&pmd->sessions, s, entry);
 	pmd->nsessions--;
 	workers_owner_gone(s);
@@ -455,6 +497,8 @@ session_free(struct session *s)
 		event_free(s->rev);
 	if (s->wev != NULL)
 		event_free(s->wev);
+	if (s->eof_ev != NULL)
+		event_free(s->eof_ev);
 	wire_in_free(&s->in);
 	wire_out_free(&s->out);
 	close(s->fd);
@@ -477,6 +521,49 @@ session_maybe_close(struct session *s)
 	shutdown(s->fd, SHUT_RD);
 }
 
+/*
+ * The client shut its sending side, or went.  What it asked is still
+ * answered, parked queue requests included, then the session ends (and
+ * with it the client's daemonic workers).
+ */
+static void
+session_eof(struct session *s)
+{
+	struct timeval tv;
+
+	event_del(s->rev);
+	s->eof = 1;
+	if (TAILQ_EMPTY(&s->parked) || !session_alive(s)) {
+		session_set_closing(s);
+		return;
+	}
+	log_debug("session %llu: half-closed, %s", (unsigned long long)s->id,
+	    "answering its parked requests");
+	tv.tv_sec = (time_t)SESSION_EOF_CHECK;
+	tv.tv_usec = (suseconds_t)((SESSION_EOF_CHECK - (double)tv.tv_sec) *
+	    1e6);
+	event_add(s->eof_ev, &tv);
+}
+
+/* A half-closed session's client went while it had requests parked. */
+static void
+session_eof_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session *s = arg;
+
+	if (!session_alive(s))
+		session_close(s);
+}
+
+void
+session_unparked(struct session *s)
+{
+	if (s->eof && !s->closing && TAILQ_EMPTY(&s->parked)) {
+		event_del(s->eof_ev);
+		session_set_closing(s);
+	}
+}
+
 static void
 session_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -484,6 +571,10 @@ session_read_cb(evutil_socket_t fd, short ev, void *arg)
 	ssize_t n;
 
 	n = wire_in_read(&s->in, s->fd);
+	if (n == 0 && wire_in_pending(&s->in) == 0) {
+		session_eof(s);
+		return;
+	}
 	if (n == 0 || (n == -1 && errno != EAGAIN)) {
 		if (n == 0 && wire_in_pending(&s->in) > 0)
 			log_info("session %llu: truncated frame at end",
@@ -512,7 +603,7 @@ session_process(struct session *s)
 			log_info("session %llu (pid %d): %s; dropped",
 			    (unsigned long long)s->id, (int)s->pid, why);
 			session_error(s, 0, PM__CODE__C_PROTO, "%s", why);
-			s->closing = 1;
+			session_set_closing(s);
 			break;
 		}
 		session_dispatch(s, &f);
@@ -523,6 +614,7 @@ session_process(struct session *s)
 		log_debug("session %llu: replies unread; reading paused",
 		    (unsigned long long)s->id);
 		event_del(s->rev);
+		s->paused = 1;
 	}
 	if (wire_out_pending(&s->out) > 0 || session_paused(s))
 		session_flush(s);
@@ -538,8 +630,9 @@ session_write_cb(evutil_socket_t fd, short ev, void *arg)
 	if (session_paused(s) &&
 	    wire_out_pending(&s->out) <= SESSION_OUT_LOW) {
 		/* drained: the frames held back first, then the socket */
+		s->paused = 0;
 		if (event_add(s->rev, NULL) == -1)
-			s->closing = 1;
+			session_set_closing(s);
 		else {
 			session_process(s);
 			return;
@@ -720,6 +813,7 @@ broker_close_all(void)
 {
 	struct session *s;
 
+	queues_free_all();	/* their parked requests unanswered */
 	while ((s = TAILQ_FIRST(&pmd->sessions)) != NULL) {
 		/* last words out, if the peer takes them now */
 		(void)wire_out_flush(&s->out, s->fd);
@@ -727,7 +821,6 @@ broker_close_all(void)
 		pmd->nsessions--;
 		session_free(s);
 	}
-	queues_free_all();
 }
 
 /* Ends the loop when there is nothing left to do. */

@@ -91,6 +91,9 @@ struct pmd_config {
 	int		 forker_fd;	/* >= 0: run as the forker */
 };
 
+struct qwaiter;
+TAILQ_HEAD(qwaiterq, qwaiter);
+
 struct session {
 	TAILQ_ENTRY(session) entry;
 	uint64_t	 id;
@@ -106,7 +109,11 @@ struct session {
 	int		 ngroups;
 	int		 hello;		/* Hello accepted */
 	int		 closing;	/* drop once output is flushed */
+	int		 paused;	/* not read: its replies are unread */
+	int		 eof;		/* shut its sending side (half-closed) */
 	int		 corked;	/* replies queued, flushed after the read */
+	struct event	*eof_ev;	/* half-closed: is the client still there */
+	struct qwaiterq	 parked;	/* its parked queue requests (queues.c) */
 	char		 name[64];
 };
 
@@ -225,6 +232,8 @@ void	session_send(struct session *, uint32_t type, uint32_t id,
 void	session_error(struct session *, uint32_t id, int code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 int	session_is_admin(const struct session *);
+int	session_alive(const struct session *);
+void	session_unparked(struct session *);	/* queues.c: one answered */
 void	broker_stop(const char *why);
 void	broker_check_idle(void);
 void	broker_close_all(void);

@@ -14,7 +14,6 @@
 #include <sys/types.h>
 
 #include <errno.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +40,7 @@ struct qitem {
 /* A request parked until it can be answered. */
 struct qwaiter {
 	TAILQ_ENTRY(qwaiter) qentry;	/* its queue's list of its kind */
-	TAILQ_ENTRY(qwaiter) all;	/* every parked request */
+	TAILQ_ENTRY(qwaiter) sentry;	/* its session's parked requests */
 	struct queue	*q;
 	struct session	*s;
 	uint32_t	 id;		/* request to answer */
@@ -52,7 +51,6 @@ struct qwaiter {
 	size_t		 nitems;
 	uint64_t	 bytes;
 };
-TAILQ_HEAD(qwaiterq, qwaiter);
 
 struct queue {
 	TAILQ_ENTRY(queue) entry;
@@ -69,7 +67,8 @@ struct queue {
 	uint64_t	 unfinished;	/* joinable: put and not yet done */
 	uint64_t	 outstanding;	/* joinable: got and not yet done */
 	int		 shutdown;	/* Q_OPEN_, Q_DRAIN, Q_IMMEDIATE */
-	int		 serve;		/* needs queue_serve() */
+	int		 serve;		/* on the to_serve list */
+	TAILQ_ENTRY(queue) sentry;	/* to_serve */
 	struct qwaiterq	 getters;
 	struct qwaiterq	 putters;
 	struct qwaiterq	 joiners;
@@ -80,7 +79,6 @@ struct queue {
 TAILQ_HEAD(queueq, queue);
 
 static struct queueq	 queues = TAILQ_HEAD_INITIALIZER(queues);
-static struct qwaiterq	 waiters = TAILQ_HEAD_INITIALIZER(waiters);
 static struct queue	**slots;	/* by qid's low half - 1 */
 static uint32_t		 nslots;
 static uint32_t		 qseq;		/* qid's high half */
@@ -122,23 +120,6 @@ queue_access(const struct session *s, const struct queue *q)
 {
 	return s->uid == q->uid || (q->flags & PM_Q_SHARED) ||
 	    session_is_admin(s);
-}
-
-/* Whether replies to s can still reach its client. */
-static int
-session_alive(struct session *s)
-{
-	struct pollfd pfd;
-
-	if (s->closing)
-		return 0;
-	pfd.fd = s->fd;
-	pfd.events = POLLRDHUP;
-	pfd.revents = 0;
-	if (poll(&pfd, 1, 0) == 1 &&
-	    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
-		return 0;
-	return 1;
 }
 
 /* ---- the ring ---- */
@@ -219,7 +200,7 @@ waiter_free(struct qwaiter *w)
 	size_t i;
 
 	TAILQ_REMOVE(waiter_list(w->q, w->kind), w, qentry);
-	TAILQ_REMOVE(&waiters, w, all);
+	TAILQ_REMOVE(&w->s->parked, w, sentry);
 	w->q->nw[w->kind]--;
 	nwaiters--;
 	if (w->timer != NULL)
@@ -228,6 +209,7 @@ waiter_free(struct qwaiter *w)
 		free(w->items[i].data);
 	total_bytes -= w->bytes;
 	free(w->items);
+	session_unparked(w->s);
 	free(w);
 }
 
@@ -300,7 +282,7 @@ waiter_park(struct session *s, uint32_t id, struct queue *q,
 		evtimer_add(w->timer, &tv);
 	}
 	TAILQ_INSERT_TAIL(waiter_list(q, kind), w, qentry);
-	TAILQ_INSERT_TAIL(&waiters, w, all);
+	TAILQ_INSERT_TAIL(&s->parked, w, sentry);
 	q->nw[kind]++;
 	nwaiters++;
 	return w;
@@ -370,7 +352,6 @@ queue_serve(struct queue *q)
 	struct qwaiter *w;
 	int progress;
 
-	q->serve = 0;
 	do {
 		progress = 0;
 		while (q->count > 0 && (w = TAILQ_FIRST(&q->getters)) != NULL) {
@@ -933,24 +914,29 @@ handle_q_list(struct session *s, struct pm_frame *f)
 
 /* ---- sessions and exit ---- */
 
-/* A client has gone: its parked requests are dropped.  A parked get
- * consumed nothing; a parked put was never acknowledged. */
+/* A client has gone: its parked requests are dropped (a parked get
+ * consumed nothing; a parked put was never acknowledged), and the queues
+ * they were on served again: a put dropped may let others in. */
 void
 queues_session_gone(struct session *s)
 {
-	struct qwaiter *w, *next;
+	struct queueq to_serve = TAILQ_HEAD_INITIALIZER(to_serve);
+	struct qwaiter *w;
 	struct queue *q;
 
-	for (w = TAILQ_FIRST(&waiters); w != NULL; w = next) {
-		next = TAILQ_NEXT(w, all);
-		if (w->s != s)
-			continue;
-		w->q->serve = 1;
+	while ((w = TAILQ_FIRST(&s->parked)) != NULL) {
+		q = w->q;
+		if (!q->serve) {
+			q->serve = 1;
+			TAILQ_INSERT_TAIL(&to_serve, q, sentry);
+		}
 		waiter_free(w);
 	}
-	TAILQ_FOREACH(q, &queues, entry)
-		if (q->serve)
-			queue_serve(q);
+	while ((q = TAILQ_FIRST(&to_serve)) != NULL) {
+		TAILQ_REMOVE(&to_serve, q, sentry);
+		q->serve = 0;
+		queue_serve(q);
+	}
 }
 
 void

@@ -25,6 +25,7 @@
 #include "pmclient.h"
 #include "wire.h"
 #include "pm.pb-c.h"
+#include "queue.pb-c.h"
 
 static struct th_pmd pmd;
 static pm_conn *conn;
@@ -954,6 +955,183 @@ START_TEST(t_flood_unread)
 }
 END_TEST
 
+/* ---- a closing session is freed, whoever notices ---- */
+
+/* Reads one frame from fd (30 s) into *in; returns its type. */
+static uint32_t
+raw_read(int fd, struct wire_in *in, struct pm_frame *f)
+{
+	const char *why;
+	int r;
+
+	while ((r = wire_in_next(in, f, &why)) == 0) {
+		ck_assert(th_readable(fd, 30));
+		ck_assert_int_gt(wire_in_read(in, fd), 0);
+	}
+	ck_assert_msg(r == 1, "reply: %s", why ? why : "?");
+	return f->type;
+}
+
+/* Opens queue name on a raw connection; its qid. */
+static uint64_t
+raw_qopen(int fd, struct wire_in *in, const char *name)
+{
+	Pm__QueueOpen o = PM__QUEUE_OPEN__INIT;
+	Pm__QueueOpenReply *r;
+	struct pm_frame f;
+	uint64_t qid;
+
+	o.name = (char *)(uintptr_t)name;
+	raw_send(fd, PM__QUEUE_TYPE__Q_OPEN, 2, &o.base);
+	ck_assert_uint_eq(raw_read(fd, in, &f), PM__QUEUE_TYPE__Q_OPEN_REPLY);
+	ck_assert_ptr_nonnull(r = pm__queue_open_reply__unpack(NULL, f.len,
+	    f.data));
+	qid = r->qid;
+	pm__queue_open_reply__free_unpacked(r, NULL);
+	return qid;
+}
+
+/* The clients pmd counts (pmctl status). */
+static int
+clients(void)
+{
+	char out[4096], *at;
+
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "--json", "status", NULL), 0);
+	ck_assert_ptr_nonnull(at = strstr(out, "\"clients\": "));
+	return atoi(at + 11);	/* pmctl's own included */
+}
+
+/* Getters parked on queue name (pmctl queues). */
+static int
+parked_gets(const char *name)
+{
+	char out[16384], key[300], *at;
+
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "--json", "queues", NULL), 0);
+	snprintf(key, sizeof(key), "{\"name\": \"%s\"", name);
+	if ((at = strstr(out, key)) == NULL ||
+	    (at = strstr(at, "\"getters\": ")) == NULL)
+		return -1;
+	return atoi(at + strlen("\"getters\": "));
+}
+
+/*
+ * A client leaves a 4 MiB reply unread (pmd stops reading it) with a get
+ * parked on an empty queue, then shuts its socket down.  Whether pmd's
+ * next write fails in the parked get's timer (the reading side shut: no
+ * event tells pmd before) or the client goes first, its session is freed,
+ * with its fds, once the client has gone.
+ */
+START_TEST(t_stranded_session)
+{
+	static const int how[] = { SHUT_RD, SHUT_WR, SHUT_RDWR, -1 };
+	Pm__QueueGet g = PM__QUEUE_GET__INIT;
+	struct wire_in in;
+	pm_queue *big, *empty;
+	char *item;
+	uint64_t qbig, qempty;
+	size_t round;
+	int fd;
+
+	ck_assert_ptr_nonnull(item = calloc(1, 4u << 20));
+	big = pm_queue_open(conn, "big", 0, PM_Q_CREATE);
+	empty = pm_queue_open(conn, "empty", 0, PM_Q_CREATE);
+	ck_assert(big != NULL && empty != NULL);
+	ck_assert_int_eq(clients(), 2);
+	for (round = 0; round < sizeof(how) / sizeof(how[0]); round++) {
+		ck_assert_int_eq(pm_queue_put(big, item, 4u << 20, -1), PM_OK);
+		fd = raw_hello(pmd.sock);
+		wire_in_init(&in, 0);
+		qbig = raw_qopen(fd, &in, "big");
+		qempty = raw_qopen(fd, &in, "empty");
+		g.qid = qempty;
+		g.max = 1;
+		g.timeout = 1.0;
+		raw_send(fd, PM__QUEUE_TYPE__Q_GET, 3, &g.base);
+		g.qid = qbig;
+		g.timeout = 0;
+		raw_send(fd, PM__QUEUE_TYPE__Q_GET, 4, &g.base);
+		TH_WAIT(parked_gets("empty") == 1, 10);
+		ck_assert_int_eq(parked_gets("empty"), 1);
+		if (how[round] >= 0)
+			ck_assert_int_eq(shutdown(fd, how[round]), 0);
+		TH_WAIT(parked_gets("empty") == 0, 10);	/* timed out */
+		ck_assert_int_eq(parked_gets("empty"), 0);
+		th_sleep(0.1);
+		wire_in_free(&in);
+		close(fd);
+		TH_WAIT(clients() == 2, 10);
+		ck_assert_msg(clients() == 2, "shutdown %d: %d clients",
+		    how[round], clients());
+		settled();
+	}
+	pm_queue_free(big);
+	pm_queue_free(empty);
+	free(item);
+}
+END_TEST
+
+/*
+ * A client that shuts its sending side (SHUT_WR) with a get parked still
+ * gets the item, then pmd ends the session; one that goes while its get is
+ * parked has its session freed too, and consumes nothing.
+ */
+START_TEST(t_half_closed)
+{
+	Pm__QueueGet g = PM__QUEUE_GET__INIT;
+	Pm__QueueItems *items;
+	struct wire_in in;
+	struct pm_frame f;
+	pm_queue *q;
+	char c;
+	int fd, round;
+
+	q = pm_queue_open(conn, "hc", 0, PM_Q_CREATE);
+	ck_assert_ptr_nonnull(q);
+	for (round = 0; round < 2; round++) {
+		fd = raw_hello(pmd.sock);
+		wire_in_init(&in, 0);
+		g.qid = raw_qopen(fd, &in, "hc");
+		g.max = 1;
+		g.timeout = -1;
+		raw_send(fd, PM__QUEUE_TYPE__Q_GET, 3, &g.base);
+		TH_WAIT(parked_gets("hc") == 1, 10);
+		ck_assert_int_eq(parked_gets("hc"), 1);
+		ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+		/* pmd has seen the EOF by the time it answers a later client */
+		ck_assert_int_eq(clients(), 3);
+		ck_assert_int_eq(parked_gets("hc"), 1);
+		if (round == 0) {
+			ck_assert_int_eq(pm_queue_put(q, "late", 4, 10), PM_OK);
+			ck_assert_uint_eq(raw_read(fd, &in, &f),
+			    PM__QUEUE_TYPE__Q_ITEMS);
+			ck_assert_uint_eq(f.id, 3);
+			items = pm__queue_items__unpack(NULL, f.len, f.data);
+			ck_assert_ptr_nonnull(items);
+			ck_assert_uint_eq(items->n_items, 1);
+			ck_assert_mem_eq(items->items[0].data, "late", 4);
+			pm__queue_items__free_unpacked(items, NULL);
+			/* answered: pmd closes it */
+			ck_assert(th_readable(fd, 10));
+			ck_assert_int_eq(read(fd, &c, 1), 0);
+		}
+		wire_in_free(&in);
+		close(fd);
+		TH_WAIT(clients() == 2, 10);
+		ck_assert_int_eq(clients(), 2);
+		ck_assert_int_eq(parked_gets("hc"), 0);
+		settled();
+	}
+	/* the client that went consumed nothing */
+	ck_assert_int_eq(pm_queue_put(q, "kept", 4, 10), PM_OK);
+	ck_assert_int_eq(pm_queue_qsize(q), 1);
+	pm_queue_free(q);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -970,6 +1148,8 @@ faults_suite(void)
 	tc = th_tcase(s, "clients", setup, teardown, 120);
 	tcase_add_test(tc, t_client_killed);
 	tcase_add_test(tc, t_flood_unread);
+	tcase_add_test(tc, t_stranded_session);
+	tcase_add_test(tc, t_half_closed);
 
 	tc = th_tcase(s, "fork-failure", setup, teardown_cg, 120);
 	tcase_add_test(tc, t_fork_failure);
