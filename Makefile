@@ -19,8 +19,8 @@ PCDIR	?= $(LIBDIR)/pkgconfig
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 DEBS	= build-essential pkg-config libevent-dev libprotobuf-c-dev \
-	  protobuf-c-compiler check python3 systemd valgrind
-PKGS	= libevent_core libprotobuf-c check
+	  protobuf-c-compiler check python3 systemd valgrind libjson-c-dev
+PKGS	= libevent_core libprotobuf-c check json-c
 
 ifeq ($(SANITIZE),1)
 B	= build-san
@@ -45,6 +45,8 @@ LDSAN	= $(SANFLAGS)
 LIBEVENT = $(shell pkg-config --libs libevent_core 2>/dev/null)
 LIBPB	= $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
 LIBCHECK = $(shell pkg-config --libs check 2>/dev/null)
+# pmctl alone uses json-c; pmd and the library do not link it
+JSONC_LIBS = $(shell pkg-config --libs json-c 2>/dev/null)
 
 PROTOS	= $(wildcard proto/*.proto)
 PROTO_H	= $(PROTOS:proto/%.proto=$(B)/proto/%.pb-c.h)
@@ -115,7 +117,7 @@ $(PMD): $(DAEMON_O) $(LIBA)
 	    $(LIBEVENT) $(LIBPB) -ldl
 
 $(PMCTL): $(B)/client/pmctl.o $(LIBA)
-	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)
+	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB) $(JSONC_LIBS)
 
 # The pmd the library starts is the one installed beside it: paths.h is
 # rewritten whenever BINDIR changes (make install PREFIX=... rebuilds what

@@ -117,6 +117,10 @@ void	 pmc_sub_del(pm_conn *, struct pmc_sub *);
 /* The ud of c's live subscriber with fn (one per connection), or NULL. */
 void	*pmc_sub_find(pm_conn *, pmc_sub_fn *);
 
+/* process.c: for pmctl run's exit status: execve's errno when the
+ * program could not be run, else 0. */
+int	 pmc_process_exec_errno(pm_process *);
+
 /* task.c: the worker side, entered from pmd's worker runtime */
 struct pm_task {
 	const void	*arg;

@@ -1,15 +1,26 @@
 /*
  * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping, shutdown,
- * queues.
- * Exit codes: 0 ok, 1 refused by pmd, 2 usage, 3 pmd unreachable.
+ * queues, private.
+ * Exit codes: 0 ok, 1 refused by pmd, 2 usage, 3 pmd unreachable; run
+ * exits with the program's status (126/127 when it cannot be run).
+ * --json: every answer and every error is one JSON document on stdout
+ * (json-c does the encoding).
  */
+#include <sys/stat.h>
+
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "pmclient_int.h"
 #include "queue.pb-c.h"
@@ -18,11 +29,45 @@
 #define EX_REFUSED	1
 #define EX_USAGE	2
 #define EX_UNREACH	3
+#define EX_NOEXEC	126	/* run: found but not executable (as sh) */
+#define EX_NOTFOUND	127	/* run: not found (as sh) */
 #define CALL_TIMEOUT	30.0
+#define PRIVATE_MAX	64	/* private pmds pmctl private lists */
 
 static const char *opt_socket;
 static int opt_json;
+static int opt_private;
+static char private_sock[PATH_MAX];
 
+/* Prints o as one line of JSON on stdout and frees it. */
+static void
+json_out(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+/* {"ok": true} plus the fields of o (NULL: none). */
+static void
+json_ok(json_object *o)
+{
+	json_object *r = o ? o : json_object_new_object();
+
+	json_object_object_add(r, "ok", json_object_new_boolean(1));
+	json_out(r);
+}
+
+static void
+json_error(const char *code, const char *msg)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "code", json_object_new_string(code));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_out(o);
+}
 
 static int
 usage_of(const char *u, int code)
@@ -31,20 +76,97 @@ usage_of(const char *u, int code)
 	return code ? EX_USAGE : EX_OK;
 }
 
-/* Exit code for a failed libpmclient call. */
+/* A usage error: says what is wrong, then the usage; exit 2. */
+static int __attribute__((format(printf, 2, 3)))
+bad_usage(const char *u, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "pmctl: %s\n", msg);
+	if (opt_json)
+		json_error("PM_EINVAL", msg);
+	return usage_of(u, 1);
+}
+
+/* Exit code for a failed libpmclient call; the error as JSON too. */
 static int
 fail(const char *what)
 {
 	int code = pm_last_error();
 
 	fprintf(stderr, "pmctl: %s: %s\n", what, pm_last_message());
+	if (opt_json)
+		json_error(pm_errname(code), pm_last_message());
 	return code == PM_ECONN ? EX_UNREACH : code == PM_EINVAL ?
 	    EX_USAGE : EX_REFUSED;
+}
+
+/* The sockets of this uid's private pmds that answer (pm_connect(NULL)
+ * makes them in $XDG_RUNTIME_DIR or /tmp as pmd-private.XXXXXX). */
+static size_t
+private_find(char socks[][PATH_MAX], pid_t *pids, size_t max)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char pat[PATH_MAX];
+	struct stat st;
+	glob_t g;
+	size_t i, n = 0;
+	int dir;
+	pm_conn *c;
+
+	for (dir = 0; dir < 2; dir++) {
+		if (dir == 0 && (xdg == NULL || *xdg == '\0'))
+			continue;
+		snprintf(pat, sizeof(pat), "%s/pmd-private.*/pmd.sock",
+		    dir == 0 ? xdg : "/tmp");
+		if (glob(pat, 0, NULL, &g) != 0)
+			continue;
+		for (i = 0; i < g.gl_pathc && n < max; i++) {
+			if (stat(g.gl_pathv[i], &st) == -1 ||
+			    st.st_uid != geteuid() ||
+			    (c = pm_connect_flags(g.gl_pathv[i],
+			    PM_CONNECT_NOSTART)) == NULL)
+				continue;
+			snprintf(socks[n], PATH_MAX, "%s", g.gl_pathv[i]);
+			pids[n++] = pm_daemon_pid(c);
+			pm_disconnect(c);
+		}
+		globfree(&g);
+	}
+	return n;
+}
+
+/* --private: the one private pmd of this uid; an error if none or several. */
+static int
+private_pick(void)
+{
+	static char socks[PRIVATE_MAX][PATH_MAX];
+	pid_t pids[PRIVATE_MAX];
+	size_t n = private_find(socks, pids, PRIVATE_MAX);
+
+	if (n == 1) {
+		snprintf(private_sock, sizeof(private_sock), "%s", socks[0]);
+		opt_socket = private_sock;
+		return 0;
+	}
+	if (n == 0)
+		pmc_err(PM_ECONN, "no private pmd of uid %u answers",
+		    (unsigned)geteuid());
+	else
+		pmc_err(PM_EINVAL, "%zu private pmds answer (pmctl private "
+		    "lists them); choose one with --socket", n);
+	return -1;
 }
 
 static pm_conn *
 open_conn(void)
 {
+	if (opt_private && opt_socket == NULL && private_pick() == -1)
+		return NULL;
 	return pm_connect_flags(opt_socket, PM_CONNECT_NOSTART);
 }
 
@@ -60,7 +182,7 @@ sub_opts(int argc, char **argv, const char *usage, const char *more,
 		{ "name", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 }
 	};
-	char shortopts[16] = "+h";
+	char shortopts[16] = "+:h";
 	int ch;
 
 	if (more != NULL)
@@ -90,15 +212,31 @@ sub_opts(int argc, char **argv, const char *usage, const char *more,
 			*extra = ch;
 			*extra_arg = optarg;
 			break;
+		case ':':
+			bad_usage(usage, "%s needs a value", argv[optind - 1]);
+			return -1;
 		default:
 			goto bad;
 		}
 	}
 	return 0;
 bad:
-	fprintf(stderr, "pmctl: bad option %s\n", argv[optind - 1]);
-	usage_of(usage, 1);
+	bad_usage(usage, "unknown option %s", argv[optind - 1]);
 	return -1;
+}
+
+/* sub_opts, then no operand allowed: 0 go on, 1 done (help), -1 usage. */
+static int
+sub_opts_only(int argc, char **argv, const char *usage, const char *more,
+    int *extra, char **extra_arg)
+{
+	int r = sub_opts(argc, argv, usage, more, extra, extra_arg);
+
+	if (r == 0 && optind < argc) {
+		bad_usage(usage, "unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	return r;
 }
 
 /* Connects and makes one request.  EX_OK with *c and *p, the caller's to
@@ -122,18 +260,21 @@ request(const char *what, uint32_t type, const ProtobufCMessage *q,
 }
 
 static void
-json_str(const char *s)
+add_int(json_object *o, const char *k, int64_t v)
 {
-	putchar('"');
-	for (; s && *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+static void
+add_str(json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, json_object_new_string(v ? v : ""));
+}
+
+static void
+add_bool(json_object *o, const char *k, int v)
+{
+	json_object_object_add(o, k, json_object_new_boolean(v != 0));
 }
 
 static int
@@ -144,15 +285,19 @@ cmd_ping(int argc, char **argv)
 	pm_conn *c;
 	int r;
 
-	if ((r = sub_opts(argc, argv, "ping", NULL, NULL, NULL)) != 0)
+	if ((r = sub_opts_only(argc, argv, "ping", NULL, NULL, NULL)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
 	if ((r = request("ping", PM__TYPE__T_PING, &q.base,
 	    NULL, &c, &p)) != EX_OK)
 		return r;
 	pmc_pending_free(c, p);
-	if (opt_json)
-		printf("{\"ok\": true, \"pid\": %d}\n", (int)pm_daemon_pid(c));
-	else
+	if (opt_json) {
+		json_object *o = json_object_new_object();
+
+		add_int(o, "pid", pm_daemon_pid(c));
+		add_str(o, "socket", pm_conn_address(c));
+		json_ok(o);
+	} else
 		printf("pmd (pid %d) is alive at %s\n", (int)pm_daemon_pid(c),
 		    pm_conn_address(c));
 	pm_disconnect(c);
@@ -169,10 +314,9 @@ cmd_shutdown(int argc, char **argv)
 	double end;
 	int r;
 
-	if ((r = sub_opts(argc, argv, "shutdown", NULL, NULL, NULL)) != 0)
+	if ((r = sub_opts_only(argc, argv, "shutdown", NULL, NULL,
+	    NULL)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
-	if (optind != argc)
-		return usage_of("shutdown", 1);
 	if ((r = request("shutdown", PM__TYPE__T_SHUTDOWN, &q.base,
 	    NULL, &c, &p)) != EX_OK)
 		return r;
@@ -182,7 +326,7 @@ cmd_shutdown(int argc, char **argv)
 	while ((r = pm_dispatch(c, 0.5)) == PM_OK && wire_now_ns() / 1e9 < end)
 		;
 	if (opt_json)
-		printf("{\"ok\": true}\n");
+		json_ok(NULL);
 	pm_disconnect(c);
 	return EX_OK;
 }
@@ -196,7 +340,7 @@ cmd_status(int argc, char **argv)
 	pm_conn *c;
 	int r;
 
-	if ((r = sub_opts(argc, argv, "status [--json]", NULL, NULL,
+	if ((r = sub_opts_only(argc, argv, "status [--json]", NULL, NULL,
 	    NULL)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
 	if ((r = request("status", PM__TYPE__T_STATUS, &q.base,
@@ -204,22 +348,25 @@ cmd_status(int argc, char **argv)
 		return r;
 	s = (Pm__StatusReply *)p->msg;
 	if (opt_json) {
-		printf("{\"server\": ");
-		json_str(s->server);
-		printf(", \"pid\": %d, \"uid\": %u, \"uptime\": %.3f, "
-		    "\"clients\": %u, \"workers\": %u, \"spawned\": %llu, "
-		    "\"reaped\": %llu, \"spawn_failed\": %llu, "
-		    "\"max_workers\": %u, \"max_clients\": %u, "
-		    "\"forker_pid\": %d, \"private\": %s, \"requests\": %llu, "
-		    "\"socket\": ", s->pid, s->uid, s->uptime, s->clients,
-		    s->workers, (unsigned long long)s->spawned,
-		    (unsigned long long)s->reaped,
-		    (unsigned long long)s->spawn_failed, s->max_workers,
-		    s->max_clients, s->forker_pid,
-		    s->private_ ? "true" : "false",
-		    (unsigned long long)s->requests);
-		json_str(s->socket);
-		printf("}\n");
+		json_object *o = json_object_new_object();
+
+		add_str(o, "server", s->server);
+		add_int(o, "pid", s->pid);
+		add_int(o, "uid", s->uid);
+		json_object_object_add(o, "uptime",
+		    json_object_new_double(s->uptime));
+		add_int(o, "clients", s->clients);
+		add_int(o, "workers", s->workers);
+		add_int(o, "spawned", (int64_t)s->spawned);
+		add_int(o, "reaped", (int64_t)s->reaped);
+		add_int(o, "spawn_failed", (int64_t)s->spawn_failed);
+		add_int(o, "max_workers", s->max_workers);
+		add_int(o, "max_clients", s->max_clients);
+		add_int(o, "forker_pid", s->forker_pid);
+		add_bool(o, "private", s->private_);
+		add_int(o, "requests", (int64_t)s->requests);
+		add_str(o, "socket", s->socket);
+		json_out(o);
 	} else {
 		printf("server:       %s\n", s->server);
 		printf("pid:          %d\n", s->pid);
@@ -265,11 +412,12 @@ cmd_ps(int argc, char **argv)
 	Pm__WorkerInfo *w;
 	struct pmc_pending *p;
 	pm_conn *c;
+	json_object *arr = NULL, *o;
 	size_t i;
 	int r, all = 0;
 	char *dummy = NULL, pool[24], tasks[24];
 
-	if ((r = sub_opts(argc, argv, "ps [--json] [-a]", "a", &all,
+	if ((r = sub_opts_only(argc, argv, "ps [--json] [-a]", "a", &all,
 	    &dummy)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
 	q.all = all != 0;
@@ -278,7 +426,7 @@ cmd_ps(int argc, char **argv)
 		return r;
 	s = (Pm__PsReply *)p->msg;
 	if (opt_json)
-		printf("[");
+		arr = json_object_new_array();
 	else
 		printf("%7s %6s %6s %-4s %-3s %7s %8s %6s %8s  %-16s %s\n",
 		    "PID", "WID", "UID", "KIND", "DMN", "OWNER", "AGE", "POOL",
@@ -286,19 +434,20 @@ cmd_ps(int argc, char **argv)
 	for (i = 0; i < s->n_workers; i++) {
 		w = s->workers[i];
 		if (opt_json) {
-			printf("%s{\"pid\": %d, \"wid\": %llu, \"uid\": %u, "
-			    "\"kind\": \"%s\", \"daemon\": %s, \"owner_pid\": "
-			    "%d, \"age\": %.3f, \"tasks\": %llu, \"pool\": %llu, "
-			    "\"name\": ", i ? ", " : "", w->pid,
-			    (unsigned long long)w->wid, w->uid,
-			    kind_name(w->kind, 1),
-			    w->daemonic ? "true" : "false", w->owner_pid,
-			    w->age, (unsigned long long)w->tasks,
-			    (unsigned long long)w->pool);
-			json_str(w->name);
-			printf(", \"target\": ");
-			json_str(w->target);
-			printf("}");
+			o = json_object_new_object();
+			add_int(o, "pid", w->pid);
+			add_int(o, "wid", (int64_t)w->wid);
+			add_int(o, "uid", w->uid);
+			add_str(o, "kind", kind_name(w->kind, 1));
+			add_bool(o, "daemon", w->daemonic);
+			add_int(o, "owner_pid", w->owner_pid);
+			json_object_object_add(o, "age",
+			    json_object_new_double(w->age));
+			add_int(o, "tasks", (int64_t)w->tasks);
+			add_int(o, "pool", (int64_t)w->pool);
+			add_str(o, "name", w->name);
+			add_str(o, "target", w->target);
+			json_object_array_add(arr, o);
 			continue;
 		}
 		/* POOL and TASKS mean something for pool workers only */
@@ -317,7 +466,7 @@ cmd_ps(int argc, char **argv)
 		    w->owner_pid, w->age, pool, tasks, w->name, w->target);
 	}
 	if (opt_json)
-		printf("]\n");
+		json_out(arr);
 	pmc_pending_free(c, p);
 	pm_disconnect(c);
 	return EX_OK;
@@ -360,20 +509,29 @@ cmd_kill(int argc, char **argv)
 
 	if ((r = sub_opts(argc, argv, u, "s:", &which, &sig)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
-	if (optind + 1 != argc)
-		return usage_of(u, 1);
-	q.signo = sig ? parse_signal(sig) : SIGTERM;
+	if (optind >= argc)
+		return bad_usage(u, "kill: PID is missing");
+	if (optind + 1 < argc)
+		return bad_usage(u, "kill: unexpected argument '%s'",
+		    argv[optind + 1]);
+	if ((q.signo = sig ? parse_signal(sig) : SIGTERM) < 0)
+		return bad_usage(u, "kill: bad signal %s", sig);
 	pid = strtol(argv[optind], &end, 10);
-	if (q.signo < 0 || end == argv[optind] || *end != '\0' || pid <= 0) {
-		fprintf(stderr, "pmctl: bad signal or pid\n");
-		return usage_of(u, 1);
-	}
+	if (end == argv[optind] || *end != '\0' || pid <= 0 || pid > INT_MAX)
+		return bad_usage(u, "kill: bad pid %s", argv[optind]);
 	q.pid = (int32_t)pid;
 	if ((r = request("kill", PM__TYPE__T_SIGNAL, &q.base,
 	    NULL, &c, &p)) != EX_OK)
 		return r;
 	pmc_pending_free(c, p);
 	pm_disconnect(c);
+	if (opt_json) {
+		json_object *o = json_object_new_object();
+
+		add_int(o, "pid", q.pid);
+		add_int(o, "signal", q.signo);
+		json_ok(o);
+	}
 	return EX_OK;
 }
 
@@ -389,14 +547,18 @@ cmd_run(int argc, char **argv)
 	if ((r = sub_opts(argc, argv, u, NULL, &which, &name)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
 	if (optind >= argc)
-		return usage_of(u, 1);
+		return bad_usage(u, "run: PROGRAM is missing");
 	if ((c = open_conn()) == NULL)
 		return fail("run");
 	if ((p = pm_process_new_exec(c, argv[optind], argv + optind,
 	    NULL)) == NULL || (name != NULL &&
 	    pm_process_set_name(p, name) != PM_OK) ||
 	    pm_process_start(p) != PM_OK) {
-		r = fail(argv[optind]);
+		r = fail("run");
+		/* as a shell: 127 not found, 126 found but not runnable */
+		if ((code = pmc_process_exec_errno(p)) != 0)
+			r = code == ENOENT || code == ENOTDIR ? EX_NOTFOUND :
+			    EX_NOEXEC;
 		pm_process_free(p);
 		pm_disconnect(c);
 		return r;
@@ -410,27 +572,117 @@ cmd_run(int argc, char **argv)
 	}
 	pm_process_free(p);
 	pm_disconnect(c);
+	if (opt_json) {
+		json_object *o = json_object_new_object();
+
+		add_int(o, "exitcode", code);
+		json_ok(o);
+	}
 	return code >= 0 ? code : 128 - code;
+}
+
+/* Lists this uid's private pmds: socket and pid. */
+static int
+cmd_private(int argc, char **argv)
+{
+	static char socks[PRIVATE_MAX][PATH_MAX];
+	pid_t pids[PRIVATE_MAX];
+	json_object *arr, *o;
+	size_t i, n;
+	int r;
+
+	if ((r = sub_opts_only(argc, argv, "private [--json]", NULL, NULL,
+	    NULL)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	n = private_find(socks, pids, PRIVATE_MAX);
+	if (!opt_json) {
+		printf("%7s  %s\n", "PID", "SOCKET");
+		for (i = 0; i < n; i++)
+			printf("%7d  %s\n", (int)pids[i], socks[i]);
+		return EX_OK;
+	}
+	arr = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		o = json_object_new_object();
+		add_int(o, "pid", pids[i]);
+		add_str(o, "socket", socks[i]);
+		json_object_array_add(arr, o);
+	}
+	json_out(arr);
+	return EX_OK;
 }
 
 /* ---- queues ---- */
 
-static void
-json_bytes(const void *data, size_t len)
+/* 1 if s[0..len) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+static int
+utf8_valid(const unsigned char *s, size_t len)
 {
-	const unsigned char *p = data;
-	size_t i;
+	size_t i = 0, n, k;
+	uint32_t cp;
 
-	putchar('"');
-	for (i = 0; i < len; i++) {
-		if (p[i] == '"' || p[i] == '\\')
-			printf("\\%c", p[i]);
-		else if (p[i] < 0x20 || p[i] >= 0x7f)
-			printf("\\u%04x", p[i]);
+	while (i < len) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((s[i] & 0xe0) == 0xc0)
+			n = 1, cp = s[i] & 0x1f;
+		else if ((s[i] & 0xf0) == 0xe0)
+			n = 2, cp = s[i] & 0x0f;
+		else if ((s[i] & 0xf8) == 0xf0)
+			n = 3, cp = s[i] & 0x07;
 		else
-			putchar(p[i]);
+			return 0;
+		if (len - i <= n)
+			return 0;
+		for (k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+		    (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += n + 1;
 	}
-	putchar('"');
+	return 1;
+}
+
+/* A queue item: a string when it is UTF-8, else base64 (with
+ * "encoding": "base64"). */
+static void
+add_item(json_object *o, const unsigned char *data, size_t len)
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *e;
+	size_t i, j;
+	uint32_t v;
+
+	if (utf8_valid(data, len)) {
+		json_object_object_add(o, "item",
+		    json_object_new_string_len((const char *)data, (int)len));
+		return;
+	}
+	if ((e = malloc((len + 2) / 3 * 4 + 1)) == NULL)
+		return;
+	for (i = j = 0; i < len; i += 3) {
+		v = (uint32_t)data[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)data[i + 1] << 8;
+		if (i + 2 < len)
+			v |= data[i + 2];
+		e[j++] = b64[v >> 18 & 63];
+		e[j++] = b64[v >> 12 & 63];
+		e[j++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
+		e[j++] = i + 2 < len ? b64[v & 63] : '=';
+	}
+	e[j] = '\0';
+	json_object_object_add(o, "item", json_object_new_string(e));
+	add_str(o, "encoding", "base64");
+	free(e);
 }
 
 static int
@@ -441,11 +693,12 @@ cmd_queues(int argc, char **argv)
 	Pm__QueueInfo *i;
 	struct pmc_pending *p;
 	pm_conn *c;
+	json_object *arr = NULL, *o;
 	size_t k;
 	int r, all = 0;
 	char *dummy = NULL;
 
-	if ((r = sub_opts(argc, argv, "queues [--json] [-a]", "a", &all,
+	if ((r = sub_opts_only(argc, argv, "queues [--json] [-a]", "a", &all,
 	    &dummy)) != 0)
 		return r > 0 ? EX_OK : EX_USAGE;
 	q.all = all != 0;
@@ -454,7 +707,7 @@ cmd_queues(int argc, char **argv)
 		return r;
 	s = (Pm__QueueListReply *)p->msg;
 	if (opt_json)
-		printf("[");
+		arr = json_object_new_array();
 	else
 		printf("%-20s %6s %8s %8s %7s %10s %10s %10s  %s\n", "NAME",
 		    "OWNER", "SIZE", "MAXSIZE", "WAITERS", "PUTS", "GETS",
@@ -462,26 +715,25 @@ cmd_queues(int argc, char **argv)
 	for (k = 0; k < s->n_queues; k++) {
 		i = s->queues[k];
 		if (opt_json) {
-			printf("%s{\"name\": ", k ? ", " : "");
-			json_str(i->name);
-			printf(", \"owner\": %u, \"size\": %llu, "
-			    "\"maxsize\": %lld, \"waiters\": %u, "
-			    "\"getters\": %u, \"putters\": %u, "
-			    "\"joiners\": %u, \"puts\": %llu, \"gets\": %llu, "
-			    "\"bytes\": %llu, \"unfinished\": %llu, "
-			    "\"joinable\": %s, \"shared\": %s, "
-			    "\"shutdown\": \"%s\"}", i->owner,
-			    (unsigned long long)i->size, (long long)i->maxsize,
-			    i->getters + i->putters + i->joiners, i->getters,
-			    i->putters, i->joiners,
-			    (unsigned long long)i->puts,
-			    (unsigned long long)i->gets,
-			    (unsigned long long)i->bytes,
-			    (unsigned long long)i->unfinished,
-			    (i->flags & PM_Q_JOINABLE) ? "true" : "false",
-			    (i->flags & PM_Q_SHARED) ? "true" : "false",
-			    i->shutdown == 0 ? "no" : i->shutdown == 1 ?
-			    "drain" : "immediate");
+			o = json_object_new_object();
+			add_str(o, "name", i->name);
+			add_int(o, "owner", i->owner);
+			add_int(o, "size", (int64_t)i->size);
+			add_int(o, "maxsize", i->maxsize);
+			add_int(o, "waiters", (int64_t)i->getters + i->putters +
+			    i->joiners);
+			add_int(o, "getters", i->getters);
+			add_int(o, "putters", i->putters);
+			add_int(o, "joiners", i->joiners);
+			add_int(o, "puts", (int64_t)i->puts);
+			add_int(o, "gets", (int64_t)i->gets);
+			add_int(o, "bytes", (int64_t)i->bytes);
+			add_int(o, "unfinished", (int64_t)i->unfinished);
+			add_bool(o, "joinable", i->flags & PM_Q_JOINABLE);
+			add_bool(o, "shared", i->flags & PM_Q_SHARED);
+			add_str(o, "shutdown", i->shutdown == 0 ? "no" :
+			    i->shutdown == 1 ? "drain" : "immediate");
+			json_object_array_add(arr, o);
 		} else
 			printf("%-20s %6u %8llu %8lld %7u %10llu %10llu %10llu  "
 			    "%s%s%s\n", i->name, i->owner,
@@ -495,7 +747,7 @@ cmd_queues(int argc, char **argv)
 			    i->shutdown ? "shutdown" : "");
 	}
 	if (opt_json)
-		printf("]\n");
+		json_out(arr);
 	pmc_pending_free(c, p);
 	pm_disconnect(c);
 	return EX_OK;
@@ -523,11 +775,11 @@ cmd_queue(int argc, char **argv)
 	int ch, create = 0, r, want;
 
 	if (argc < 2)
-		return usage_of(u, 1);
+		return bad_usage(u, "queue: put, get or rm?");
 	verb = argv[1];
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc - 1, argv + 1, "+hct:", lo, NULL)) !=
+	while ((ch = getopt_long(argc - 1, argv + 1, "+:hct:", lo, NULL)) !=
 	    -1) {
 		switch (ch) {
 		case 'j':
@@ -540,31 +792,37 @@ cmd_queue(int argc, char **argv)
 			break;
 		case 't':
 			timeout = strtod(optarg, &end);
-			if (end == optarg || *end != '\0') {
-				fprintf(stderr, "pmctl: bad timeout %s\n",
-				    optarg);
-				return usage_of(u, 1);
-			}
+			if (end == optarg || *end != '\0')
+				return bad_usage(u, "bad timeout %s", optarg);
 			break;
-		default:
-			fprintf(stderr, "pmctl: bad option %s\n",
+		case ':':
+			return bad_usage(u, "%s needs a value",
 			    argv[optind]);
-			return usage_of(u, 1);
+		default:
+			return bad_usage(u, "unknown option %s",
+			    argv[optind]);
 		}
 	}
 	argc -= optind + 1;
 	argv += optind + 1;
+	if (strcmp(verb, "put") != 0 && strcmp(verb, "get") != 0 &&
+	    strcmp(verb, "rm") != 0)
+		return bad_usage(u, "queue: unknown verb '%s'", verb);
 	want = strcmp(verb, "put") == 0 ? 2 : 1;
-	if ((strcmp(verb, "put") != 0 && strcmp(verb, "get") != 0 &&
-	    strcmp(verb, "rm") != 0) || argc != want)
-		return usage_of(u, 1);
+	if (argc == 0)
+		return bad_usage(u, "queue %s: NAME is missing", verb);
+	if (argc < want)
+		return bad_usage(u, "queue put: DATA is missing");
+	if (argc > want)
+		return bad_usage(u, "queue %s: unexpected argument '%s'", verb,
+		    argv[want]);
 	if ((c = open_conn()) == NULL)
 		return fail("queue");
 	if (strcmp(verb, "rm") == 0) {
 		if (pm_queue_unlink(c, argv[0]) != PM_OK)
 			goto failed;
 		if (opt_json)
-			printf("{\"ok\": true}\n");
+			json_ok(NULL);
 		pm_disconnect(c);
 		return EX_OK;
 	}
@@ -575,14 +833,16 @@ cmd_queue(int argc, char **argv)
 		if (pm_queue_put(q, argv[1], strlen(argv[1]), timeout) != PM_OK)
 			goto failed;
 		if (opt_json)
-			printf("{\"ok\": true}\n");
+			json_ok(NULL);
 	} else {
 		if (pm_queue_get(q, &b, timeout) != PM_OK)
 			goto failed;
 		if (opt_json) {
-			printf("{\"item\": ");
-			json_bytes(b.data, b.len);
-			printf(", \"len\": %zu}\n", b.len);
+			json_object *o = json_object_new_object();
+
+			add_item(o, b.data, b.len);
+			add_int(o, "len", (int64_t)b.len);
+			json_ok(o);
 		} else {
 			fwrite(b.data, 1, b.len, stdout);
 			putchar('\n');
@@ -594,9 +854,6 @@ cmd_queue(int argc, char **argv)
 	return EX_OK;
 failed:
 	r = fail(verb);
-	if (opt_json)
-		printf("{\"ok\": false, \"error\": \"%s\"}\n",
-		    pm_strerror(pm_last_error()));
 	pm_queue_free(q);
 	pm_disconnect(c);
 	return r;
@@ -618,6 +875,7 @@ static const struct {
 	    "queue put [--create] [--timeout S] NAME DATA" },
 	{ "queue",  cmd_queue,	"queue get [--timeout S] NAME" },
 	{ "queue",  cmd_queue,	"queue rm NAME" },
+	{ "private", cmd_private, "private [--json]" },
 };
 
 static int
@@ -626,12 +884,28 @@ usage(int code)
 	size_t i;
 	FILE *f = code ? stderr : stdout;
 
-	fprintf(f, "usage: pmctl [--socket PATH] [--json] COMMAND [ARGS]\n"
-	    "commands:\n");
+	fprintf(f, "usage: pmctl [--socket PATH | --private] [--json] COMMAND "
+	    "[ARGS]\ncommands:\n");
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %s\n", cmds[i].usage);
-	fprintf(f, "exit codes: 0 ok, 1 refused, 2 usage, 3 pmd unreachable\n");
+	fprintf(f, "exit codes: 0 ok, 1 refused, 2 usage, 3 pmd unreachable; "
+	    "run: the program's, 126/127 if it cannot be run\n");
 	return code;
+}
+
+static int __attribute__((format(printf, 1, 2)))
+top_usage(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "pmctl: %s\n", msg);
+	if (opt_json)
+		json_error("PM_EINVAL", msg);
+	return usage(EX_USAGE);
 }
 
 int
@@ -640,28 +914,34 @@ main(int argc, char *argv[])
 	size_t i;
 	int a = 1;
 
+	json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_GLOBAL);
 	while (a < argc && argv[a][0] == '-') {
-		if (strcmp(argv[a], "--socket") == 0 && a + 1 < argc) {
+		if (strcmp(argv[a], "--socket") == 0) {
+			if (a + 1 >= argc || argv[a + 1][0] == '\0')
+				return top_usage("--socket needs a value "
+				    "(a socket path)");
 			opt_socket = argv[a + 1];
 			a += 2;
 		} else if (strncmp(argv[a], "--socket=", 9) == 0) {
 			opt_socket = argv[a++] + 9;
+		} else if (strcmp(argv[a], "--private") == 0) {
+			opt_private = 1;
+			a++;
 		} else if (strcmp(argv[a], "--json") == 0) {
 			opt_json = 1;
 			a++;
 		} else if (strcmp(argv[a], "--help") == 0 ||
 		    strcmp(argv[a], "-h") == 0) {
 			return usage(EX_OK);
-		} else {
-			fprintf(stderr, "pmctl: unknown option %s\n", argv[a]);
-			return usage(EX_USAGE);
-		}
+		} else
+			return top_usage("unknown option %s", argv[a]);
 	}
+	if (opt_private && opt_socket != NULL)
+		return top_usage("--private and --socket: choose one");
 	if (a >= argc)
-		return usage(EX_USAGE);
+		return top_usage("no command given");
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[a], cmds[i].name) == 0)
 			return cmds[i].fn(argc - a, argv + a);
-	fprintf(stderr, "pmctl: unknown command '%s'\n", argv[a]);
-	return usage(EX_USAGE);
+	return top_usage("unknown command '%s'", argv[a]);
 }

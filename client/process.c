@@ -59,6 +59,7 @@ struct pm_process {
 	int		 channel;
 	int		 exitcode;
 	int		 lost;		/* ended unknown: connection lost */
+	int		 exec_errno;	/* the program could not be run */
 	int		 result_read;
 	struct wire_in	 chin;		/* what the channel brought */
 	int		 exit_seen;	/* Exited came while starting */
@@ -600,6 +601,7 @@ process_start_failed(pm_process *p, struct pm_frame *f)
 		return pmc_err(PM_EPROTO, "malformed start error from worker");
 	rc = pmc_err(pmc_code_from_wire(e->code), "%s", e->message ?
 	    e->message : "the worker could not start");
+	p->exec_errno = e->exec_errno;
 	pm__start_error__free_unpacked(e, NULL);
 	return rc;
 }
@@ -833,6 +835,12 @@ pm_process_exitcode(pm_process *p, int *code)
 		return pmc_err(PM_ESTATE, "%s is still running", p->name);
 	*code = p->exitcode;
 	return pmc_ok();
+}
+
+int
+pmc_process_exec_errno(pm_process *p)
+{
+	return p != NULL ? p->exec_errno : 0;
 }
 
 pid_t

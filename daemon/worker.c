@@ -31,6 +31,7 @@
 
 /* Where the start is reported: frames on the channel to the client. */
 static int status_fd = -1;
+static int exec_errno;		/* execve's errno, for the StartError */
 
 static void
 report_frame(uint32_t type, const ProtobufCMessage *m, int *fds, int nfds)
@@ -55,6 +56,7 @@ start_fail(int code, const char *fmt, ...)
 	va_end(ap);
 	e.code = code;
 	e.message = msg;
+	e.exec_errno = exec_errno;
 	if (status_fd >= 0)
 		report_frame(PM__TYPE__T_START_FAILED, &e.base, NULL, 0);
 	_exit(WORKER_START_FAILED);
@@ -356,6 +358,7 @@ run_exec(const Pm__Spawn *s)
 				err = errno;
 		}
 	}
+	exec_errno = err;
 	start_fail(err == ENOENT || err == ENOTDIR ? PM__CODE__C_NOENT :
 	    err == EACCES ? PM__CODE__C_PERM : PM__CODE__C_SYS,
 	    "cannot run %s: %s", s->path, strerror(err));

@@ -7,6 +7,8 @@
 
 #include <check.h>
 #include <ctype.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,6 +72,22 @@ looks_json(const char *s)
 	if (e == s)
 		return 0;
 	return (*s == '{' && e[-1] == '}') || (*s == '[' && e[-1] == ']');
+}
+
+/* pmctl --socket pmd.sock --json ARGS... (NULL-ended), at most 6 args. */
+static int
+pmctl_json_args(const char *a0, ...)
+{
+	const char *a[7] = { a0 };
+	va_list ap;
+	int n = 1;
+
+	va_start(ap, a0);
+	while (n < 6 && (a[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	return th_pmctl(out, OUT, "--socket", pmd.sock, "--json", a[0], a[1],
+	    a[2], a[3], a[4], a[5], NULL);
 }
 
 /* pmctl with --json: as a global option, else after the command. */
@@ -359,8 +377,95 @@ START_TEST(t_run)
 	ck_assert_str_eq(out, "hi\n");
 	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run",
 	    "--name", "named-run", "--", "true", NULL), 0);
+}
+END_TEST
+
+/* A program that cannot be run: 127 not found, 126 not executable, as a
+ * shell; one message that names the path once. */
+START_TEST(t_run_noexec)
+{
+	char cmd[PATH_MAX + 256], err[4096];
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	const char *at;
+
+	snprintf(cmd, sizeof(cmd), "%s --socket %s run -- /nonexistent/pm_prog "
+	    "2>&1", th_env("PMCTL_BIN"), pmd.sock);
+	ck_assert_int_eq(th_run(argv, err, sizeof(err), 30), 127);
+	ck_assert_msg((at = strstr(err, "/nonexistent/pm_prog")) != NULL &&
+	    strstr(at + 1, "/nonexistent/pm_prog") == NULL &&
+	    strchr(err, '\n') == err + strlen(err) - 1, "said: %s", err);
 	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run", "--",
-	    "/nonexistent/pm_prog", NULL), 1);
+	    "no-such-program-pm", NULL), 127);
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run", "--",
+	    "/etc/passwd", NULL), 126);		/* not executable */
+	ck_assert_int_eq(th_pmctl(out, OUT, "--socket", pmd.sock, "run", "--",
+	    "/", NULL), 126);			/* a directory */
+}
+END_TEST
+
+/* --json everywhere: errors carry the code and the specific message; kill
+ * answers; queue items are strings when UTF-8, else base64. */
+START_TEST(t_json_errors)
+{
+	char pid[32];
+	pm_process *p;
+
+	ck_assert_int_eq(pmctl_json_args("queue", "get", "nothere", NULL), 1);
+	ck_assert_msg(strstr(out, "\"ok\": false") &&
+	    strstr(out, "\"code\": \"PM_ENOENT\"") &&
+	    strstr(out, "\"error\": \"no queue nothere\""), "%s", out);
+	ck_assert_int_eq(pmctl_json_args("kill", "notapid", NULL), 2);
+	ck_assert_msg(strstr(out, "\"code\": \"PM_EINVAL\"") &&
+	    strstr(out, "notapid"), "%s", out);
+
+	p = start_forever("pmctl-json-kill");
+	snprintf(pid, sizeof(pid), "%d", (int)pm_process_pid(p));
+	ck_assert_int_eq(pmctl_json_args("kill", pid, NULL), 0);
+	ck_assert_msg(strstr(out, "\"ok\": true") && has_number(out,
+	    pm_process_pid(p)) && looks_json(out), "%s", out);
+	ck_assert_int_eq(join_code(p), -SIGTERM);
+	pm_process_free(p);
+
+	ck_assert_int_eq(pmctl_json_args("queue", "put", "--create", "jq",
+	    "caf\xc3\xa9", NULL), 0);
+	ck_assert_int_eq(pmctl_json_args("queue", "put", "jq", "\xff\xfe", NULL),
+	    0);
+	ck_assert_int_eq(pmctl_json_args("queue", "get", "jq", NULL), 0);
+	ck_assert_msg(strstr(out, "\"item\": \"caf\xc3\xa9\"") &&
+	    strstr(out, "encoding") == NULL, "%s", out);
+	ck_assert_int_eq(pmctl_json_args("queue", "get", "jq", NULL), 0);
+	ck_assert_msg(strstr(out, "\"item\": \"//4=\"") &&
+	    strstr(out, "\"encoding\": \"base64\""), "%s", out);
+	ck_assert_int_eq(pmctl_json_args("queue", "rm", "jq", NULL), 0);
+}
+END_TEST
+
+/* --private finds this uid's one private pmd; pmctl private lists it. */
+START_TEST(t_private)
+{
+	char xdg[PATH_MAX], want[64];
+	const char *argv[] = { th_env("PMCTL_BIN"), "--private", "ping", NULL };
+	const char *largv[] = { th_env("PMCTL_BIN"), "--json", "private", NULL };
+	pm_conn *c;
+
+	ck_assert_int_eq(th_mkdtemp(xdg, sizeof(xdg)), 0);
+	setenv("XDG_RUNTIME_DIR", xdg, 1);
+	unsetenv("PMD_SOCKET");
+	setenv("PMD_BIN", th_env("PMD_BIN"), 1);
+	ck_assert_int_eq(th_run(argv, out, OUT, 30), 3);	/* none yet */
+	c = pm_connect(NULL);
+	ck_assert_msg(c != NULL, "%s", pm_last_message());
+	snprintf(want, sizeof(want), "(pid %d)", (int)pm_daemon_pid(c));
+	ck_assert_int_eq(th_run(argv, out, OUT, 30), 0);
+	ck_assert_msg(strstr(out, want) != NULL, "%s", out);
+	ck_assert_int_eq(th_run(largv, out, OUT, 30), 0);
+	ck_assert_msg(looks_json(out) && has_number(out, pm_daemon_pid(c)) &&
+	    strstr(out, pm_conn_address(c)) != NULL, "%s", out);
+	pm_disconnect(c);
+	unsetenv("XDG_RUNTIME_DIR");
+	unsetenv("PMD_BIN");
+	TH_WAIT(th_run(argv, out, OUT, 30) == 3, 40);
+	th_rmtree(xdg);
 }
 END_TEST
 
@@ -402,7 +507,42 @@ static const char *const bad_usage[][4] = {
 	{ "run", "--", NULL },
 	{ "ps", "--no-such-option", NULL },
 	{ "--no-such-option", "status", NULL },
+	{ "status", "extra", NULL },
+	{ "ping", "extra", NULL },
+	{ "queues", "extra", NULL },
+	{ "queue", "put", "q", NULL },
+	{ "queue", "get", NULL },
+	{ "queue", "get", "--timeout", NULL },
+	{ "private", "extra", NULL },
 };
+
+/* What a usage error says: what is wrong, not a generic line. */
+START_TEST(t_usage_says_what)
+{
+	static const struct {
+		const char	*args;
+		const char	*says;
+	} cases[] = {
+		{ "--socket", "--socket needs a value" },
+		{ "--socket S queue put q", "DATA is missing" },
+		{ "--socket S status extra", "unexpected argument 'extra'" },
+		{ "--socket S kill", "PID is missing" },
+		{ "--socket S queue get --timeout", "--timeout needs a value" },
+		{ "--socket S frob", "unknown command 'frob'" },
+	};
+	char cmd[PATH_MAX + 512];
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s %s 2>&1", th_env("PMCTL_BIN"),
+		    cases[i].args);
+		ck_assert_int_eq(th_run(argv, out, OUT, 30), 2);
+		ck_assert_msg(strstr(out, cases[i].says) != NULL,
+		    "pmctl %s said: %s", cases[i].args, out);
+	}
+}
+END_TEST
 
 START_TEST(t_usage)
 {
@@ -448,6 +588,10 @@ pmctl_suite(void)
 	tcase_add_test(tc, t_shutdown);
 	tcase_add_test(tc, t_kill);
 	tcase_add_test(tc, t_run);
+	tcase_add_test(tc, t_run_noexec);
+	tcase_add_test(tc, t_json_errors);
+	tcase_add_test(tc, t_private);
+	tcase_add_test(tc, t_usage_says_what);
 	tcase_add_test(tc, t_ping);
 	tcase_add_loop_test(tc, t_usage, 0,
 	    (int)(sizeof(bad_usage) / sizeof(bad_usage[0])));
