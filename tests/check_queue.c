@@ -158,7 +158,7 @@ queue_field(const char *name, const char *field)
 	r = th_pmctl(out, sizeof(out), "--socket", pmd.sock, "--json",
 	    "queues", "-a", NULL);
 	ck_assert_int_eq(r, 0);
-	snprintf(key, sizeof(key), "{\"name\": \"%s\"", name);
+	snprintf(key, sizeof(key), "\"name\": \"%s\"", name);
 	if ((at = strstr(out, key)) == NULL)
 		return -1;
 	if ((end = strchr(at, '}')) != NULL)
@@ -794,7 +794,7 @@ START_TEST(t_pmctl)
 	r = th_pmctl(out, sizeof(out), "--socket", pmd.sock, "--json",
 	    "queues", NULL);
 	ck_assert_int_eq(r, 0);
-	ck_assert_str_eq(out, "[]\n");
+	ck_assert_str_eq(out, "[ ]\n");		/* an empty JSON array */
 	r = th_pmctl(out, sizeof(out), "--socket", "/nonexistent/pmd.sock",
 	    "queues", NULL);
 	ck_assert_int_eq(r, 3);
