@@ -539,6 +539,14 @@ handle_q_open(struct session *s, struct pm_frame *f)
 		goto done;
 	}
 	if ((q = queue_by_name(m->name)) != NULL) {
+		/* a create never joins another uid's queue by surprise */
+		if (q->uid != s->uid && (m->flags & PM_Q_CREATE)) {
+			session_error(s, f->id, PM__CODE__C_EXIST, "queue %s "
+			    "exists, owned by uid %u; open it without "
+			    "PM_Q_CREATE to join it", q->name,
+			    (unsigned)q->uid);
+			goto done;
+		}
 		if (!queue_access(s, q)) {
 			session_error(s, f->id, PM__CODE__C_PERM, "queue %s "
 			    "belongs to uid %u and is not shared", q->name,

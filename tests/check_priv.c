@@ -58,6 +58,7 @@ static int is_root;
 #define MAX_PROCS	200
 static pm_conn *conn2;			/* root's second connection */
 static pm_process *procs[MAX_PROCS];	/* root's workers */
+static pm_queue *rootq;			/* root's queue handle */
 
 /* ---- set-up ---- */
 
@@ -156,6 +157,8 @@ teardown(void)
 		return;
 	for (i = 0; i < MAX_PROCS; i++)
 		proc_free(&procs[i]);
+	pm_queue_free(rootq);
+	rootq = NULL;
 	pm_disconnect(conn2);
 	conn2 = NULL;
 	pm_disconnect(conn);
@@ -1149,6 +1152,129 @@ START_TEST(t_private_pdeathsig)
 }
 END_TEST
 
+/* ---- queue names across uids ---- */
+
+/* User a: a shared queue "jobs" and a private one "mine". */
+static int
+squat_owner(void *ud, int ctl)
+{
+	pm_queue *q;
+	pm_conn *c;
+
+	(void)ud;
+	(void)ctl;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, th_free_conn);
+	if ((q = pm_queue_open(c, "jobs", 0, PM_Q_CREATE | PM_Q_SHARED)) ==
+	    NULL)
+		return say(2, "create jobs: %s", pm_last_message());
+	th_child_own(q, th_free_queue);
+	if ((q = pm_queue_open(c, "mine", 0, PM_Q_CREATE)) == NULL)
+		return say(3, "create mine: %s", pm_last_message());
+	th_child_own(q, th_free_queue);
+	return 0;
+}
+
+/* Opens name with flags; want is the error expected (PM_OK: joined). */
+static int
+squat_try(pm_conn *c, const char *name, int flags, int want)
+{
+	char owner[64];
+	pm_queue *q;
+
+	q = pm_queue_open(c, name, 0, flags);
+	th_child_own(q, th_free_queue);
+	if (want == PM_OK)
+		return q != NULL ? 0 : say(10, "open %s %#x: %s", name, flags,
+		    pm_last_message());
+	if (q != NULL)
+		return say(11, "open %s %#x joined uid %u's queue", name, flags,
+		    (unsigned)user_a.uid);
+	snprintf(owner, sizeof(owner), "owned by uid %u", (unsigned)user_a.uid);
+	if (pm_last_error() != want || (want == PM_EEXIST &&
+	    strstr(pm_last_message(), owner) == NULL))
+		return say(12, "open %s %#x: %d (%s), want %d naming the owner",
+		    name, flags, pm_last_error(), pm_last_message(), want);
+	return 0;
+}
+
+/* User b: a create never joins a's queues; an open without it joins
+ * the shared one, and is refused the private one. */
+static int
+squat_other(void *ud, int ctl)
+{
+	pm_queue *q;
+	pm_conn *c;
+
+	(void)ud;
+	(void)ctl;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, th_free_conn);
+	if (squat_try(c, "jobs", PM_Q_CREATE, PM_EEXIST) ||
+	    squat_try(c, "jobs", PM_Q_CREATE | PM_Q_SHARED, PM_EEXIST) ||
+	    squat_try(c, "jobs", PM_Q_CREATE | PM_Q_EXCL, PM_EEXIST) ||
+	    squat_try(c, "mine", PM_Q_CREATE, PM_EEXIST) ||
+	    squat_try(c, "mine", 0, PM_EPERM))
+		return 2;
+	/* explicit: join a's shared queue */
+	if ((q = pm_queue_open(c, "jobs", 0, 0)) == NULL)
+		return say(3, "join jobs: %s", pm_last_message());
+	th_child_own(q, th_free_queue);
+	if (pm_queue_put(q, "joined", 6, 5) != PM_OK)
+		return say(4, "put: %s", pm_last_message());
+	return 0;
+}
+
+/*
+ * Names are one namespace: uid b's create of a name uid a holds is
+ * PM_EEXIST naming a (a put --create of pmctl included), never a silent
+ * join of a's queue; opening without PM_Q_CREATE joins a shared one.
+ * Root, an admin, follows the same rule.
+ */
+START_TEST(t_queue_squatting)
+{
+	struct user_proc u;
+	char out[16384];
+	pm_bytes b;
+
+	NEED_ROOT();
+	u = as_user(&user_a, squat_owner, NULL);
+	user_done(&u);
+	ck_assert_int_eq(pmctl_as(&user_b, out, sizeof(out), "queue", "put",
+	    "--create", "jobs", "secret", NULL), 1);
+	ck_assert_int_eq(pmctl_as(&user_b, out, sizeof(out), "queue", "put",
+	    "--create", "mine", "secret", NULL), 1);
+	u = as_user(&user_b, squat_other, NULL);
+	user_done(&u);
+	ck_assert_int_eq(pmctl_as(&user_b, out, sizeof(out), "queue", "put",
+	    "jobs", "plain", NULL), 0);
+	/* root: the same rule */
+	ck_assert_ptr_null(pm_queue_open(conn, "jobs", 0, PM_Q_CREATE));
+	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
+	ck_assert_ptr_nonnull(strstr(pm_last_message(), "owned by uid 65534"));
+	rootq = pm_queue_open(conn, "mine", 0, 0);
+	ck_assert_ptr_nonnull(rootq);
+	ck_assert_int_eq(pm_queue_qsize(rootq), 0);
+	pm_queue_free(rootq);
+	/* jobs holds only what b put on purpose, no secret */
+	rootq = pm_queue_open(conn, "jobs", 0, 0);
+	ck_assert_ptr_nonnull(rootq);
+	ck_assert_int_eq(pm_queue_qsize(rootq), 2);
+	ck_assert_int_eq(pm_queue_get(rootq, &b, 5), PM_OK);
+	ck_assert(b.len == 6 && memcmp(b.data, "joined", 6) == 0);
+	pm_bytes_free(&b);
+	ck_assert_int_eq(pm_queue_get(rootq, &b, 5), PM_OK);
+	ck_assert(b.len == 5 && memcmp(b.data, "plain", 5) == 0);
+	pm_bytes_free(&b);
+	pm_queue_free(rootq);
+	rootq = NULL;
+	ck_assert_int_eq(pm_queue_unlink(conn, "jobs"), PM_OK);
+	ck_assert_int_eq(pm_queue_unlink(conn, "mine"), PM_OK);
+}
+END_TEST
+
 static Suite *
 priv_suite(void)
 {
@@ -1161,6 +1287,7 @@ priv_suite(void)
 	tcase_add_test(tc, t_isolation);
 	tcase_add_test(tc, t_admin_group);
 	tcase_add_test(tc, t_modules);
+	tcase_add_test(tc, t_queue_squatting);
 
 	tc = th_tcase(s, "cap", setup_cap, teardown, 120);
 	tcase_add_test(tc, t_worker_cap);

@@ -481,7 +481,7 @@ other_uid_client(void)
 		return 102;
 	q = pm_queue_open(c, "private", 0, PM_Q_CREATE);
 	th_child_own(q, th_free_queue);
-	if (q != NULL || pm_last_error() != PM_EPERM)
+	if (q != NULL || pm_last_error() != PM_EEXIST)
 		return 103;
 	if ((q = pm_queue_open(c, "shared", 0, 0)) == NULL)
 		return 104;
