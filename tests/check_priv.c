@@ -8,7 +8,8 @@
  * that hits them.
  *
  * Clients of other uids are forked from the test and drop to those ids
- * (setgroups, setgid, setuid) before connecting; pmctl runs the same way.
+ * (setgroups, setgid, setuid) before connecting; pmctl runs the same way,
+ * from a copy every uid can reach (th_stage: the checkout may be private).
  * Every test is skipped when the suite does not run as root.
  */
 #include <sys/types.h>
@@ -62,25 +63,6 @@ static pm_queue *rootq;			/* root's queue handle */
 
 /* ---- set-up ---- */
 
-static void
-copy_file(const char *from, const char *to, mode_t mode)
-{
-	char buf[65536];
-	ssize_t n;
-	int in, out;
-
-	ck_assert_msg((in = open(from, O_RDONLY | O_CLOEXEC)) >= 0, "open %s",
-	    from);
-	ck_assert_msg((out = open(to, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_CLOEXEC, mode)) >= 0, "create %s", to);
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		ck_assert_int_eq(write(out, buf, (size_t)n), n);
-	ck_assert_int_eq(n, 0);
-	close(in);
-	ck_assert_int_eq(fchmod(out, mode), 0);
-	close(out);
-}
-
 /* pmd with these config lines, its socket reachable by every uid. */
 static void
 start_with_args(const char *lines, const char *extra)
@@ -104,8 +86,8 @@ start_with_args(const char *lines, const char *extra)
 	snprintf(src, sizeof(src), "%s/tests/privtasks.so", th_env("PM_BUILD"));
 	snprintf(pubmod, sizeof(pubmod), "%s/pub.so", pmd.dir);
 	snprintf(privmod, sizeof(privmod), "%s/priv.so", pmd.dir);
-	copy_file(src, pubmod, 0644);
-	copy_file(src, privmod, 0600);
+	th_copy_file(src, pubmod, 0644);
+	th_copy_file(src, privmod, 0600);
 	base_pmd = th_fd_count(pmd.pid);
 	conn = pm_connect(pmd.sock);
 	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
@@ -312,7 +294,7 @@ pmctl_as(const struct who *w, char *out, size_t outsz, ...)
 	int p[2], st, argc = 0, r;
 	pid_t pid;
 
-	argv[argc++] = th_env("PMCTL_BIN");
+	argv[argc++] = th_stage(th_env("PMCTL_BIN"));
 	argv[argc++] = "--socket";
 	argv[argc++] = pmd.sock;
 	va_start(ap, outsz);
@@ -473,7 +455,7 @@ START_TEST(t_setpriv)
 	argv[n++] = reuid;
 	argv[n++] = regid;
 	argv[n++] = groups;
-	argv[n++] = th_env("PMCTL_BIN");
+	argv[n++] = th_stage(th_env("PMCTL_BIN"));
 	argv[n++] = "--socket";
 	argv[n++] = pmd.sock;
 	argv[n++] = "run";
@@ -791,7 +773,7 @@ START_TEST(t_modules)
 	snprintf(dir, sizeof(dir), "%s/closed", pmd.dir);
 	ck_assert_int_eq(mkdir(dir, 0700), 0);
 	snprintf(mod, sizeof(mod), "%s/pub.so", dir);
-	copy_file(pubmod, mod, 0644);
+	th_copy_file(pubmod, mod, 0644);
 	u = as_user(&user_a, module_client, (void *)(uintptr_t)&user_a);
 	user_done(&u);
 	/* root reads them all */
@@ -1032,7 +1014,7 @@ setup_preload(void)
 	ck_assert_int_eq(chmod(predir, 0755), 0);
 	snprintf(src, sizeof(src), "%s/tests/privtasks.so", th_env("PM_BUILD"));
 	snprintf(premod, sizeof(premod), "%s/pre.so", predir);
-	copy_file(src, premod, 0600);
+	th_copy_file(src, premod, 0600);
 	snprintf(conf, sizeof(conf), "%s/pmd.conf", predir);
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
 	fprintf(f, "socket_mode = 0666\npreload = %s\n", premod);

@@ -238,6 +238,74 @@ th_mkdtemp(char *dir, size_t len)
 	return mkdtemp(dir) == NULL ? -1 : 0;
 }
 
+void
+th_copy_file(const char *from, const char *to, mode_t mode)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, out;
+
+	ck_assert_msg((in = open(from, O_RDONLY | O_CLOEXEC)) >= 0, "open %s",
+	    from);
+	ck_assert_msg((out = open(to, O_WRONLY | O_CREAT | O_TRUNC |
+	    O_CLOEXEC, mode)) >= 0, "create %s", to);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	ck_assert_int_eq(n, 0);
+	close(in);
+	ck_assert_int_eq(fchmod(out, mode), 0);
+	close(out);
+}
+
+/* ---- staging for other uids ---- */
+
+#define TH_MAX_STAGED	16
+
+static struct {
+	char	from[PATH_MAX];
+	char	to[PATH_MAX + 64];
+} staged[TH_MAX_STAGED];
+static int	nstaged;
+static char	stage_dir[PATH_MAX];
+static pid_t	stage_owner;
+
+static void
+stage_cleanup(void)
+{
+	if (stage_owner == getpid() && stage_dir[0] != '\0')
+		th_rmtree(stage_dir);
+}
+
+const char *
+th_stage(const char *path)
+{
+	const char *base;
+	int i;
+
+	if (stage_owner != getpid()) {	/* a fork's table is its parent's */
+		nstaged = 0;
+		stage_dir[0] = '\0';
+	}
+	for (i = 0; i < nstaged; i++)
+		if (strcmp(staged[i].from, path) == 0)
+			return staged[i].to;
+	ck_assert_msg(nstaged < TH_MAX_STAGED, "more than %d files staged",
+	    TH_MAX_STAGED);
+	if (stage_dir[0] == '\0') {
+		ck_assert_int_eq(th_mkdtemp(stage_dir, sizeof(stage_dir)), 0);
+		ck_assert_int_eq(chmod(stage_dir, 0755), 0);
+		if (stage_owner == 0)
+			atexit(stage_cleanup);
+		stage_owner = getpid();
+	}
+	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	snprintf(staged[nstaged].from, sizeof(staged[0].from), "%s", path);
+	snprintf(staged[nstaged].to, sizeof(staged[0].to), "%s/%d-%s",
+	    stage_dir, nstaged, base);
+	th_copy_file(path, staged[nstaged].to, 0755);
+	return staged[nstaged++].to;
+}
+
 static int
 rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {

@@ -107,6 +107,13 @@ void	 th_sleep(double secs);
 
 int	 th_mkdtemp(char *dir, size_t len);	/* /tmp/pmdtest.XXXXXX */
 void	 th_rmtree(const char *path);
+/* Copies from to to with mode; fails the test on error. */
+void	 th_copy_file(const char *from, const char *to, mode_t mode);
+/* A copy of path (mode 0755) in a directory every uid can reach, for
+ * what the tests run under other uids (pmctl, pmd, modules): the checkout
+ * may be private, as a clone inside a 0700 directory is.  The same path
+ * is staged once; the copies go when the process that made them exits. */
+const char *th_stage(const char *path);
 
 /* Raw frames: header with explicit version and declared fd count (no
  * checks), then m packed.  Returns the length, or 0 if cap is short. */
