@@ -39,6 +39,8 @@ static const struct {
 	{ "PM_ESTATE",		"not valid in the object's current state" },
 	{ "PM_EDONE",		"iterator exhausted" },
 	{ "PM_ESYS",		"system error" },
+	{ "PM_EOWNERDEAD",	"acquired; its last holder died holding it" },
+	{ "PM_EBROKEN",		"the barrier is broken" },
 };
 
 #define NCODES	((int)(sizeof(codes) / sizeof(codes[0])))
@@ -118,7 +120,7 @@ pmc_err_sys(const char *fmt, ...)
 int
 pmc_code_from_wire(int32_t code)
 {
-	if (code <= 0 || code > -PM_ESYS)
+	if (code <= 0 || code > -PM_EBROKEN)
 		return PM_EPROTO;
 	return -code;
 }

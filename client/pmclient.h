@@ -47,6 +47,8 @@ extern "C" {
 #define PM_ESTATE	(-16)	/* not valid in the object's current state */
 #define PM_EDONE	(-17)	/* iterator exhausted */
 #define PM_ESYS		(-18)	/* system error; errno kept */
+#define PM_EOWNERDEAD	(-19)	/* acquired; its last holder died holding it */
+#define PM_EBROKEN	(-20)	/* the barrier is broken */
 
 typedef struct pm_conn pm_conn;
 typedef struct pm_process pm_process;
@@ -56,6 +58,12 @@ typedef struct pm_result pm_result;
 typedef struct pm_iter pm_iter;
 typedef struct pm_queue pm_queue;
 typedef struct pm_pipe pm_pipe;
+typedef struct pm_shm pm_shm;
+typedef struct pm_lock pm_lock;
+typedef struct pm_sem pm_sem;
+typedef struct pm_event pm_event;
+typedef struct pm_cond pm_cond;
+typedef struct pm_barrier pm_barrier;
 
 typedef struct pm_bytes {
 	void	*data;
@@ -266,6 +274,97 @@ pm_pipe		*pm_pipe_adopt(int fd);
  * NULL. */
 int		 pm_pipe_peer(pm_pipe *p, pid_t *pid, uid_t *uid);
 void		 pm_pipe_free(pm_pipe *p);	/* closes this end; NULL ok */
+
+/*
+ * ---- Shared objects: memory and synchronization ----
+ * Each object is a sealed memfd mapped by the processes that use it; its
+ * operations run in that memory, never through pmd.  name NULL: an
+ * anonymous object made here (c may be NULL), shared by passing
+ * pm_X_fd() to a Process (pm_process_set_fd) and pm_X_adopt() there.
+ * name set: a named object held by pmd in one namespace for every kind,
+ * owned by the creating uid, until pm_unlink or pmd stops.  Creation
+ * parameters (size, value, parties, flags) count only when the call
+ * creates the object.  pm_X_adopt takes fd: the handle's on success,
+ * closed on failure.  pm_X_free unmaps and closes this handle only (a
+ * lock or condition the calling thread holds is released first).
+ */
+#define PM_O_CREATE	0x1	/* create if missing, else PM_ENOENT */
+#define PM_O_EXCL	0x2	/* with CREATE: an existing one is PM_EEXIST */
+#define PM_O_SHARED	0x8	/* other uids may open it */
+#define PM_LOCK_RECURSIVE 0x100	/* an RLock */
+#define PM_SEM_BOUNDED	0x200	/* a BoundedSemaphore */
+
+/* Removes a named shared object from pmd (owner or admin); mappings and
+ * open handles stay valid. */
+int		 pm_unlink(pm_conn *c, const char *name);
+
+/* size: bytes when created (>= 1); an existing one: 0 or <= its size.
+ * New memory reads as zeros; the size is sealed. */
+pm_shm		*pm_shm_open(pm_conn *c, const char *name, size_t size,
+		    int flags);
+void		*pm_shm_ptr(pm_shm *s);		/* MAP_SHARED, read-write */
+size_t		 pm_shm_size(pm_shm *s);
+int		 pm_shm_fd(pm_shm *s);
+pm_shm		*pm_shm_adopt(int fd);
+void		 pm_shm_free(pm_shm *s);
+
+/* Robust: PM_EOWNERDEAD when the last holder died holding it (acquired,
+ * consistent again).  A non-recursive lock acquired again by its holder:
+ * PM_ESTATE.  Released only by its holder (else PM_EPERM). */
+pm_lock		*pm_lock_open(pm_conn *c, const char *name, int flags);
+int		 pm_lock_acquire(pm_lock *l, double timeout);
+int		 pm_lock_release(pm_lock *l);
+int		 pm_lock_fd(pm_lock *l);
+pm_lock		*pm_lock_adopt(int fd);
+void		 pm_lock_free(pm_lock *l);
+
+/* value: the initial value when created (and the bound of a bounded one:
+ * releasing above it is PM_EINVAL). */
+pm_sem		*pm_sem_open(pm_conn *c, const char *name, unsigned value,
+		    int flags);
+int		 pm_sem_acquire(pm_sem *s, double timeout);
+int		 pm_sem_release(pm_sem *s);
+int		 pm_sem_value(pm_sem *s);
+int		 pm_sem_fd(pm_sem *s);
+pm_sem		*pm_sem_adopt(int fd);
+void		 pm_sem_free(pm_sem *s);
+
+pm_event	*pm_event_open(pm_conn *c, const char *name, int flags);
+int		 pm_event_set(pm_event *e);
+int		 pm_event_clear(pm_event *e);
+int		 pm_event_is_set(pm_event *e);		/* 1 or 0 */
+int		 pm_event_wait(pm_event *e, double timeout);
+int		 pm_event_fd(pm_event *e);
+pm_event	*pm_event_adopt(int fd);
+void		 pm_event_free(pm_event *e);
+
+/* A condition with its own recursive lock.  wait and notify need it held
+ * (else PM_EPERM); wait releases it while waiting and holds it again on
+ * return; like a POSIX condition it may return early: wait in a loop. */
+pm_cond		*pm_cond_open(pm_conn *c, const char *name, int flags);
+int		 pm_cond_acquire(pm_cond *cv, double timeout);
+int		 pm_cond_release(pm_cond *cv);
+int		 pm_cond_wait(pm_cond *cv, double timeout);
+int		 pm_cond_notify(pm_cond *cv, int n);
+int		 pm_cond_notify_all(pm_cond *cv);
+int		 pm_cond_fd(pm_cond *cv);
+pm_cond		*pm_cond_adopt(int fd);
+void		 pm_cond_free(pm_cond *cv);
+
+/* wait returns 0 ... parties - 1, a different index for each party of a
+ * round; a timeout breaks the barrier: PM_ETIMEDOUT for that waiter,
+ * PM_EBROKEN for the others and later waits until reset. */
+pm_barrier	*pm_barrier_open(pm_conn *c, const char *name, unsigned parties,
+		    int flags);
+int		 pm_barrier_wait(pm_barrier *b, double timeout);
+int		 pm_barrier_abort(pm_barrier *b);
+int		 pm_barrier_reset(pm_barrier *b);
+int		 pm_barrier_broken(pm_barrier *b);	/* 1 or 0 */
+int		 pm_barrier_n_waiting(pm_barrier *b);
+int		 pm_barrier_parties(pm_barrier *b);
+int		 pm_barrier_fd(pm_barrier *b);
+pm_barrier	*pm_barrier_adopt(int fd);
+void		 pm_barrier_free(pm_barrier *b);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "pmclient.h"
+#include "segment.h"
 #include "wire.h"
 #include "pm.pb-c.h"
 
@@ -155,6 +156,28 @@ struct pmc_pending *pmc_queue_get_send(pm_queue *, size_t max,
 /* Frees p; out has max slots; *got items stored. */
 int	 pmc_queue_get_recv(pm_queue *, struct pmc_pending *, pm_bytes *out,
 	    size_t max, size_t *got);
+
+/* ---- shm.c: segments and the named-object namespace (issue 10) ---- */
+#define PMC_SEG_MAX	(1ull << 40)	/* bytes of one segment, here */
+
+struct pmc_seg {
+	void		*base;		/* MAP_FAILED: none */
+	size_t		 size;
+	int		 fd;		/* -1: none */
+};
+/* Fills a new segment before it is sealed and shared; PM_OK or error. */
+typedef int pmc_seg_init_fn(void *base, const void *ud);
+int	 pmc_seg_make(int kind, size_t size, pmc_seg_init_fn *, const void *,
+	    struct pmc_seg *);
+/* Checks fd is a sealed read-write segment of kind; its size. */
+int	 pmc_seg_check(int fd, int kind, size_t *sizep);
+/* Maps fd (taken: kept, or closed on failure) as a segment of kind. */
+int	 pmc_seg_adopt(int fd, int kind, struct pmc_seg *);
+void	 pmc_seg_close(struct pmc_seg *);
+/* Anonymous (name NULL) or named in pmd; own: the kind's flags. */
+int	 pmc_obj_open(pm_conn *, const char *name, int kind, int flags,
+	    int own, size_t size, pmc_seg_init_fn *, const void *ud,
+	    struct pmc_seg *);
 
 /* ---- pool.c: Pool and AsyncResult (issue 3) ----
  * Each pool subscribes to its connection: pool workers end through the

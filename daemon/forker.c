@@ -40,15 +40,35 @@ forker_default_signal(int sig)
 	syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
 }
 
+/*
+ * A raw clone leaves glibc's view of the thread stale: its cached tid
+ * (by which robust and error-checking mutexes record their owner) is the
+ * forker's, and the kernel forgets the robust list in a child.  As
+ * glibc's fork does, the kernel writes the new tid where glibc keeps it,
+ * and the worker registers the list again, so that a worker dying while
+ * holding a process-shared robust mutex hands it on (EOWNERDEAD).
+ */
 static int
 clone_worker(int *pidfd)
 {
 	struct clone_args args;
+	void *tid_addr = NULL, *head = NULL;
+	size_t head_len = 0;
+	int pid;
 
 	memset(&args, 0, sizeof(args));
 	args.flags = CLONE_PARENT | CLONE_PIDFD;
 	args.pidfd = (uint64_t)(uintptr_t)pidfd;
-	return (int)syscall(SYS_clone3, &args, sizeof(args));
+	if (prctl(PR_GET_TID_ADDRESS, &tid_addr) == 0 && tid_addr != NULL) {
+		args.flags |= CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+		args.child_tid = (uint64_t)(uintptr_t)tid_addr;
+	}
+	if (syscall(SYS_get_robust_list, 0, &head, &head_len) == -1)
+		head = NULL;
+	pid = (int)syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0 && head != NULL)
+		syscall(SYS_set_robust_list, head, head_len);
+	return pid;
 }
 
 /* A fork that failed: Forked{wid, sys_errno} to the broker (a worker that

@@ -352,6 +352,19 @@ decode_status(int st)
 	return TH_TIMEOUT;
 }
 
+int
+th_wait_child(pid_t pid, double secs)
+{
+	int st;
+
+	if (wait_deadline(pid, secs, &st) == -1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		return TH_TIMEOUT;
+	}
+	return decode_status(st);
+}
+
 static void
 cleanup_at_exit(void)
 {

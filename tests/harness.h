@@ -80,6 +80,9 @@ pid_t	 th_fork(void);			/* fork(); fails the test on -1 */
 void	 th_child_own(void *obj, th_free_fn *fn);	/* obj NULL: no-op */
 void	 th_child_free(void *obj);
 void	 th_child_exit(int code) __attribute__((noreturn));
+/* Waits secs for the child pid: its exit code, -signo, or TH_TIMEOUT
+ * (then it is killed and reaped). */
+int	 th_wait_child(pid_t pid, double secs);
 /* Starts p and joins it (secs), failing the test on either; its exit
  * code (-signo when killed). */
 int	 th_run_process(pm_process *p, double secs);
