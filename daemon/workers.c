@@ -536,6 +536,16 @@ spawn_allowed(struct session *s, uint32_t id)
 		session_error(s, id, PM__CODE__C_SYS, "no forker running");
 		return 0;
 	}
+	if (pmd->euid != 0 && s->uid != pmd->euid) {
+		/* it cannot switch uids: never run code as more than the
+		 * client */
+		session_error(s, id, PM__CODE__C_PERM, "pmd runs as uid %u and "
+		    "starts workers for that uid only (allow_uids lets uid %u "
+		    "use its queues, not run code as uid %u)",
+		    (unsigned)pmd->euid, (unsigned)s->uid,
+		    (unsigned)pmd->euid);
+		return 0;
+	}
 	if (pmd->nworkers >= pmd->cfg.max_workers) {
 		session_error(s, id, PM__CODE__C_LIMIT,
 		    "pmd runs its maximum of %d workers", pmd->cfg.max_workers);

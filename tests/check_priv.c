@@ -1257,6 +1257,150 @@ START_TEST(t_queue_squatting)
 }
 END_TEST
 
+/* ---- allow_uids on a pmd that is not root ---- */
+
+/* pmd run as user b, serving user a too (allow_uids): root is not
+ * served, so the test's own connection stays NULL. */
+static void
+setup_allow(void)
+{
+	const char *args[] = { "--config", conf, NULL };
+	char src[PATH_MAX];
+	FILE *f;
+
+	is_root = geteuid() == 0;
+	if (!is_root)
+		return;
+	snprintf(conf, sizeof(conf), "/tmp/pmdtest-priv.%d.conf",
+	    (int)getpid());
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "socket_mode = 0666\nallow_uids = %u\n",
+	    (unsigned)user_a.uid);
+	fclose(f);
+	ck_assert_int_eq(th_pmd_start_as(&pmd, args, user_b.uid, user_b.gid),
+	    0);
+	unlink(conf);
+	ck_assert_int_eq(chmod(pmd.dir, 0755), 0);
+	snprintf(src, sizeof(src), "%s/tests/privtasks.so", th_env("PM_BUILD"));
+	snprintf(pubmod, sizeof(pubmod), "%s/pub.so", pmd.dir);
+	th_copy_file(src, pubmod, 0644);
+	base_pmd = th_fd_count(pmd.pid);
+	ck_assert_ptr_null(pm_connect(pmd.sock));	/* root: not served */
+	ck_assert_int_eq(pm_last_error(), PM_EPERM);
+}
+
+/* pmd's own uid (user b): its workers run; a shared queue for a. */
+static int
+allow_own(void *ud, int ctl)
+{
+	char want[256], *got;
+	pm_queue *q;
+	pm_conn *c;
+	pm_bytes b;
+	int r;
+
+	(void)ctl;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, th_free_conn);
+	if ((q = pm_queue_open(c, "bq", 0, PM_Q_CREATE | PM_Q_SHARED)) == NULL)
+		return say(2, "bq: %s", pm_last_message());
+	th_child_own(q, th_free_queue);
+	if (ud != NULL) {	/* second round: what a put */
+		if (pm_queue_get(q, &b, 10) != PM_OK)
+			return say(3, "get: %s", pm_last_message());
+		r = b.len == 6 && memcmp(b.data, "from a", 6) == 0;
+		pm_bytes_free(&b);
+		return r ? 0 : say(4, "got another item");
+	}
+	if ((got = run_result(c, pubmod, "ids", &r)) == NULL)
+		return say(5, "pmd's uid: %d %s", r, pm_last_message());
+	th_child_own(got, free);
+	snprintf(want, sizeof(want), "%u %u %u", (unsigned)user_b.uid,
+	    (unsigned)user_b.gid, (unsigned)user_b.gid);
+	if (strncmp(got, want, strlen(want)) != 0)
+		return say(6, "ids %s, want %s", got, want);
+	return 0;
+}
+
+/* user a, allowed: queues yes, code no. */
+static int
+allow_other(void *ud, int ctl)
+{
+	char *argv[] = { (char *)(uintptr_t)"/bin/true", NULL };
+	pm_pool_opts o = { .processes = 1 };
+	pm_process *p;
+	pm_pool *pool;
+	pm_queue *q;
+	pm_conn *c;
+	pm_bytes b;
+	int i, r;
+
+	(void)ud;
+	(void)ctl;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, th_free_conn);
+	for (i = 0; i < 2; i++) {
+		p = i ? pm_process_new_exec(c, "/bin/true", argv, NULL) :
+		    pm_process_new(c, pubmod, "ids", NULL, 0);
+		if (p == NULL)
+			return say(2, "new: %s", pm_last_message());
+		th_child_own(p, th_free_process);
+		r = pm_process_start(p);
+		if (r == PM_OK)
+			return say(3, "uid %u ran code on a pmd of uid %u",
+			    (unsigned)user_a.uid, (unsigned)user_b.uid);
+		if (r != PM_EPERM || strstr(pm_last_message(),
+		    "allow_uids") == NULL)
+			return say(4, "start: %d (%s), want PM_EPERM", r,
+			    pm_last_message());
+		th_child_free(p);
+	}
+	o.module = pubmod;
+	if ((pool = pm_pool_new(c, &o)) != NULL) {
+		pm_pool_free(pool);
+		return say(5, "a pool started for uid %u", (unsigned)user_a.uid);
+	}
+	if (pm_last_error() != PM_EPERM)
+		return say(6, "pool: %d (%s), want PM_EPERM", pm_last_error(),
+		    pm_last_message());
+	/* its own queue, and b's shared one */
+	if ((q = pm_queue_open(c, "aq", 0, PM_Q_CREATE)) == NULL ||
+	    pm_queue_put(q, "mine", 4, 5) != PM_OK ||
+	    pm_queue_get(q, &b, 5) != PM_OK)
+		return say(7, "own queue: %s", pm_last_message());
+	th_child_own(q, th_free_queue);
+	pm_bytes_free(&b);
+	if ((q = pm_queue_open(c, "bq", 0, 0)) == NULL ||
+	    pm_queue_put(q, "from a", 6, 5) != PM_OK)
+		return say(8, "b's queue: %s", pm_last_message());
+	th_child_own(q, th_free_queue);
+	return 0;
+}
+
+/*
+ * A pmd that is not root cannot switch uids: allow_uids opens its queues
+ * to other uids, but their spawns (function, exec, pool; pmctl run) are
+ * PM_EPERM; its own uid's run as before.
+ */
+START_TEST(t_allow_uids)
+{
+	struct user_proc u;
+	char out[4096];
+
+	NEED_ROOT();
+	u = as_user(&user_b, allow_own, NULL);
+	user_done(&u);
+	u = as_user(&user_a, allow_other, NULL);
+	user_done(&u);
+	ck_assert_int_eq(pmctl_as(&user_a, out, sizeof(out), "run", "--",
+	    "/bin/true", NULL), 1);
+	u = as_user(&user_b, allow_own, (void *)1);
+	user_done(&u);
+}
+END_TEST
+
 static Suite *
 priv_suite(void)
 {
@@ -1287,6 +1431,10 @@ priv_suite(void)
 
 	tc = th_tcase(s, "preload", setup_preload, teardown_preload, 120);
 	tcase_add_test(tc, t_preload_unreadable);
+
+	/* a pmd that is not root serves allowed uids' queues, not code */
+	tc = th_tcase(s, "allow", setup_allow, teardown, 120);
+	tcase_add_test(tc, t_allow_uids);
 	return s;
 }
 

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -406,15 +407,78 @@ remember(const struct th_pmd *d, int on)
 	}
 }
 
+struct th_as {
+	uid_t	uid;
+	gid_t	gid;
+};
+
+static int	pmd_start(struct th_pmd *, const char *const [], long,
+		    const struct th_as *);
+
 int
 th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 {
-	return th_pmd_start_nofile(d, extra_args, 0);
+	return pmd_start(d, extra_args, 0, NULL);
 }
 
 int
 th_pmd_start_nofile(struct th_pmd *d, const char *const extra_args[],
     long nofile)
+{
+	return pmd_start(d, extra_args, nofile, NULL);
+}
+
+int
+th_pmd_start_as(struct th_pmd *d, const char *const extra_args[], uid_t uid,
+    gid_t gid)
+{
+	struct th_as as = { uid, gid };
+
+	return pmd_start(d, extra_args, 0, &as);
+}
+
+/* pmd's child side: the uid to run as, then the fds.  No return. */
+static void
+pmd_exec(const char *bin, const char *const argv[], const char *const shargv[],
+    int rfd, long nofile, const struct th_as *as)
+{
+	int nul = open("/dev/null", O_RDONLY);
+
+	if (nul >= 0 && nul != 0) {
+		dup2(nul, 0);
+		close(nul);
+	}
+	if (dup2(rfd, 3) == -1)
+		_exit(127);
+	if (as != NULL && (setgroups(0, NULL) == -1 || setgid(as->gid) == -1 ||
+	    setuid(as->uid) == -1)) {
+		fprintf(stderr, "harness: cannot run pmd as uid %u: %s\n",
+		    (unsigned)as->uid, strerror(errno));
+		_exit(127);
+	}
+	/* a test that dies leaves no daemon behind */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (nofile > 0) {
+		struct rlimit rl;
+
+		rl.rlim_cur = rl.rlim_max = (rlim_t)nofile;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			close_range(4, ~0U, 0);
+			execv(shargv[0], (char *const *)(uintptr_t)shargv);
+			fprintf(stderr, "exec %s: %s\n", shargv[0],
+			    strerror(errno));
+			_exit(127);
+		}
+	}
+	close_range(4, ~0U, 0);
+	execv(bin, (char *const *)(uintptr_t)argv);
+	fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+	_exit(127);
+}
+
+static int
+pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
+    const struct th_as *as)
 {
 	const char *argv[TH_MAX_ARGS], *shargv[TH_MAX_ARGS + 4];
 	const char *bin = th_env("PMD_BIN");
@@ -427,8 +491,12 @@ th_pmd_start_nofile(struct th_pmd *d, const char *const extra_args[],
 	pid_t pid;
 
 	memset(d, 0, sizeof(*d));
+	if (as != NULL)
+		bin = th_stage(bin);	/* the checkout may be private */
 	if (th_mkdtemp(d->dir, sizeof(d->dir)) == -1)
 		return -1;
+	if (as != NULL && chown(d->dir, as->uid, as->gid) == -1)
+		goto fail;
 	if (snprintf(d->sock, sizeof(d->sock), "%s/pmd.sock", d->dir) >=
 	    (int)sizeof(d->sock) || pipe2(rfd, O_CLOEXEC) == -1)
 		goto fail;
@@ -460,35 +528,8 @@ th_pmd_start_nofile(struct th_pmd *d, const char *const extra_args[],
 		close(rfd[1]);
 		goto fail;
 	}
-	if (pid == 0) {
-		int nul = open("/dev/null", O_RDONLY);
-
-		if (nul >= 0 && nul != 0) {
-			dup2(nul, 0);
-			close(nul);
-		}
-		if (dup2(rfd[1], 3) == -1)
-			_exit(127);
-		/* a test that dies leaves no daemon behind */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (nofile > 0) {
-			struct rlimit rl;
-
-			rl.rlim_cur = rl.rlim_max = (rlim_t)nofile;
-			if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
-				close_range(4, ~0U, 0);
-				execv(shargv[0],
-				    (char *const *)(uintptr_t)shargv);
-				fprintf(stderr, "exec %s: %s\n", shargv[0],
-				    strerror(errno));
-				_exit(127);
-			}
-		}
-		close_range(4, ~0U, 0);
-		execv(bin, (char *const *)(uintptr_t)argv);
-		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-		_exit(127);
-	}
+	if (pid == 0)
+		pmd_exec(bin, argv, shargv, rfd[1], nofile, as);
 	close(rfd[1]);
 	/* READY, then EOF: pmd has closed the fd (it would count as its own
 	 * if the baseline were taken before) */

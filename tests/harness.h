@@ -31,6 +31,10 @@ int	 th_pmd_start(struct th_pmd *, const char *const extra_args[]);
 /* The same, pmd started with RLIMIT_NOFILE soft = hard = nofile (> 0). */
 int	 th_pmd_start_nofile(struct th_pmd *, const char *const extra_args[],
 	    long nofile);
+/* The same, pmd run as uid and gid (no groups) from a staged copy; the
+ * test must be root. */
+int	 th_pmd_start_as(struct th_pmd *, const char *const extra_args[],
+	    uid_t uid, gid_t gid);
 /* SIGTERM, wait (15 s, then SIGKILL), remove dir.  Returns pmd's exit
  * status (>= 0), -signo, or TH_TIMEOUT.  A stopped pmd is a no-op (0). */
 int	 th_pmd_stop(struct th_pmd *);
