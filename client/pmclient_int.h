@@ -121,6 +121,10 @@ void	*pmc_sub_find(pm_conn *, pmc_sub_fn *);
 /* process.c: for pmctl run's exit status: execve's errno when the
  * program could not be run, else 0. */
 int	 pmc_process_exec_errno(pm_process *);
+/* process.c: a module as pmd is to see it (malloc'd; NULL, error set):
+ * a path with a '/' made absolute against the caller's working directory,
+ * since pmd's is another; a name without '/' kept for pmd's module_path. */
+char	*pmc_module_path(const char *module);
 
 /* task.c: the worker side, entered from pmd's worker runtime */
 struct pm_task {

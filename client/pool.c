@@ -1605,7 +1605,10 @@ pm_pool_new_fds(pm_conn *c, const pm_pool_opts *o, const int *child_fds,
 	p->id = atomic_fetch_add(&pool_counter, 1) + 1;
 	p->nproc = o->processes ? o->processes : pm_cpu_count();
 	p->maxtasks = o->maxtasksperchild;
-	p->module = strdup(o->module);
+	if ((p->module = pmc_module_path(o->module)) == NULL) {
+		free(p);
+		return NULL;
+	}
 	if (o->initializer != NULL && *o->initializer != '\0')
 		p->init = strdup(o->initializer);
 	p->initarg = malloc(o->initarglen ? o->initarglen : 1);

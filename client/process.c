@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -264,6 +265,31 @@ strv_free(char **v)
 	free(v);
 }
 
+char *
+pmc_module_path(const char *module)
+{
+	char cwd[PATH_MAX], *path;
+
+	if (module[0] == '/' || strchr(module, '/') == NULL) {
+		if ((path = strdup(module)) == NULL)
+			pmc_err(PM_ENOMEM, "out of memory");
+		return path;
+	}
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		pmc_err_sys("module %s: the working directory", module);
+		return NULL;
+	}
+	while (module[0] == '.' && module[1] == '/')	/* "./m.so" */
+		for (module += 2; *module == '/'; module++)
+			;
+	if (asprintf(&path, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "",
+	    module) == -1) {
+		pmc_err(PM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	return path;
+}
+
 pm_process *
 pm_process_new(pm_conn *c, const char *module, const char *function,
     const void *arg, size_t len)
@@ -281,10 +307,13 @@ pm_process_new(pm_conn *c, const char *module, const char *function,
 	}
 	if ((p = process_alloc(c, PM__KIND__K_FUNCTION)) == NULL)
 		return NULL;
-	p->module = strdup(module);
+	if ((p->module = pmc_module_path(module)) == NULL) {
+		pm_process_free(p);
+		return NULL;
+	}
 	p->function = strdup(function);
 	p->arg = malloc(len ? len : 1);
-	if (p->module == NULL || p->function == NULL || p->arg == NULL) {
+	if (p->function == NULL || p->arg == NULL) {
 		pm_process_free(p);
 		pmc_err(PM_ENOMEM, "out of memory");
 		return NULL;

@@ -2,8 +2,9 @@
  * check_process.c - Process against a real pmd on a private socket:
  * lifecycle, join timeouts, exit codes, sentinels, many at once, the clean
  * worker contract, nested processes, signals during join, missing targets,
- * client disconnects, a killed daemon and private-pmd discovery, and
- * 10,000 start/join cycles without leaks.
+ * client disconnects, a killed daemon and private-pmd discovery, module
+ * paths relative to the client's directory, and 10,000 start/join cycles
+ * without leaks.
  */
 #include <sys/types.h>
 #include <sys/resource.h>
@@ -929,6 +930,112 @@ START_TEST(t_reply_fds_lost)
 }
 END_TEST
 
+/* ---- module paths relative to the client ---- */
+
+static char pathdir[PATH_MAX];		/* the test's tree; see setup_paths */
+
+/* m.so: a copy of build/tests/<from> at dir/<to>. */
+static void
+place(const char *from, const char *to)
+{
+	char src[PATH_MAX], dst[2 * PATH_MAX];
+
+	snprintf(src, sizeof(src), "%s/tests/%s", th_env("PM_BUILD"), from);
+	snprintf(dst, sizeof(dst), "%s/%s", pathdir, to);
+	th_copy_file(src, dst, 0644);
+}
+
+/*
+ * pmd started in pathdir/pmd, which holds decoys (privtasks.so as m.so and
+ * p.so), with pathdir/lib as its module_path; the client works in
+ * pathdir/client, which holds the modules meant (tasks.so as m.so and
+ * sub/m.so, pooltasks.so as p.so).
+ */
+static void
+setup_paths(void)
+{
+	static const char *const dirs[] = { "pmd", "lib", "client",
+	    "client/sub" };
+	char d[2 * PATH_MAX], lib[2 * PATH_MAX];
+	const char *args[] = { "--module-path", lib, NULL };
+	size_t i;
+
+	ck_assert_int_eq(th_mkdtemp(pathdir, sizeof(pathdir)), 0);
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(d, sizeof(d), "%s/%s", pathdir, dirs[i]);
+		ck_assert_int_eq(mkdir(d, 0755), 0);
+	}
+	place("privtasks.so", "pmd/m.so");
+	place("privtasks.so", "pmd/p.so");
+	place("tasks.so", "lib/named.so");
+	place("tasks.so", "client/m.so");
+	place("tasks.so", "client/sub/m.so");
+	place("pooltasks.so", "client/p.so");
+	snprintf(lib, sizeof(lib), "%s/lib", pathdir);
+	snprintf(d, sizeof(d), "%s/pmd", pathdir);
+	ck_assert_int_eq(chdir(d), 0);
+	base_self = th_fd_count(0);
+	ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
+	base_pmd = th_fd_count(pmd.pid);
+	conn = pm_connect(pmd.sock);
+	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+	snprintf(d, sizeof(d), "%s/client", pathdir);
+	ck_assert_int_eq(chdir(d), 0);
+}
+
+static void
+teardown_paths(void)
+{
+	teardown();
+	ck_assert_int_eq(chdir("/"), 0);
+	th_rmtree(pathdir);
+}
+
+/*
+ * A relative module path names the file in the client's directory, not
+ * in pmd's (the library makes it absolute); a name without '/' is looked
+ * up in module_path.
+ */
+START_TEST(t_relative_module)
+{
+	static const char *const rel[] = { "./m.so", "sub/m.so", ".//m.so",
+	    "named" };
+	pm_pool_opts o = { .processes = 1, .module = "./p.so" };
+	int64_t x = 7, y = 0;
+	pm_process *p;
+	pm_pool *pool;
+	pm_bytes out;
+	size_t i;
+	int r;
+
+	for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		p = pm_process_new(conn, rel[i], "ret7", NULL, 0);
+		ck_assert_msg(p != NULL, "new %s: %s", rel[i],
+		    pm_last_message());
+		r = pm_process_start(p);
+		ck_assert_msg(r == PM_OK, "start %s: %d (%s)", rel[i], r,
+		    pm_last_message());
+		ck_assert_int_eq(join_code(p), 7);
+		pm_process_free(p);
+	}
+	pool = pm_pool_new(conn, &o);
+	ck_assert_msg(pool != NULL, "pool ./p.so: %s", pm_last_message());
+	r = pm_pool_apply(pool, "sq", &x, sizeof(x), &out);
+	ck_assert_msg(r == PM_OK, "apply: %d (%s)", r, pm_last_message());
+	ck_assert_uint_eq(out.len, sizeof(y));
+	memcpy(&y, out.data, sizeof(y));
+	ck_assert_int_eq(y, 49);
+	pm_bytes_free(&out);
+	pm_pool_free(pool);
+	/* a name without '/' is not looked for in the client's directory */
+	p = pm_process_new(conn, "m.so", "ret7", NULL, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(pm_process_start(p), PM_ENOENT);
+	ck_assert_ptr_nonnull(strstr(pm_last_message(), "module path"));
+	pm_process_free(p);
+}
+END_TEST
+
 static Suite *
 process_suite(void)
 {
@@ -962,6 +1069,9 @@ process_suite(void)
 	tcase_add_test(tc, t_many);
 	tcase_add_test(tc, t_many_terminated);
 	tcase_add_test(tc, t_disconnect);
+
+	tc = th_tcase(s, "paths", setup_paths, teardown_paths, 60);
+	tcase_add_test(tc, t_relative_module);
 
 	tc = th_tcase(s, "cycles", setup, teardown, 600);
 	tcase_add_test(tc, t_cycles);
