@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pmclient_int.h"
 #include "queue.pb-c.h"
@@ -111,12 +112,28 @@ pmc_queue_put_send(pm_queue *q, const pm_bytes *items, size_t n,
 {
 	Pm__QueuePut m = PM__QUEUE_PUT__INIT;
 	ProtobufCBinaryData one, *bd;
-	size_t i, size, bound;
+	struct pmc_pending *p = NULL;
+	uint64_t onelen, *fdlen = NULL;
+	int fds[PM_WIRE_MAX_FDS], nfds = 0;
+	size_t i, size, bound, big = 0;
 
 	if (q_usable(q) != PM_OK || q_timeout_ok(timeout) != PM_OK)
 		return NULL;
 	if (n == 0 || items == NULL) {
 		pmc_err(PM_EINVAL, "no items to put");
+		return NULL;
+	}
+	for (i = 0; i < n; i++)
+		big += items[i].len >= PM_WIRE_MEMFD_MIN;
+	if (big > PM_WIRE_MAX_FDS) {
+		pmc_err(PM_ELIMIT, "%zu items of %u bytes or more in one put; "
+		    "at most %d (each travels as a memfd)", big,
+		    PM_WIRE_MEMFD_MIN, PM_WIRE_MAX_FDS);
+		return NULL;
+	}
+	if (big > 0 && (fdlen = n == 1 ? &onelen :
+	    calloc(n, sizeof(*fdlen))) == NULL) {
+		pmc_err(PM_ENOMEM, "out of memory");
 		return NULL;
 	}
 	if (n == 1)
@@ -137,10 +154,24 @@ pmc_queue_put_send(pm_queue *q, const pm_bytes *items, size_t n,
 	for (i = 0; i < n; i++) {
 		if (items[i].data == NULL && items[i].len > 0) {
 			pmc_err(PM_EINVAL, "item %zu has no data", i);
-			return NULL;
+			goto fail;
 		}
 		bd[i].data = items[i].data;
 		bd[i].len = items[i].len;
+		if (fdlen != NULL)
+			fdlen[i] = 0;
+		if (items[i].len >= PM_WIRE_MEMFD_MIN) {
+			if ((fds[nfds] = wire_memfd(items[i].data,
+			    items[i].len)) == -1) {
+				pmc_err_sys("a memfd for item %zu", i);
+				goto fail;
+			}
+			nfds++;
+			fdlen[i] = items[i].len;
+			bd[i].data = NULL;
+			bd[i].len = 0;
+			continue;
+		}
 		bound += PMC_Q_ITEM_OVER + (items[i].len < SIZE_MAX / 2 ?
 		    items[i].len : SIZE_MAX / 2);
 		if (bound > SIZE_MAX / 2)
@@ -150,18 +181,29 @@ pmc_queue_put_send(pm_queue *q, const pm_bytes *items, size_t n,
 	m.n_items = n;
 	m.items = bd;
 	m.timeout = timeout;
+	m.n_fd_len = fdlen != NULL ? n : 0;
+	m.fd_len = fdlen;
 	/* the exact size only when the bound says it may be too big */
 	if (q->c->max_frame > 0 && bound > q->c->max_frame &&
 	    (size = protobuf_c_message_get_packed_size(&m.base)) >
 	    q->c->max_frame) {
-		pmc_err(PM_ELIMIT, "%zu bytes to put; pmd takes %u in a frame",
-		    size, q->c->max_frame);
-		return NULL;
+		pmc_err(PM_ELIMIT, "%zu items of small bytes (%zu in all) in "
+		    "one put; pmd's max_frame takes %u: put fewer at once",
+		    n - big, size, q->c->max_frame);
+		goto fail;
 	}
-	if (flush)
-		return pmc_send(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, NULL, 0,
+	if (flush || nfds > 0)
+		p = pmc_send(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, fds, nfds,
 		    NULL);
-	return pmc_send_later(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, NULL);
+	else
+		p = pmc_send_later(q->c, PM__QUEUE_TYPE__Q_PUT, &m.base, NULL);
+	nfds = 0;			/* taken */
+fail:
+	while (nfds > 0)
+		close(fds[--nfds]);
+	if (fdlen != &onelen)
+		free(fdlen);
+	return p;
 }
 
 int
@@ -223,6 +265,33 @@ pmc_queue_get_send(pm_queue *q, size_t max, double timeout, int flush)
 	    &pm__queue_items__descriptor);
 }
 
+/* The reply's memfd items read into its items' buffers (the fds are
+ * closed with p). */
+static int
+q_take_fd_items(Pm__QueueItems *r, struct pmc_pending *p)
+{
+	size_t i;
+	int k = 0;
+
+	if (r->n_fd_len != 0 && r->n_fd_len != r->n_items)
+		return pmc_err(PM_EPROTO, "pmd answered get with %zu fd "
+		    "lengths for %zu items", r->n_fd_len, r->n_items);
+	for (i = 0; i < r->n_fd_len; i++) {
+		if (r->fd_len[i] == 0)
+			continue;
+		if (k == p->nfds || r->fd_len[i] > SIZE_MAX)
+			return pmc_err(PM_EPROTO, "pmd answered get without "
+			    "the memfd of item %zu", i);
+		free(r->items[i].data);
+		if ((r->items[i].data = wire_memfd_read(p->fds[k++],
+		    (size_t)r->fd_len[i])) == NULL)
+			return pmc_err_sys("reading item %zu (%llu bytes)", i,
+			    (unsigned long long)r->fd_len[i]);
+		r->items[i].len = (size_t)r->fd_len[i];
+	}
+	return PM_OK;
+}
+
 int
 pmc_queue_get_recv(pm_queue *q, struct pmc_pending *p, pm_bytes *out,
     size_t max, size_t *got)
@@ -243,6 +312,10 @@ pmc_queue_get_recv(pm_queue *q, struct pmc_pending *p, pm_bytes *out,
 		    r ? r->n_items : 0);
 	}
 	n = r->n_items;
+	if ((rc = q_take_fd_items(r, p)) != PM_OK) {
+		pmc_pending_free(q->c, p);
+		return rc;
+	}
 	for (i = 0; i < n; i++)
 		if (r->items[i].data == NULL && (r->items[i].data =
 		    malloc(1)) == NULL) {

@@ -76,6 +76,7 @@ config_defaults(struct pmd_config *c)
 	c->max_queue_items = PMD_MAX_QUEUE_ITEMS;
 	c->max_queue_bytes = PMD_MAX_QUEUE_BYTES;
 	c->max_item_size = PMD_MAX_ITEM_SIZE;
+	c->max_queue_fd_items = PMD_MAX_QUEUE_FD_ITEMS;
 	c->max_total_queue_bytes = PMD_MAX_TOTAL_QUEUE_BYTES;
 	c->ready_fd = -1;
 	c->forker_fd = -1;
@@ -204,6 +205,7 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	NUM("socket_mode", socket_mode, 0, 0777)
 	NUM("max_queues", max_queues, 1, 1000000)
 	NUM("max_queue_items", max_queue_items, 1, 100000000)
+	NUM("max_queue_fd_items", max_queue_fd_items, 0, 1000000)
 #undef NUM
 	if (strcmp(k, "max_frame") == 0) {
 		if (parse_long(k, v, 4096, 1L << 30, &n) == -1)

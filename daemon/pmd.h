@@ -47,13 +47,14 @@
 #define PMD_MAX_QUEUES		1024	/* named queues in all */
 #define PMD_MAX_QUEUE_ITEMS	1000000	/* items per queue */
 #define PMD_MAX_QUEUE_BYTES	(256ull << 20)	/* payload bytes per queue */
-#define PMD_MAX_ITEM_SIZE	(4u << 20)	/* bytes per item */
+#define PMD_MAX_ITEM_SIZE	(1u << 30)	/* bytes per item */
+#define PMD_MAX_QUEUE_FD_ITEMS	4096	/* items held as memfds, in all */
 #define PMD_MAX_TOTAL_QUEUE_BYTES (1ull << 30)	/* all queues, parked puts */
 #define PMD_MAX_QUEUE_WAITERS	65536	/* parked requests in all */
 #define PMD_MAX_QUEUE_NAME	255	/* bytes of a queue name */
 #define PMD_QUEUE_FRAME_SLACK	4096	/* frame bytes besides one item */
 #define PMD_MAX_WAIT		(366.0 * 86400) /* s; longer waits: forever-ish */
-#define PMD_ITEM_SIZE_CEIL	(PM_WIRE_MAX_FRAME - PMD_QUEUE_FRAME_SLACK)
+#define PMD_ITEM_SIZE_CEIL	UINT32_MAX	/* big items go by memfd */
 
 /* What the forker ignores; a worker sets them back to default. */
 #define FORKER_IGNORED_SIGNALS	{ SIGINT, SIGTERM, SIGHUP, SIGPIPE }
@@ -86,6 +87,7 @@ struct pmd_config {
 	int		 max_queue_items;
 	uint64_t	 max_queue_bytes;
 	uint32_t	 max_item_size;
+	int		 max_queue_fd_items;
 	uint64_t	 max_total_queue_bytes;
 	int		 ready_fd;
 	int		 forker_fd;	/* >= 0: run as the forker */

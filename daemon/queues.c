@@ -8,16 +8,23 @@
  * only while the batch at their head does not fit; queue_serve() restores
  * both after every change.  An item leaves the queue only inside a reply
  * to a live session, so a client that dies while parked consumes nothing.
- * Contents live in the broker's memory and are lost when pmd stops.
+ * Contents live in the broker's memory and are lost when pmd stops; an
+ * item of PM_WIRE_MEMFD_MIN bytes or more stays in the sealed memfd it
+ * came in (pmd holds the fd, checked sealed and of its declared size) and
+ * leaves in the reply that hands it on.
  */
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pmd.h"
 #include "pmclient.h"		/* PM_Q_* flag values (the wire's too) */
@@ -28,13 +35,15 @@
 #define Q_ITEM_OVERHEAD	16		/* frame bytes per item besides data */
 #define Q_OPEN_FLAGS	(PM_Q_CREATE | PM_Q_EXCL | PM_Q_JOINABLE | PM_Q_SHARED)
 #define Q_KEPT_FLAGS	(PM_Q_JOINABLE | PM_Q_SHARED)
+#define Q_MEMFD_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
 enum { Q_OPEN_ = 0, Q_DRAIN, Q_IMMEDIATE };	/* queue->shutdown */
 enum qwkind { QW_GET, QW_PUT, QW_JOIN };
 
 struct qitem {
-	uint8_t		*data;		/* NULL when len is 0 */
+	uint8_t		*data;		/* NULL when len is 0 or in fd */
 	size_t		 len;
+	int		 fd;		/* a sealed memfd of len bytes, or -1 */
 };
 
 /* A request parked until it can be answered. */
@@ -85,10 +94,23 @@ static uint32_t		 qseq;		/* qid's high half */
 static int		 nqueues;
 static int		 nwaiters;
 static uint64_t		 total_bytes;	/* queued and parked payload */
+static int		 total_fds;	/* memfd items held */
 
 static void	queue_serve(struct queue *);
 
 /* ---- small helpers ---- */
+
+static void
+item_free(struct qitem *it)
+{
+	free(it->data);
+	if (it->fd >= 0) {
+		close(it->fd);
+		total_fds--;
+	}
+	it->data = NULL;
+	it->fd = -1;
+}
 
 static size_t
 queue_cap(const struct queue *q)
@@ -97,15 +119,12 @@ queue_cap(const struct queue *q)
 	    (size_t)pmd->cfg.max_queue_items;
 }
 
+/* The largest inline item a frame holds. */
 static size_t
-item_max(void)
+inline_max(void)
 {
-	size_t m = pmd->cfg.max_item_size;
-
-	if (pmd->cfg.max_frame > PMD_QUEUE_FRAME_SLACK &&
-	    m > pmd->cfg.max_frame - PMD_QUEUE_FRAME_SLACK)
-		m = pmd->cfg.max_frame - PMD_QUEUE_FRAME_SLACK;
-	return m;
+	return pmd->cfg.max_frame > PMD_QUEUE_FRAME_SLACK ?
+	    pmd->cfg.max_frame - PMD_QUEUE_FRAME_SLACK : 0;
 }
 
 static int
@@ -181,7 +200,7 @@ ring_clear(struct queue *q)
 
 	while (q->count > 0) {
 		it = ring_pop(q);
-		free(it.data);
+		item_free(&it);
 	}
 }
 
@@ -206,7 +225,7 @@ waiter_free(struct qwaiter *w)
 	if (w->timer != NULL)
 		event_free(w->timer);
 	for (i = 0; i < w->nitems; i++)
-		free(w->items[i].data);
+		item_free(&w->items[i]);
 	total_bytes -= w->bytes;
 	free(w->items);
 	session_unparked(w->s);
@@ -295,49 +314,65 @@ static void
 queue_deliver(struct queue *q, struct session *s, uint32_t id, uint32_t max)
 {
 	static ProtobufCBinaryData *bd;
+	static uint64_t *fdlen;
 	static size_t bdcap;
 	Pm__QueueItems r = PM__QUEUE_ITEMS__INIT;
-	size_t n = 0, i, room, want;
+	int fds[PM_WIRE_MAX_FDS] = { -1 }, nfds = 0;
+	size_t n = 0, i, room, want, len;
 
 	want = q->count < max ? q->count : max;
 	if (want > bdcap) {
 		ProtobufCBinaryData *nb;
+		uint64_t *nl;
 		size_t ncap = bdcap ? bdcap : 64;
 
 		while (ncap < want)
 			ncap *= 2;
-		if ((nb = realloc(bd, ncap * sizeof(*nb))) == NULL) {
-			if (bdcap == 0) {
-				session_error(s, id, PM__CODE__C_NOMEM,
-				    "pmd is out of memory");
-				return;
-			}
-			want = bdcap;
-		} else {
+		nb = realloc(bd, ncap * sizeof(*nb));
+		if (nb != NULL)
 			bd = nb;
+		nl = nb ? realloc(fdlen, ncap * sizeof(*nl)) : NULL;
+		if (nl != NULL) {
+			fdlen = nl;
 			bdcap = ncap;
-		}
+		} else if (bdcap == 0) {
+			session_error(s, id, PM__CODE__C_NOMEM,
+			    "pmd is out of memory");
+			return;
+		} else
+			want = bdcap;
 	}
-	/* what one frame holds; the first item always fits (item_max) */
-	room = PM_WIRE_MAX_FRAME - PMD_QUEUE_FRAME_SLACK;
+	/* what one frame holds (the first item always fits: inline_max) */
+	room = inline_max();
 	for (i = 0; i < want; i++) {
 		const struct qitem *it = &q->ring[(q->head + i) % q->cap];
 
-		if (i > 0 && it->len + Q_ITEM_OVERHEAD > room)
+		len = it->fd >= 0 ? 0 : it->len;
+		if (i > 0 && (len + Q_ITEM_OVERHEAD > room ||
+		    (it->fd >= 0 && nfds == PM_WIRE_MAX_FDS)))
 			break;
-		room -= it->len + Q_ITEM_OVERHEAD < room ?
-		    it->len + Q_ITEM_OVERHEAD : room;
-		bd[i].data = it->data;
-		bd[i].len = it->len;
+		room -= len + Q_ITEM_OVERHEAD < room ?
+		    len + Q_ITEM_OVERHEAD : room;
+		bd[i].data = it->fd >= 0 ? NULL : it->data;
+		bd[i].len = len;
+		fdlen[i] = it->fd >= 0 ? it->len : 0;
+		if (it->fd >= 0)
+			fds[nfds++] = it->fd;
 		n++;
 	}
 	r.n_items = n;
 	r.items = bd;
-	session_send(s, PM__QUEUE_TYPE__Q_ITEMS, id, &r.base, NULL, 0);
+	r.n_fd_len = nfds > 0 ? n : 0;
+	r.fd_len = fdlen;
+	/* the fds go with the reply: session_send closes them once sent */
+	session_send(s, PM__QUEUE_TYPE__Q_ITEMS, id, &r.base, fds, nfds);
 	for (i = 0; i < n; i++) {
 		struct qitem it = ring_pop(q);
 
-		free(it.data);
+		if (it.fd >= 0)
+			total_fds--;
+		it.fd = -1;
+		item_free(&it);
 	}
 	q->gets += n;
 	if (q->flags & PM_Q_JOINABLE)
@@ -579,21 +614,23 @@ static int
 put_check(struct session *s, uint32_t id, struct queue *q,
     const Pm__QueuePut *m, uint64_t *bytesp)
 {
-	uint64_t bytes = 0;
-	size_t i, imax = item_max();
+	uint64_t bytes = 0, len;
+	size_t i;
 
 	if (m->n_items == 0) {
 		session_error(s, id, PM__CODE__C_INVAL, "no items to put");
 		return -1;
 	}
 	for (i = 0; i < m->n_items; i++) {
-		if (m->items[i].len > imax) {
-			session_error(s, id, PM__CODE__C_LIMIT, "item of %zu "
-			    "bytes above pmd's max_item_size %zu",
-			    m->items[i].len, imax);
+		len = m->n_fd_len > 0 && m->fd_len[i] > 0 ? m->fd_len[i] :
+		    m->items[i].len;
+		if (len > pmd->cfg.max_item_size) {
+			session_error(s, id, PM__CODE__C_LIMIT, "item of %llu "
+			    "bytes above pmd's max_item_size (%u)",
+			    (unsigned long long)len, pmd->cfg.max_item_size);
 			return -1;
 		}
-		bytes += m->items[i].len;
+		bytes += len;
 	}
 	if (q->shutdown != Q_OPEN_) {
 		session_error(s, id, PM__CODE__C_CLOSED, "queue %s is shut "
@@ -613,7 +650,9 @@ put_check(struct session *s, uint32_t id, struct queue *q,
 	}
 	if (bytes > pmd->cfg.max_queue_bytes) {
 		session_error(s, id, PM__CODE__C_LIMIT, "a batch of %llu bytes "
-		    "above pmd's max_queue_bytes", (unsigned long long)bytes);
+		    "above pmd's max_queue_bytes (%llu)",
+		    (unsigned long long)bytes,
+		    (unsigned long long)pmd->cfg.max_queue_bytes);
 		return -1;
 	}
 	if (total_bytes + bytes > pmd->cfg.max_total_queue_bytes) {
@@ -626,21 +665,78 @@ put_check(struct session *s, uint32_t id, struct queue *q,
 	return 0;
 }
 
-/* The batch of m as items, taken out of m. */
+/* Checks the memfd items of a put against the frame's fds: one sealed
+ * memfd of the declared size per item with fd_len > 0.  0 or -1 with the
+ * error sent. */
+static int
+put_check_fds(struct session *s, uint32_t id, const Pm__QueuePut *m,
+    const struct pm_frame *f)
+{
+	struct stat st;
+	size_t i;
+	int k = 0, seals;
+
+	if (m->n_fd_len != 0 && m->n_fd_len != m->n_items) {
+		session_error(s, id, PM__CODE__C_PROTO, "put: %zu fd lengths "
+		    "for %zu items", m->n_fd_len, m->n_items);
+		return -1;
+	}
+	for (i = 0; i < m->n_fd_len; i++) {
+		if (m->fd_len[i] == 0)
+			continue;
+		if (k == f->nfds || m->items[i].len != 0) {
+			session_error(s, id, PM__CODE__C_PROTO, "put: item %zu "
+			    "by fd, but %s", i, k == f->nfds ? "no fd came "
+			    "for it" : "it has inline bytes too");
+			return -1;
+		}
+		if (fstat(f->fds[k], &st) == -1 || !S_ISREG(st.st_mode) ||
+		    (uint64_t)st.st_size != m->fd_len[i] ||
+		    (seals = fcntl(f->fds[k], F_GET_SEALS)) == -1 ||
+		    (seals & Q_MEMFD_SEALS) != Q_MEMFD_SEALS) {
+			session_error(s, id, PM__CODE__C_INVAL, "put: item %zu "
+			    "is not a sealed memfd of %llu bytes", i,
+			    (unsigned long long)m->fd_len[i]);
+			return -1;
+		}
+		k++;
+	}
+	if (k != f->nfds) {
+		session_error(s, id, PM__CODE__C_PROTO, "put: %d fds came with "
+		    "%d items by fd", f->nfds, k);
+		return -1;
+	}
+	if (total_fds + k > pmd->cfg.max_queue_fd_items) {
+		session_error(s, id, PM__CODE__C_LIMIT, "pmd's queues hold %d "
+		    "items by memfd; max_queue_fd_items (%d) reached",
+		    total_fds, pmd->cfg.max_queue_fd_items);
+		return -1;
+	}
+	return 0;
+}
+
+/* The batch of m as items, taken out of m (and its memfds out of f). */
 static struct qitem *
-put_take(Pm__QueuePut *m)
+put_take(Pm__QueuePut *m, struct pm_frame *f)
 {
 	struct qitem *items;
 	size_t i;
+	int k = 0;
 
 	if ((items = calloc(m->n_items, sizeof(*items))) == NULL)
 		return NULL;
 	for (i = 0; i < m->n_items; i++) {
 		items[i].data = m->items[i].len ? m->items[i].data : NULL;
 		items[i].len = m->items[i].len;
+		items[i].fd = -1;
 		if (items[i].data == NULL)
 			free(m->items[i].data);
 		m->items[i].data = NULL;	/* not freed with m */
+		if (m->n_fd_len > 0 && m->fd_len[i] > 0) {
+			items[i].fd = wire_frame_take(f, k++);
+			items[i].len = m->fd_len[i];
+			total_fds++;
+		}
 	}
 	return items;
 }
@@ -660,11 +756,13 @@ handle_q_put(struct session *s, struct pm_frame *f)
 		return;
 	}
 	if ((q = queue_lookup(s, f->id, m->qid)) == NULL ||
+	    put_check_fds(s, f->id, m, f) == -1 ||
 	    put_check(s, f->id, q, m, &bytes) == -1)
 		goto done;
 	n = m->n_items;
 	if (TAILQ_EMPTY(&q->putters) && queue_room(q, n, bytes)) {
-		if (ring_reserve(q, n) == -1 || (items = put_take(m)) == NULL) {
+		if (ring_reserve(q, n) == -1 ||
+		    (items = put_take(m, f)) == NULL) {
 			session_error(s, f->id, PM__CODE__C_NOMEM,
 			    "pmd is out of memory");
 			goto done;
@@ -683,7 +781,7 @@ handle_q_put(struct session *s, struct pm_frame *f)
 	}
 	if ((w = waiter_park(s, f->id, q, QW_PUT, m->timeout)) == NULL)
 		goto done;
-	if ((w->items = put_take(m)) == NULL) {
+	if ((w->items = put_take(m, f)) == NULL) {
 		waiter_fail(w, PM__CODE__C_NOMEM, "pmd is out of memory");
 		goto done;
 	}

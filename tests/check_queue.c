@@ -646,10 +646,68 @@ START_TEST(t_loss)
 }
 END_TEST
 
+/* A put and a get of an item of len bytes (a pattern) come back intact. */
+static void
+round_trip(pm_queue *q, size_t len)
+{
+	pm_bytes b = { NULL, 0 };
+	unsigned char *d;
+	size_t i;
+
+	ck_assert_ptr_nonnull(d = malloc(len ? len : 1));
+	for (i = 0; i < len; i++)
+		d[i] = (unsigned char)(i * 7 + 3 + len);
+	ck_assert_msg(pm_queue_put(q, d, len, 0) == PM_OK, "put %zu: %s",
+	    len, pm_last_message());
+	ck_assert_int_eq(pm_queue_get(q, &b, 0), PM_OK);
+	ck_assert_uint_eq(b.len, len);
+	ck_assert(len == 0 || memcmp(b.data, d, len) == 0);
+	pm_bytes_free(&b);
+	free(d);
+}
+
+/* Items of 64 KiB and more travel as memfds: far above a frame, mixed with
+ * small ones in one batch, in order; pmd keeps no fd once they are got. */
+START_TEST(t_big_items)
+{
+	pm_queue *q = qopen("big", 0, PM_Q_CREATE);
+	size_t huge = th_valgrind() ? (20u << 20) : (100u * 1000 * 1000);
+	size_t sizes[] = { (64u << 10) - 1, 64u << 10, (64u << 10) + 1,
+	    1u << 20, 17u << 20, huge };
+	pm_bytes in[6], out[8];
+	size_t i, got = 0;
+	int fds0 = th_fd_count(pmd.pid);
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		round_trip(q, sizes[i]);
+	/* pmd closes a sent fd just after sendmsg: the reader may be first */
+	TH_WAIT(th_fd_count(pmd.pid) == fds0, 10);
+	ck_assert_int_eq(th_fd_count(pmd.pid), fds0);
+	for (i = 0; i < 6; i++) {
+		in[i].len = i % 2 ? (70u << 10) + i : i;
+		ck_assert_ptr_nonnull(in[i].data = malloc(in[i].len + 1));
+		memset(in[i].data, 'a' + (int)i, in[i].len);
+	}
+	ck_assert_int_eq(pm_queue_put_many(q, in, 6, 0), PM_OK);
+	ck_assert_int_eq(th_fd_count(pmd.pid), fds0 + 3);	/* held */
+	ck_assert_int_eq(pm_queue_get_many(q, out, 8, &got, 0), PM_OK);
+	ck_assert_uint_eq(got, 6);
+	for (i = 0; i < 6; i++) {
+		ck_assert_uint_eq(out[i].len, in[i].len);
+		ck_assert(memcmp(out[i].data, in[i].data, in[i].len) == 0);
+		pm_bytes_free(&out[i]);
+		free(in[i].data);
+	}
+	TH_WAIT(th_fd_count(pmd.pid) == fds0, 10);
+	ck_assert_int_eq(th_fd_count(pmd.pid), fds0);
+	qfree(q);
+}
+END_TEST
+
 START_TEST(t_item_sizes)
 {
 	pm_queue *q = qopen("sizes", 0, PM_Q_CREATE);
-	size_t max = 4u << 20;		/* pmd's default max_item_size */
+	size_t max = 4u << 20;		/* max_item_size in this pmd */
 	pm_bytes b = { NULL, 0 };
 	unsigned char *big;
 	size_t i;
@@ -667,15 +725,12 @@ START_TEST(t_item_sizes)
 	ck_assert_int_eq(pm_queue_put(q, big, max, 0), PM_OK);
 	ck_assert_int_eq(pm_queue_put(q, big, max + 1, 0), PM_ELIMIT);
 	ck_assert_ptr_nonnull(strstr(pm_last_message(), "max_item_size"));
+	ck_assert_ptr_nonnull(strstr(pm_last_message(), "4194304"));
 	ck_assert_int_eq(pm_queue_qsize(q), 1);
 	ck_assert_int_eq(pm_queue_get(q, &b, 0), PM_OK);
 	ck_assert_uint_eq(b.len, max);
 	ck_assert(memcmp(b.data, big, max) == 0);
 	pm_bytes_free(&b);
-	free(big);
-	/* beyond what a frame carries: refused before sending */
-	ck_assert_ptr_nonnull(big = calloc(1, (17u << 20)));
-	ck_assert_int_eq(pm_queue_put(q, big, 17u << 20, 0), PM_ELIMIT);
 	free(big);
 	ck_assert_int_eq(pm_queue_qsize(q), 0);
 	put_str(q, "still fine");
@@ -807,21 +862,60 @@ END_TEST
 static char bounds_conf[PATH_MAX];
 static const char *bounds_args[] = { "--config", bounds_conf, NULL };
 
+/* A pmd with the settings conf. */
 static void
-setup_bounds(void)
+start_pmd_conf(const char *conf)
 {
 	FILE *f;
 
 	snprintf(bounds_conf, sizeof(bounds_conf), "/tmp/pmdtest-q.%d.conf",
 	    (int)getpid());
 	ck_assert_ptr_nonnull(f = fopen(bounds_conf, "w"));
-	fprintf(f, "max_queues = 3\nmax_queue_items = 100\n"
-	    "max_queue_bytes = 10000\nmax_item_size = 1000\n"
-	    "max_total_queue_bytes = 15000\n");
+	fputs(conf, f);
 	fclose(f);
 	start_pmd(bounds_args);
 	unlink(bounds_conf);
 }
+
+static void
+setup_bounds(void)
+{
+	start_pmd_conf("max_queues = 3\nmax_queue_items = 100\n"
+	    "max_queue_bytes = 10000\nmax_item_size = 1000\n"
+	    "max_total_queue_bytes = 15000\n");
+}
+
+static void
+setup_items(void)
+{
+	start_pmd_conf("max_item_size = 4194304\nmax_queue_fd_items = 2\n");
+}
+
+/* max_queue_fd_items bounds the memfd items pmd holds. */
+START_TEST(t_fd_items_bound)
+{
+	pm_queue *q = qopen("fdb", 0, PM_Q_CREATE);
+	size_t len = 100u << 10;
+	pm_bytes b;
+	char *d;
+
+	ck_assert_ptr_nonnull(d = calloc(1, len));
+	ck_assert_int_eq(pm_queue_put(q, d, len, 0), PM_OK);
+	ck_assert_int_eq(pm_queue_put(q, d, len, 0), PM_OK);
+	ck_assert_int_eq(pm_queue_put(q, d, len, 0), PM_ELIMIT);
+	ck_assert_ptr_nonnull(strstr(pm_last_message(),
+	    "max_queue_fd_items"));
+	ck_assert_int_eq(pm_queue_put(q, d, 1000, 0), PM_OK);  /* inline */
+	ck_assert_int_eq(pm_queue_get(q, &b, 0), PM_OK);
+	pm_bytes_free(&b);
+	ck_assert_int_eq(pm_queue_put(q, d, len, 0), PM_OK);
+	ck_assert_int_eq(pm_queue_qsize(q), 3);
+	free(d);
+	/* unlinked, its memfds are closed: pmd is back to its fds */
+	ck_assert_int_eq(pm_queue_unlink(conn, "fdb"), PM_OK);
+	qfree(q);
+}
+END_TEST
 
 START_TEST(t_bounds)
 {
@@ -888,13 +982,17 @@ queue_suite(void)
 	tcase_add_test(tc, t_close_unlink_excl);
 	tcase_add_test(tc, t_other_uid);
 	tcase_add_test(tc, t_killed_getter);
-	tcase_add_test(tc, t_item_sizes);
+	tcase_add_test(tc, t_big_items);
 	tcase_add_test(tc, t_batches);
 	tcase_add_test(tc, t_blocking_order);
 	tcase_add_test(tc, t_pmctl);
 
 	tc = th_tcase(s, "bounds", setup_bounds, teardown, 60);
 	tcase_add_test(tc, t_bounds);
+
+	tc = th_tcase(s, "items", setup_items, teardown, 60);
+	tcase_add_test(tc, t_item_sizes);
+	tcase_add_test(tc, t_fd_items_bound);
 
 	tc = th_tcase(s, "loss", setup, teardown, 600);
 	tcase_add_test(tc, t_loss);
