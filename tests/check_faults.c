@@ -1011,7 +1011,7 @@ parked_gets(const char *name)
 
 	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
 	    "--json", "queues", NULL), 0);
-	snprintf(key, sizeof(key), "{\"name\": \"%s\"", name);
+	snprintf(key, sizeof(key), "\"name\": \"%s\"", name);
 	if ((at = strstr(out, key)) == NULL ||
 	    (at = strstr(at, "\"getters\": ")) == NULL)
 		return -1;
