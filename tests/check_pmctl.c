@@ -463,7 +463,6 @@ START_TEST(t_private)
 	    strstr(out, pm_conn_address(c)) != NULL, "%s", out);
 	pm_disconnect(c);
 	unsetenv("XDG_RUNTIME_DIR");
-	unsetenv("PMD_BIN");
 	TH_WAIT(th_run(argv, out, OUT, 30) == 3, 40);
 	th_rmtree(xdg);
 }
