@@ -19,7 +19,8 @@ PCDIR	?= $(LIBDIR)/pkgconfig
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 DEBS	= build-essential pkg-config libevent-dev libprotobuf-c-dev \
-	  protobuf-c-compiler check python3 systemd valgrind libjson-c-dev
+	  protobuf-c-compiler check python3 systemd valgrind libjson-c-dev \
+	  uthash-dev
 PKGS	= libevent_core libprotobuf-c check json-c
 
 ifeq ($(SANITIZE),1)
@@ -77,7 +78,8 @@ all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
 
 deps:
 	@if command -v protoc-c >/dev/null && pkg-config --exists $(PKGS) && \
-	    command -v python3 >/dev/null; then :; \
+	    command -v python3 >/dev/null && \
+	    echo '#include <uthash.h>' | $(CC) -E -x c - >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	    echo "installing: $(DEBS)"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive \

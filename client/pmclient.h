@@ -17,6 +17,7 @@
 #define PMCLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -64,6 +65,7 @@ typedef struct pm_sem pm_sem;
 typedef struct pm_event pm_event;
 typedef struct pm_cond pm_cond;
 typedef struct pm_barrier pm_barrier;
+typedef struct pm_dict pm_dict;
 
 typedef struct pm_bytes {
 	void	*data;
@@ -365,6 +367,34 @@ int		 pm_barrier_parties(pm_barrier *b);
 int		 pm_barrier_fd(pm_barrier *b);
 pm_barrier	*pm_barrier_adopt(int fd);
 void		 pm_barrier_free(pm_barrier *b);
+
+/* ---- Shared dicts (Manager().dict()), hosted by pmd ----
+ * Byte-string keys and values; every call is one round trip to pmd, and
+ * incr and cas are atomic.  Flags: PM_O_CREATE, PM_O_EXCL, PM_O_SHARED. */
+
+pm_dict		*pm_dict_open(pm_conn *c, const char *name, int flags);
+int		 pm_dict_set(pm_dict *d, const void *key, size_t klen,
+		    const void *val, size_t vlen);
+/* Missing: PM_ENOENT. */
+int		 pm_dict_get(pm_dict *d, const void *key, size_t klen,
+		    pm_bytes *out);
+int		 pm_dict_del(pm_dict *d, const void *key, size_t klen);
+int		 pm_dict_pop(pm_dict *d, const void *key, size_t klen,
+		    pm_bytes *out);
+long		 pm_dict_len(pm_dict *d);	/* count, or a negative code */
+/* A snapshot: free each keys[i].data and then keys with free(). */
+int		 pm_dict_keys(pm_dict *d, pm_bytes **keys, size_t *n);
+/* The value is an int64 in 8 bytes, host order; missing counts as 0; a
+ * value of another length: PM_EINVAL.  *result may be NULL. */
+int		 pm_dict_incr(pm_dict *d, const void *key, size_t klen,
+		    int64_t delta, int64_t *result);
+/* Sets val if the value is expect (expect NULL: if the key is absent);
+ * else PM_ESTATE. */
+int		 pm_dict_cas(pm_dict *d, const void *key, size_t klen,
+		    const void *expect, size_t elen, const void *val,
+		    size_t vlen);
+int		 pm_dict_clear(pm_dict *d);
+void		 pm_dict_free(pm_dict *d);	/* this handle only */
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,7 @@
 
 #include "pmd.h"
 #include "queue.pb-c.h"
+#include "dict.pb-c.h"
 
 #define SESSION_CORK_MAX	(256u << 10) /* replies held while reading */
 /*
@@ -437,6 +438,17 @@ static const struct {
 	{ PM__QUEUE_TYPE__Q_UNLINK,	handle_q_unlink },
 	{ PM__QUEUE_TYPE__Q_STAT,	handle_q_stat },
 	{ PM__QUEUE_TYPE__Q_LIST,	handle_q_list },
+	{ PM__DICT_TYPE__D_OPEN,	handle_d_open },
+	{ PM__DICT_TYPE__D_SET,		handle_d_set },
+	{ PM__DICT_TYPE__D_GET,		handle_d_get },
+	{ PM__DICT_TYPE__D_DEL,		handle_d_del },
+	{ PM__DICT_TYPE__D_POP,		handle_d_pop },
+	{ PM__DICT_TYPE__D_LEN,		handle_d_len },
+	{ PM__DICT_TYPE__D_KEYS,	handle_d_keys },
+	{ PM__DICT_TYPE__D_INCR,	handle_d_incr },
+	{ PM__DICT_TYPE__D_CAS,		handle_d_cas },
+	{ PM__DICT_TYPE__D_CLEAR,	handle_d_clear },
+	{ PM__DICT_TYPE__D_LIST,	handle_d_list },
 };
 
 static void
@@ -814,6 +826,7 @@ broker_close_all(void)
 	struct session *s;
 
 	queues_free_all();	/* their parked requests unanswered */
+	dicts_free_all();
 	while ((s = TAILQ_FIRST(&pmd->sessions)) != NULL) {
 		/* last words out, if the peer takes them now */
 		(void)wire_out_flush(&s->out, s->fd);

@@ -78,6 +78,11 @@ config_defaults(struct pmd_config *c)
 	c->max_item_size = PMD_MAX_ITEM_SIZE;
 	c->max_queue_fd_items = PMD_MAX_QUEUE_FD_ITEMS;
 	c->max_total_queue_bytes = PMD_MAX_TOTAL_QUEUE_BYTES;
+	c->max_dicts = PMD_MAX_DICTS;
+	c->max_dict_keys = PMD_MAX_DICT_KEYS;
+	c->max_dict_bytes = PMD_MAX_DICT_BYTES;
+	c->max_dict_key_size = PMD_MAX_DICT_KEY_SIZE;
+	c->max_dict_value_size = PMD_MAX_DICT_VALUE_SIZE;
 	c->ready_fd = -1;
 	c->forker_fd = -1;
 }
@@ -206,7 +211,25 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	NUM("max_queues", max_queues, 1, 1000000)
 	NUM("max_queue_items", max_queue_items, 1, 100000000)
 	NUM("max_queue_fd_items", max_queue_fd_items, 0, 1000000)
+	NUM("max_dicts", max_dicts, 1, 1000000)
+	NUM("max_dict_keys", max_dict_keys, 1, 100000000)
 #undef NUM
+	if (strcmp(k, "max_dict_key_size") == 0 ||
+	    strcmp(k, "max_dict_value_size") == 0) {
+		if (parse_long(k, v, 0, PMD_ITEM_SIZE_CEIL, &n) == -1)
+			return -1;
+		if (strcmp(k, "max_dict_key_size") == 0)
+			c->max_dict_key_size = (uint32_t)n;
+		else
+			c->max_dict_value_size = (uint32_t)n;
+		return 0;
+	}
+	if (strcmp(k, "max_dict_bytes") == 0) {
+		if (parse_long(k, v, 1, LONG_MAX, &n) == -1)
+			return -1;
+		c->max_dict_bytes = (uint64_t)n;
+		return 0;
+	}
 	if (strcmp(k, "max_frame") == 0) {
 		if (parse_long(k, v, 4096, 1L << 30, &n) == -1)
 			return -1;

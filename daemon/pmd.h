@@ -56,6 +56,13 @@
 #define PMD_MAX_WAIT		(366.0 * 86400) /* s; longer waits: forever-ish */
 #define PMD_ITEM_SIZE_CEIL	UINT32_MAX	/* big items go by memfd */
 
+/* Dict bounds (dicts.c); each is a config key. */
+#define PMD_MAX_DICTS		1024	/* dicts in all */
+#define PMD_MAX_DICT_KEYS	1000000	/* keys per dict */
+#define PMD_MAX_DICT_BYTES	(256ull << 20)	/* key and value bytes per dict */
+#define PMD_MAX_DICT_KEY_SIZE	(64u << 10)	/* bytes per key */
+#define PMD_MAX_DICT_VALUE_SIZE	(4u << 20)	/* bytes per value */
+
 /* What the forker ignores; a worker sets them back to default. */
 #define FORKER_IGNORED_SIGNALS	{ SIGINT, SIGTERM, SIGHUP, SIGPIPE }
 
@@ -88,7 +95,13 @@ struct pmd_config {
 	uint64_t	 max_queue_bytes;
 	uint32_t	 max_item_size;
 	int		 max_queue_fd_items;
-	uint64_t	 max_total_queue_bytes;
+	uint64_t	 max_total_queue_bytes;	/* queues and dicts */
+	/* dicts (dicts.c) */
+	int		 max_dicts;
+	int		 max_dict_keys;
+	uint64_t	 max_dict_bytes;
+	uint32_t	 max_dict_key_size;
+	uint32_t	 max_dict_value_size;
 	int		 ready_fd;
 	int		 forker_fd;	/* >= 0: run as the forker */
 };
@@ -263,6 +276,24 @@ void	handle_q_stat(struct session *, struct pm_frame *);
 void	handle_q_list(struct session *, struct pm_frame *);
 void	queues_session_gone(struct session *);	/* drops its parked requests */
 void	queues_free_all(void);
+uint64_t queues_bytes(void);			/* payload held, parked puts too */
+
+/* dicts.c: shared dicts */
+void	handle_d_open(struct session *, struct pm_frame *);
+void	handle_d_set(struct session *, struct pm_frame *);
+void	handle_d_get(struct session *, struct pm_frame *);
+void	handle_d_del(struct session *, struct pm_frame *);
+void	handle_d_pop(struct session *, struct pm_frame *);
+void	handle_d_len(struct session *, struct pm_frame *);
+void	handle_d_keys(struct session *, struct pm_frame *);
+void	handle_d_incr(struct session *, struct pm_frame *);
+void	handle_d_cas(struct session *, struct pm_frame *);
+void	handle_d_clear(struct session *, struct pm_frame *);
+void	handle_d_list(struct session *, struct pm_frame *);
+/* 1 removed, 0 no such dict, -1 refused (error sent) */
+int	dicts_unlink(struct session *, uint32_t id, const char *name);
+void	dicts_free_all(void);
+uint64_t dicts_bytes(void);
 
 /* notify.c: the systemd service protocol */
 #define LISTEN_FDS_START	3

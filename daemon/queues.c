@@ -655,7 +655,8 @@ put_check(struct session *s, uint32_t id, struct queue *q,
 		    (unsigned long long)pmd->cfg.max_queue_bytes);
 		return -1;
 	}
-	if (total_bytes + bytes > pmd->cfg.max_total_queue_bytes) {
+	if (total_bytes + dicts_bytes() + bytes >
+	    pmd->cfg.max_total_queue_bytes) {
 		session_error(s, id, PM__CODE__C_LIMIT, "pmd's queues hold "
 		    "%llu bytes; max_total_queue_bytes reached",
 		    (unsigned long long)total_bytes);
@@ -1043,6 +1044,12 @@ queues_session_gone(struct session *s)
 		q->serve = 0;
 		queue_serve(q);
 	}
+}
+
+uint64_t
+queues_bytes(void)
+{
+	return total_bytes;
 }
 
 void
