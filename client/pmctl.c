@@ -1,6 +1,6 @@
 /*
  * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping, shutdown,
- * queues, private.
+ * queues, objects, unlink, private.
  * Exit codes: 0 ok, 1 refused by pmd, 2 usage, 3 pmd unreachable; run
  * exits with the program's status (126/127 when it cannot be run).
  * --json: every answer and every error is one JSON document on stdout
@@ -859,6 +859,86 @@ failed:
 	return r;
 }
 
+/* NAME KIND OWNER SIZE STATE: the named shared objects. */
+static int
+cmd_objects(int argc, char **argv)
+{
+	Pm__ObjList q = PM__OBJ_LIST__INIT;
+	Pm__ObjListReply *s;
+	Pm__ObjInfo *i;
+	struct pmc_pending *p;
+	pm_conn *c;
+	json_object *arr = NULL, *o;
+	const char *kind;
+	size_t k;
+	int r, all = 0;
+	char *dummy = NULL;
+
+	if ((r = sub_opts_only(argc, argv, "objects [--json] [-a]", "a", &all,
+	    &dummy)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	q.all = all != 0;
+	if ((r = request("objects", PM__TYPE__T_OBJ_LIST, &q.base,
+	    &pm__obj_list_reply__descriptor, &c, &p)) != EX_OK)
+		return r;
+	s = (Pm__ObjListReply *)p->msg;
+	if (opt_json)
+		arr = json_object_new_array();
+	else
+		printf("%-24s %-8s %6s %12s  %s\n", "NAME", "KIND", "OWNER",
+		    "SIZE", "STATE");
+	for (k = 0; k < s->n_objects; k++) {
+		i = s->objects[k];
+		kind = pmc_kind_name((int)i->kind);
+		if (opt_json) {
+			o = json_object_new_object();
+			add_str(o, "name", i->name);
+			add_str(o, "kind", kind);
+			add_int(o, "owner", i->owner);
+			add_int(o, "size", (int64_t)i->size);
+			add_str(o, "state", i->state);
+			add_bool(o, "shared", i->flags & PM_O_SHARED);
+			add_bool(o, "recursive", i->flags & PM_LOCK_RECURSIVE);
+			add_bool(o, "bounded", i->flags & PM_SEM_BOUNDED);
+			json_object_array_add(arr, o);
+		} else
+			printf("%-24s %-8s %6u %12llu  %s\n", i->name, kind,
+			    i->owner, (unsigned long long)i->size, i->state);
+	}
+	if (opt_json)
+		json_out(arr);
+	pmc_pending_free(c, p);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
+static int
+cmd_unlink(int argc, char **argv)
+{
+	const char *u = "unlink NAME";
+	pm_conn *c;
+	int r;
+
+	if ((r = sub_opts(argc, argv, u, NULL, NULL, NULL)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if (optind >= argc)
+		return bad_usage(u, "unlink: NAME is missing");
+	if (optind + 1 < argc)
+		return bad_usage(u, "unlink: unexpected argument '%s'",
+		    argv[optind + 1]);
+	if ((c = open_conn()) == NULL)
+		return fail("unlink");
+	if (pm_unlink(c, argv[optind]) != PM_OK) {
+		r = fail("unlink");
+		pm_disconnect(c);
+		return r;
+	}
+	if (opt_json)
+		json_ok(NULL);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
 static const struct {
 	const char *name;
 	int	 (*fn)(int, char **);
@@ -875,6 +955,8 @@ static const struct {
 	    "queue put [--create] [--timeout S] NAME DATA" },
 	{ "queue",  cmd_queue,	"queue get [--timeout S] NAME" },
 	{ "queue",  cmd_queue,	"queue rm NAME" },
+	{ "objects", cmd_objects, "objects [--json] [-a]" },
+	{ "unlink", cmd_unlink,	"unlink NAME" },
 	{ "private", cmd_private, "private [--json]" },
 };
 

@@ -86,5 +86,7 @@ _Static_assert(sizeof(struct pmc_cond_seg) <= PMC_SYNC_SEG_SIZE,
 
 /* "shm", "lock", ...: the memfd is named PMC_SEG_NAME_PREFIX + this. */
 extern const char *const pmc_kind_names[PMC_K_MAX];
+/* Its name, or "object" for a kind out of range. */
+const char *pmc_kind_name(int kind);
 
 #endif

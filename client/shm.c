@@ -40,10 +40,10 @@ struct pm_shm {
 
 /* ---- segments ---- */
 
-static const char *
-kind_name(int kind)
+const char *
+pmc_kind_name(int kind)
 {
-	return kind > 0 && kind < PMC_K_MAX ? pmc_kind_names[kind] : "?";
+	return kind > 0 && kind < PMC_K_MAX ? pmc_kind_names[kind] : "object";
 }
 
 /* Makes a sealed segment of kind, size bytes, filled by init (may be
@@ -63,7 +63,7 @@ pmc_seg_make(int kind, size_t size, pmc_seg_init_fn *init, const void *ud,
 		return pmc_err(PM_ELIMIT, "a segment of %zu bytes is above "
 		    "%llu", size, (unsigned long long)PMC_SEG_MAX);
 	snprintf(name, sizeof(name), PMC_SEG_NAME_PREFIX "%s",
-	    kind_name(kind));
+	    pmc_kind_name(kind));
 	if ((fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)) == -1)
 		return pmc_err_sys("memfd_create");
 	if (ftruncate(fd, (off_t)size) == -1) {
@@ -107,7 +107,7 @@ seg_named(int fd, int kind)
 		return -1;
 	got[n] = '\0';
 	snprintf(want, sizeof(want), "/memfd:" PMC_SEG_NAME_PREFIX "%s "
-	    "(deleted)", kind_name(kind));
+	    "(deleted)", pmc_kind_name(kind));
 	return strcmp(got, want) == 0;
 }
 
@@ -124,7 +124,7 @@ pmc_seg_check(int fd, int kind, size_t *sizep)
 	fl = fcntl(fd, F_GETFL);
 	if (!S_ISREG(st.st_mode) || seals == -1 || seg_named(fd, kind) == 0)
 		return pmc_err(PM_EINVAL, "fd %d is not a pm %s segment", fd,
-		    kind_name(kind));
+		    pmc_kind_name(kind));
 	if ((seals & PMC_SEALS) != PMC_SEALS ||
 	    (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
 		return pmc_err(PM_EINVAL, "fd %d: its size is not sealed, or "
@@ -134,7 +134,7 @@ pmc_seg_check(int fd, int kind, size_t *sizep)
 	if (st.st_size <= 0 || (uint64_t)st.st_size > PMC_SEG_MAX ||
 	    (kind != PMC_K_SHM && st.st_size != PMC_SYNC_SEG_SIZE))
 		return pmc_err(PM_EINVAL, "fd %d: a %s of %lld bytes", fd,
-		    kind_name(kind), (long long)st.st_size);
+		    pmc_kind_name(kind), (long long)st.st_size);
 	*sizep = (size_t)st.st_size;
 	return PM_OK;
 }
@@ -167,7 +167,7 @@ pmc_seg_adopt(int fd, int kind, struct pmc_seg *s)
 	    h->kind != (uint32_t)kind || h->version != PMC_SEG_VERSION)) {
 		pmc_seg_close(s);
 		return pmc_err(PM_EINVAL, "fd %d does not hold a %s", fd,
-		    kind_name(kind));
+		    pmc_kind_name(kind));
 	}
 	return PM_OK;
 }
@@ -218,7 +218,7 @@ obj_request(pm_conn *c, const char *name, int kind, int flags, int fd,
 	if (r == NULL || r->kind != (Pm__ObjKind)kind || p->nfds != 1) {
 		pmc_pending_free(c, p);
 		return pmc_err(PM_EPROTO, "pmd's answer to open %s has no "
-		    "%s segment", name, kind_name(kind));
+		    "%s segment", name, pmc_kind_name(kind));
 	}
 	*fdp = p->fds[0];
 	p->fds[0] = -1;
@@ -246,7 +246,7 @@ pmc_obj_open(pm_conn *c, const char *name, int kind, int flags, int own,
 		return pmc_seg_make(kind, size, init, ud, s);
 	if (c == NULL)
 		return pmc_err(PM_EINVAL, "a named %s needs a connection",
-		    kind_name(kind));
+		    pmc_kind_name(kind));
 	if (flags & PM_O_CREATE) {
 		if ((rc = pmc_seg_make(kind, size, init, ud, &made)) != PM_OK)
 			return rc;

@@ -449,6 +449,10 @@ static const struct {
 	{ PM__DICT_TYPE__D_CAS,		handle_d_cas },
 	{ PM__DICT_TYPE__D_CLEAR,	handle_d_clear },
 	{ PM__DICT_TYPE__D_LIST,	handle_d_list },
+	/* objects.c */
+	{ PM__TYPE__T_OBJ_OPEN,		handle_obj_open },
+	{ PM__TYPE__T_OBJ_UNLINK,	handle_obj_unlink },
+	{ PM__TYPE__T_OBJ_LIST,		handle_obj_list },
 };
 
 static void
@@ -827,6 +831,7 @@ broker_close_all(void)
 
 	queues_free_all();	/* their parked requests unanswered */
 	dicts_free_all();
+	objects_free_all();
 	while ((s = TAILQ_FIRST(&pmd->sessions)) != NULL) {
 		/* last words out, if the peer takes them now */
 		(void)wire_out_flush(&s->out, s->fd);

@@ -83,6 +83,11 @@ config_defaults(struct pmd_config *c)
 	c->max_dict_bytes = PMD_MAX_DICT_BYTES;
 	c->max_dict_key_size = PMD_MAX_DICT_KEY_SIZE;
 	c->max_dict_value_size = PMD_MAX_DICT_VALUE_SIZE;
+	c->max_objects = PMD_MAX_OBJECTS;
+	c->max_objects_per_uid = PMD_MAX_OBJECTS_PER_UID;
+	c->max_segment_size = PMD_MAX_SEGMENT_SIZE;
+	c->max_object_bytes_per_uid = PMD_MAX_OBJECT_BYTES_PER_UID;
+	c->max_object_bytes = PMD_MAX_OBJECT_BYTES;
 	c->ready_fd = -1;
 	c->forker_fd = -1;
 }
@@ -213,6 +218,8 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	NUM("max_queue_fd_items", max_queue_fd_items, 0, 1000000)
 	NUM("max_dicts", max_dicts, 1, 1000000)
 	NUM("max_dict_keys", max_dict_keys, 1, 100000000)
+	NUM("max_objects", max_objects, 1, 1000000)
+	NUM("max_objects_per_uid", max_objects_per_uid, 1, 1000000)
 #undef NUM
 	if (strcmp(k, "max_dict_key_size") == 0 ||
 	    strcmp(k, "max_dict_value_size") == 0) {
@@ -250,6 +257,19 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 			c->max_queue_bytes = (uint64_t)n;
 		else
 			c->max_total_queue_bytes = (uint64_t)n;
+		return 0;
+	}
+	if (strcmp(k, "max_segment_size") == 0 ||
+	    strcmp(k, "max_object_bytes_per_uid") == 0 ||
+	    strcmp(k, "max_object_bytes") == 0) {
+		if (parse_long(k, v, 1, LONG_MAX, &n) == -1)
+			return -1;
+		if (strcmp(k, "max_segment_size") == 0)
+			c->max_segment_size = (uint64_t)n;
+		else if (strcmp(k, "max_object_bytes_per_uid") == 0)
+			c->max_object_bytes_per_uid = (uint64_t)n;
+		else
+			c->max_object_bytes = (uint64_t)n;
 		return 0;
 	}
 	if (strcmp(k, "kill_grace") == 0) {

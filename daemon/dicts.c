@@ -23,12 +23,6 @@
 #include "pmclient.h"		/* PM_O_* flag values (the wire's too) */
 #include "dict.pb-c.h"
 
-/* uthash: an allocation failure leaves the table as it was */
-static int dict_oom;
-#define HASH_NONFATAL_OOM	1
-#define uthash_nonfatal_oom(e)	(dict_oom = 1)
-#include <uthash.h>
-
 #define D_OPEN_FLAGS	(PM_O_CREATE | PM_O_EXCL | PM_O_SHARED)
 #define D_FRAME_SLACK	256		/* reply bytes besides one value */
 
@@ -205,9 +199,9 @@ entry_set(struct session *s, uint32_t id, struct dict *d,
 			memcpy(e->key, key->data, key->len);
 		e->val = NULL;
 		e->vlen = 0;
-		dict_oom = 0;
+		pmd_hash_oom = 0;
 		HASH_ADD_KEYPTR(hh, d->entries, e->key, e->klen, e);
-		if (dict_oom) {
+		if (pmd_hash_oom) {
 			free(e);
 			goto nomem;
 		}
@@ -271,12 +265,12 @@ dict_new(struct session *s, uint32_t id, const Pm__DictOpen *m)
 	d->did = ++next_did;
 	d->uid = s->uid;
 	d->flags = m->flags & PM_O_SHARED;
-	dict_oom = 0;
+	pmd_hash_oom = 0;
 	HASH_ADD_KEYPTR(hh_name, by_name, d->name, strlen(d->name), d);
-	if (dict_oom)
+	if (pmd_hash_oom)
 		goto nomem_d;
 	HASH_ADD(hh_id, by_id, did, sizeof(d->did), d);
-	if (dict_oom) {
+	if (pmd_hash_oom) {
 		HASH_DELETE(hh_name, by_name, d);
 		goto nomem_d;
 	}

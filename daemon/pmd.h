@@ -18,6 +18,13 @@
 
 #include <event2/event.h>
 
+/* uthash: a failed allocation sets pmd_hash_oom (objects.c) and leaves
+ * the table as it was, instead of exiting. */
+extern int pmd_hash_oom;
+#define HASH_NONFATAL_OOM	1
+#define uthash_nonfatal_oom(e)	do { pmd_hash_oom = 1; } while (0)
+#include <uthash.h>
+
 #include "wire.h"
 #include "pm.pb-c.h"
 
@@ -62,6 +69,12 @@
 #define PMD_MAX_DICT_BYTES	(256ull << 20)	/* key and value bytes per dict */
 #define PMD_MAX_DICT_KEY_SIZE	(64u << 10)	/* bytes per key */
 #define PMD_MAX_DICT_VALUE_SIZE	(4u << 20)	/* bytes per value */
+/* Shared-object bounds (objects.c); each is a config key. */
+#define PMD_MAX_OBJECTS		4096	/* named objects in all */
+#define PMD_MAX_OBJECTS_PER_UID	1024
+#define PMD_MAX_SEGMENT_SIZE	(1ull << 30)	/* bytes of one segment */
+#define PMD_MAX_OBJECT_BYTES_PER_UID (1ull << 30) /* segments of one uid */
+#define PMD_MAX_OBJECT_BYTES	(4ull << 30)	/* segments in all */
 
 /* What the forker ignores; a worker sets them back to default. */
 #define FORKER_IGNORED_SIGNALS	{ SIGINT, SIGTERM, SIGHUP, SIGPIPE }
@@ -102,6 +115,12 @@ struct pmd_config {
 	uint64_t	 max_dict_bytes;
 	uint32_t	 max_dict_key_size;
 	uint32_t	 max_dict_value_size;
+	/* shared objects (objects.c) */
+	int		 max_objects;
+	int		 max_objects_per_uid;
+	uint64_t	 max_segment_size;
+	uint64_t	 max_object_bytes_per_uid;
+	uint64_t	 max_object_bytes;
 	int		 ready_fd;
 	int		 forker_fd;	/* >= 0: run as the forker */
 };
@@ -275,6 +294,8 @@ void	handle_q_unlink(struct session *, struct pm_frame *);
 void	handle_q_stat(struct session *, struct pm_frame *);
 void	handle_q_list(struct session *, struct pm_frame *);
 void	queues_session_gone(struct session *);	/* drops its parked requests */
+/* 1-255 bytes without control characters: a name in any namespace. */
+int	name_valid(const char *name);
 void	queues_free_all(void);
 uint64_t queues_bytes(void);			/* payload held, parked puts too */
 
@@ -294,6 +315,43 @@ void	handle_d_list(struct session *, struct pm_frame *);
 int	dicts_unlink(struct session *, uint32_t id, const char *name);
 void	dicts_free_all(void);
 uint64_t dicts_bytes(void);
+
+/*
+ * objects.c: the named shared objects, one namespace for every kind
+ * (kind: an ObjKind of pm.proto).  A segment kind holds its memfd in fd;
+ * a kind pmd hosts itself keeps its state in data, and ops says how to
+ * free it and print its state.  Lookup is by name (a hash table).
+ */
+struct object;
+struct object_ops {
+	void	(*free)(struct object *);	/* releases fd or data */
+	void	(*state)(const struct object *, char *buf, size_t len);
+};
+struct object {
+	char		*name;
+	int		 kind;
+	uid_t		 uid;		/* owner */
+	uint32_t	 flags;		/* PM_O_SHARED and the kind's own */
+	uint64_t	 bytes;		/* counted against the bounds */
+	int		 fd;		/* the segment, -1 none */
+	void		*data;		/* a hosted kind's state */
+	const struct object_ops *ops;
+	UT_hash_handle	 hh;
+};
+void	handle_obj_open(struct session *, struct pm_frame *);
+void	handle_obj_unlink(struct session *, struct pm_frame *);
+void	handle_obj_list(struct session *, struct pm_frame *);
+struct object *object_find(const char *name);
+int	object_access(const struct session *, const struct object *);
+/* An existing name opened as kind with PM_O_* flags: access, kind and
+ * the squatting rule checked; NULL with the error sent, or *absent. */
+struct object *object_lookup(struct session *, uint32_t id, const char *name,
+	    int kind, uint32_t flags, int *absent);
+/* A new object within the bounds; NULL with the error sent. */
+struct object *object_add(struct session *, uint32_t id, const char *name,
+	    int kind, uint32_t flags, uint64_t bytes, const struct object_ops *);
+void	object_remove(struct object *);		/* ops->free, then gone */
+void	objects_free_all(void);
 
 /* notify.c: the systemd service protocol */
 #define LISTEN_FDS_START	3

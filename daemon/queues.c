@@ -455,7 +455,7 @@ queue_lookup(struct session *s, uint32_t id, uint64_t qid)
 	return q;
 }
 
-static int
+int
 name_valid(const char *name)
 {
 	size_t n = strlen(name);

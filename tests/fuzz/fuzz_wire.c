@@ -88,6 +88,16 @@ descriptor_of(uint32_t type)
 		return &pm__queue_list__descriptor;
 	case PM__QUEUE_TYPE__Q_LIST_REPLY:
 		return &pm__queue_list_reply__descriptor;
+	case PM__TYPE__T_OBJ_OPEN:
+		return &pm__obj_open__descriptor;
+	case PM__TYPE__T_OBJ_OPEN_REPLY:
+		return &pm__obj_open_reply__descriptor;
+	case PM__TYPE__T_OBJ_UNLINK:
+		return &pm__obj_unlink__descriptor;
+	case PM__TYPE__T_OBJ_LIST:
+		return &pm__obj_list__descriptor;
+	case PM__TYPE__T_OBJ_LIST_REPLY:
+		return &pm__obj_list_reply__descriptor;
 	default:
 		return NULL;
 	}

@@ -47,6 +47,9 @@ main(int argc, char *argv[])
 	Pm__Spawn sp = PM__SPAWN__INIT;
 	Pm__Signal sg = PM__SIGNAL__INIT;
 	Pm__Ps ps = PM__PS__INIT;
+	Pm__ObjOpen oo = PM__OBJ_OPEN__INIT;
+	Pm__ObjList ol = PM__OBJ_LIST__INIT;
+	Pm__ObjUnlink ou = PM__OBJ_UNLINK__INIT;
 	struct wire_out o;
 
 	if (argc != 2) {
@@ -88,5 +91,19 @@ main(int argc, char *argv[])
 	wire_out_frame(&o, PM__TYPE__T_SIGNAL, 2, &sg.base, NULL, 0);
 	wire_out_frame(&o, PM__TYPE__T_SHUTDOWN, 3, NULL, NULL, 0);
 	save(argv[1], "signal-shutdown", 0, &o);
+
+	/* named shared objects: open, a create without its segment, list,
+	 * unlink */
+	hello(&o);
+	oo.name = (char *)(uintptr_t)"seed.lock";
+	oo.kind = PM__OBJ_KIND__O_LOCK;
+	wire_out_frame(&o, PM__TYPE__T_OBJ_OPEN, 2, &oo.base, NULL, 0);
+	oo.flags = 0x1 | 0x8;
+	wire_out_frame(&o, PM__TYPE__T_OBJ_OPEN, 3, &oo.base, NULL, 0);
+	ol.all = 1;
+	wire_out_frame(&o, PM__TYPE__T_OBJ_LIST, 4, &ol.base, NULL, 0);
+	ou.name = (char *)(uintptr_t)"seed.lock";
+	wire_out_frame(&o, PM__TYPE__T_OBJ_UNLINK, 5, &ou.base, NULL, 0);
+	save(argv[1], "objects", 0, &o);
 	return 0;
 }
