@@ -233,20 +233,6 @@ entry_clear(struct dict *d)
 
 /* ---- dicts ---- */
 
-static int
-name_valid(const char *name)
-{
-	size_t n = strlen(name);
-	const unsigned char *p;
-
-	if (n == 0 || n > PMD_MAX_QUEUE_NAME)
-		return 0;
-	for (p = (const unsigned char *)name; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			return 0;
-	return 1;
-}
-
 static struct dict *
 dict_new(struct session *s, uint32_t id, const Pm__DictOpen *m)
 {
