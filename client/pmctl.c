@@ -76,7 +76,10 @@ usage_of(const char *u, int code)
 	return code ? EX_USAGE : EX_OK;
 }
 
-/* A usage error: says what is wrong, then the usage; exit 2. */
+static int	usage(int);
+
+/* A usage error: says what is wrong, then u's usage (NULL: pmctl's);
+ * exit 2. */
 static int __attribute__((format(printf, 2, 3)))
 bad_usage(const char *u, const char *fmt, ...)
 {
@@ -89,7 +92,7 @@ bad_usage(const char *u, const char *fmt, ...)
 	fprintf(stderr, "pmctl: %s\n", msg);
 	if (opt_json)
 		json_error("PM_EINVAL", msg);
-	return usage_of(u, 1);
+	return u != NULL ? usage_of(u, 1) : usage(EX_USAGE);
 }
 
 /* Exit code for a failed libpmclient call; the error as JSON too. */
@@ -975,21 +978,6 @@ usage(int code)
 	return code;
 }
 
-static int __attribute__((format(printf, 1, 2)))
-top_usage(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "pmctl: %s\n", msg);
-	if (opt_json)
-		json_error("PM_EINVAL", msg);
-	return usage(EX_USAGE);
-}
-
 int
 main(int argc, char *argv[])
 {
@@ -1000,7 +988,7 @@ main(int argc, char *argv[])
 	while (a < argc && argv[a][0] == '-') {
 		if (strcmp(argv[a], "--socket") == 0) {
 			if (a + 1 >= argc || argv[a + 1][0] == '\0')
-				return top_usage("--socket needs a value "
+				return bad_usage(NULL, "--socket needs a value "
 				    "(a socket path)");
 			opt_socket = argv[a + 1];
 			a += 2;
@@ -1016,14 +1004,14 @@ main(int argc, char *argv[])
 		    strcmp(argv[a], "-h") == 0) {
 			return usage(EX_OK);
 		} else
-			return top_usage("unknown option %s", argv[a]);
+			return bad_usage(NULL, "unknown option %s", argv[a]);
 	}
 	if (opt_private && opt_socket != NULL)
-		return top_usage("--private and --socket: choose one");
+		return bad_usage(NULL, "--private and --socket: choose one");
 	if (a >= argc)
-		return top_usage("no command given");
+		return bad_usage(NULL, "no command given");
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[a], cmds[i].name) == 0)
 			return cmds[i].fn(argc - a, argv + a);
-	return top_usage("unknown command '%s'", argv[a]);
+	return bad_usage(NULL, "unknown command '%s'", argv[a]);
 }
