@@ -1,7 +1,10 @@
 /*
  * bench_process.c - times pmd Process start+join of a no-op task next to a
- * bare fork()+_exit()+waitpid() in this same program, and reads the PSS of
- * an idle pmd worker.  Prints "key value" lines for bench/run.sh.
+ * bare fork()+_exit()+waitpid() in this same program: from this small
+ * caller, from 4 callers at once (aggregate starts/s), and once this
+ * caller holds BENCH_BIG_MB of touched memory; times pm_pool_new of 8
+ * workers; reads the PSS of an idle pmd worker.  Prints "key value" lines
+ * for bench/run.sh.
  *
  *   bench_process MODULE [RUNS]     MODULE: bench_tasks.so (absolute path)
  *
@@ -23,6 +26,12 @@
 #define BENCH_WARMUP	200	/* discarded iterations first */
 #define BENCH_IDLE_MS	200	/* idle worker settles before PSS is read */
 #define BENCH_IDLE_MAX	4	/* idle workers at once, for the mean */
+#define BENCH_CALLERS	4	/* callers starting at once */
+#define BENCH_CALLER_RUNS 300	/* starts (or forks) by each of them */
+#define BENCH_POOL	8	/* workers of the timed pm_pool_new */
+#define BENCH_POOL_RUNS	30
+#define BENCH_BIG_MB	1024	/* the big caller's touched memory */
+#define BENCH_BIG_RUNS	200
 
 static double
 now_us(void)
@@ -178,6 +187,106 @@ idle_pss(pm_conn *c, const char *module, int n, const char *key)
 	return rc;
 }
 
+/* One caller's loop: RUNS starts+joins (pmd) or bare forks+waits. */
+static int
+caller_loop(const char *module, int use_pmd)
+{
+	pm_conn	*c = NULL;
+	double	 us;
+	int	 i;
+
+	if (use_pmd && (c = pm_connect(NULL)) == NULL)
+		return fail("pm_connect");
+	for (i = 0; i < BENCH_CALLER_RUNS; i++)
+		if ((use_pmd ? pmd_once(c, module, &us) : fork_once(&us)) == -1)
+			return -1;
+	pm_disconnect(c);
+	return 0;
+}
+
+/* BENCH_CALLERS processes run caller_loop at once: the aggregate rate
+ * (starts per second) printed as key. */
+static int
+callers_at_once(const char *module, int use_pmd, const char *key)
+{
+	pid_t	 pids[BENCH_CALLERS];
+	double	 t0, secs;
+	int	 i, st, rc = 0;
+
+	fflush(stdout);
+	t0 = now_us();
+	for (i = 0; i < BENCH_CALLERS; i++) {
+		if ((pids[i] = fork()) == -1) {
+			perror("bench_process: fork");
+			return -1;
+		}
+		if (pids[i] == 0)
+			_exit(caller_loop(module, use_pmd) == 0 ? 0 : 1);
+	}
+	for (i = 0; i < BENCH_CALLERS; i++) {
+		while (waitpid(pids[i], &st, 0) == -1 && errno == EINTR)
+			;
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			rc = -1;
+	}
+	secs = (now_us() - t0) / 1e6;
+	printf("%s %.0f\n", key, BENCH_CALLERS * BENCH_CALLER_RUNS / secs);
+	return rc;
+}
+
+/* pm_pool_new of BENCH_POOL workers until all have started, then free. */
+static int
+pool_new_times(pm_conn *c, const char *module)
+{
+	pm_pool_opts	 o;
+	pm_pool		*p;
+	double		 v[BENCH_POOL_RUNS], t0;
+	int		 i;
+
+	memset(&o, 0, sizeof(o));
+	o.processes = BENCH_POOL;
+	o.module = module;
+	for (i = 0; i < BENCH_POOL_RUNS; i++) {
+		t0 = now_us();
+		if ((p = pm_pool_new(c, &o)) == NULL)
+			return fail("pm_pool_new");
+		v[i] = now_us() - t0;
+		pm_pool_free(p);
+	}
+	print_stats("pmd_pool8_new", v, BENCH_POOL_RUNS);
+	return 0;
+}
+
+/* This caller touches BENCH_BIG_MB of memory, then times starts and
+ * forks again: a fork copies the caller's page tables, a pmd start does
+ * not. */
+static int
+big_caller(pm_conn *c, const char *module)
+{
+	double	 pmd[BENCH_BIG_RUNS], bare[BENCH_BIG_RUNS];
+	size_t	 len = (size_t)BENCH_BIG_MB << 20, off;
+	char	*big;
+	int	 i;
+
+	if ((big = malloc(len)) == NULL) {
+		perror("bench_process: big caller");
+		return -1;
+	}
+	for (off = 0; off < len; off += 4096)
+		big[off] = (char)off;
+	printf("big_caller_mb %d\n", BENCH_BIG_MB);
+	for (i = 0; i < BENCH_BIG_RUNS; i++)
+		if (pmd_once(c, module, &pmd[i]) == -1 ||
+		    fork_once(&bare[i]) == -1) {
+			free(big);
+			return -1;
+		}
+	print_stats("pmd_big_process", pmd, BENCH_BIG_RUNS);
+	print_stats("bare_big_fork", bare, BENCH_BIG_RUNS);
+	free(big);
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -216,6 +325,10 @@ main(int argc, char *argv[])
 	print_stats("bare_fork", bare, runs);
 	if (idle_pss(c, module, 1, "pmd_idle_pss_kb") == -1 ||
 	    idle_pss(c, module, BENCH_IDLE_MAX, "pmd_idle4_pss_kb") == -1)
+		return 1;
+	if (callers_at_once(module, 1, "pmd_4callers_per_s") == -1 ||
+	    callers_at_once(module, 0, "bare_4callers_per_s") == -1 ||
+	    pool_new_times(c, module) == -1 || big_caller(c, module) == -1)
 		return 1;
 
 	pm_disconnect(c);

@@ -42,6 +42,16 @@ END {
 	printf "%-40s %s %s\n", "python " v["py_version"] " multiprocessing forkserver", us("py_forkserver_median_us"), us("py_forkserver_p90_us")
 	printf "%-40s %s %s\n", "python " v["py_version"] " multiprocessing fork", us("py_fork_median_us"), us("py_fork_p90_us")
 
+	printf "%-40s %s %s\n", "pm_pool_new, 8 workers ready", us("pmd_pool8_new_median_us"), us("pmd_pool8_new_p90_us")
+
+	printf "\n%-40s %13s %13s\n", "from a caller holding " v["big_caller_mb"] " MiB (touched)", "median", "p90"
+	printf "%-40s %s %s\n", "pmd start+join", us("pmd_big_process_median_us"), us("pmd_big_process_p90_us")
+	printf "%-40s %s %s\n", "bare fork+_exit+waitpid (C)", us("bare_big_fork_median_us"), us("bare_big_fork_p90_us")
+
+	printf "\n%-40s %13s\n", "4 callers at once, aggregate", "per second"
+	printf "%-40s %13s\n", "pmd start+join", has("pmd_4callers_per_s") ? v["pmd_4callers_per_s"] : "n/a"
+	printf "%-40s %13s\n", "bare fork+_exit+waitpid (C)", has("bare_4callers_per_s") ? v["bare_4callers_per_s"] : "n/a"
+
 	printf "\n%-40s %10s %10s\n", "idle worker memory (PSS)", "alone", "4 at once"
 	printf "%-40s %s %s\n", "pmd worker", kb("pmd_idle_pss_kb"), kb("pmd_idle4_pss_kb")
 	printf "%-40s %s %s\n", "python forkserver worker", kb("py_forkserver_idle_pss_kb"), kb("py_forkserver_idle4_pss_kb")
@@ -53,12 +63,24 @@ END {
 	printf "  python forkserver / pmd         %s\n", ratio("py_forkserver_median_us", "pmd_process_median_us")
 	printf "  python fork / pmd               %s\n", ratio("py_fork_median_us", "pmd_process_median_us")
 	printf "  python forkserver PSS / pmd PSS %s\n", ratio("py_forkserver_idle_pss_kb", "pmd_idle_pss_kb")
+	printf "  big caller: pmd / bare fork     %s\n", ratio("pmd_big_process_median_us", "bare_big_fork_median_us")
+	printf "  big caller / small, pmd         %s\n", ratio("pmd_big_process_median_us", "pmd_process_median_us")
+	printf "  4 callers: pmd / bare (rate)    %s\n", ratio("pmd_4callers_per_s", "bare_4callers_per_s")
+	printf "  pool of 8 / one start           %s\n", ratio("pmd_pool8_new_median_us", "pmd_process_median_us")
 
 	printf "\nbudgets\n"
 	if (has("pmd_process_median_us"))
 		printf "  start+join median <= 250 us      %.1f us: %s\n", v["pmd_process_median_us"], verdict(v["pmd_process_median_us"] <= 250)
 	if (has("pmd_process_median_us") && has("bare_fork_median_us") && v["bare_fork_median_us"] > 0)
-		printf "  start+join <= 2x bare fork       %.2fx: %s\n", v["pmd_process_median_us"] / v["bare_fork_median_us"], verdict(v["pmd_process_median_us"] <= 2 * v["bare_fork_median_us"])
+		printf "  start+join <= 1.0x bare fork     %.2fx: %s\n", v["pmd_process_median_us"] / v["bare_fork_median_us"], verdict(v["pmd_process_median_us"] <= v["bare_fork_median_us"])
+	if (has("pmd_big_process_median_us") && has("bare_big_fork_median_us") && v["bare_big_fork_median_us"] > 0)
+		printf "  big caller <= 0.1x bare fork     %.2fx: %s\n", v["pmd_big_process_median_us"] / v["bare_big_fork_median_us"], verdict(v["pmd_big_process_median_us"] <= 0.1 * v["bare_big_fork_median_us"])
+	if (has("py_forkserver_median_us") && has("pmd_process_median_us") && v["pmd_process_median_us"] > 0)
+		printf "  python forkserver >= 30x pmd     %.1fx: %s\n", v["py_forkserver_median_us"] / v["pmd_process_median_us"], verdict(v["py_forkserver_median_us"] >= 30 * v["pmd_process_median_us"])
+	if (has("pmd_4callers_per_s") && has("bare_4callers_per_s") && v["bare_4callers_per_s"] > 0)
+		printf "  4 callers >= 0.8x bare rate      %.2fx: %s\n", v["pmd_4callers_per_s"] / v["bare_4callers_per_s"], verdict(v["pmd_4callers_per_s"] >= 0.8 * v["bare_4callers_per_s"])
+	if (has("pmd_pool8_new_median_us") && has("pmd_process_median_us") && v["pmd_process_median_us"] > 0)
+		printf "  pool of 8 <= 2x one start        %.2fx: %s\n", v["pmd_pool8_new_median_us"] / v["pmd_process_median_us"], verdict(v["pmd_pool8_new_median_us"] <= 2 * v["pmd_process_median_us"])
 	if (has("pmd_idle_pss_kb"))
 		printf "  idle worker PSS <= 300 KB        %d KB: %s\n", v["pmd_idle_pss_kb"], verdict(v["pmd_idle_pss_kb"] <= 300)
 	if (has("pmd_idle4_pss_kb"))
