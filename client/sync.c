@@ -156,24 +156,27 @@ mutex_held(pthread_mutex_t *m)
 }
 
 /* Acquires m: PM_OK, PM_EOWNERDEAD (acquired, made consistent),
- * PM_ETIMEDOUT, PM_ESTATE (a non-recursive m held by the caller). */
+ * PM_ETIMEDOUT, PM_ESTATE (a non-recursive m held by the caller).  The
+ * untimed and the non-blocking calls go straight to the mutex. */
 static int
 mutex_acquire(pthread_mutex_t *m, double timeout, const char *what)
 {
 	struct timespec abs;
 	int forever, r;
 
-	if (sync_deadline(timeout, &abs, &forever) != PM_OK)
-		return pm_last_error();
-	if (timeout == 0)
+	if (timeout < 0)
+		r = pthread_mutex_lock(m);
+	else if (timeout == 0)
 		r = pthread_mutex_trylock(m);
+	else if (sync_deadline(timeout, &abs, &forever) != PM_OK)
+		return pm_last_error();
 	else if (forever)
 		r = pthread_mutex_lock(m);
 	else
 		r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &abs);
-	switch (r) {
-	case 0:
+	if (r == 0)
 		return PM_OK;
+	switch (r) {
 	case EOWNERDEAD:
 		pthread_mutex_consistent(m);
 		return pmc_err(PM_EOWNERDEAD, "%s acquired; its last holder "
@@ -201,7 +204,7 @@ mutex_release(pthread_mutex_t *m, const char *what)
 	int r;
 
 	if ((r = pthread_mutex_unlock(m)) == 0)
-		return pmc_ok();
+		return PM_OK;
 	if (r == EPERM)
 		return pmc_err(PM_EPERM, "%s is not held by this thread", what);
 	errno = r;
