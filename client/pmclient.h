@@ -154,6 +154,13 @@ int		 pm_process_kill(pm_process *p);
 int		 pm_process_signal(pm_process *p, int sig);
 int		 pm_process_result(pm_process *p, pm_bytes *out);
 const char	*pm_process_error(pm_process *p);
+/* CPU seconds and peak RSS of an ended Process, as its reaping wait
+ * reported them; PM_ESTATE before it ended. */
+typedef struct pm_rusage {
+	double		 user_s, sys_s;
+	uint64_t	 maxrss_kb;
+} pm_rusage;
+int		 pm_process_rusage(pm_process *p, pm_rusage *ru);
 void		 pm_process_free(pm_process *p);
 
 /* ---- Pool ----

@@ -59,6 +59,7 @@ struct pm_process {
 	int		 pidfd;		/* the sentinel */
 	int		 channel;
 	int		 exitcode;
+	pm_rusage	 ru;		/* from Exited */
 	int		 lost;		/* ended unknown: connection lost */
 	int		 exec_errno;	/* the program could not be run */
 	int		 result_read;
@@ -129,6 +130,15 @@ table_del(pm_conn *c, pm_process *p)
 }
 
 static void
+process_exited(pm_process *p, const Pm__Exited *ev)
+{
+	p->exitcode = ev->exitcode;
+	p->ru.user_s = ev->user_s;
+	p->ru.sys_s = ev->sys_s;
+	p->ru.maxrss_kb = ev->maxrss_kb;
+}
+
+static void
 table_exited(struct proc_table *t, const Pm__Exited *ev)
 {
 	size_t i;
@@ -138,12 +148,12 @@ table_exited(struct proc_table *t, const Pm__Exited *ev)
 		p = t->procs[i];
 		if (p->state == P_STARTING && p->wid == ev->wid) {
 			p->exit_seen = 1;	/* settled once started */
-			p->exitcode = ev->exitcode;
+			process_exited(p, ev);
 			return;
 		}
 		if (p->state == P_RUNNING && p->wid == ev->wid) {
 			p->state = P_ENDED;
-			p->exitcode = ev->exitcode;
+			process_exited(p, ev);
 			return;
 		}
 	}
@@ -863,6 +873,20 @@ pm_process_exitcode(pm_process *p, int *code)
 	if (p->state != P_ENDED)
 		return pmc_err(PM_ESTATE, "%s is still running", p->name);
 	*code = p->exitcode;
+	return pmc_ok();
+}
+
+int
+pm_process_rusage(pm_process *p, pm_rusage *ru)
+{
+	if (p == NULL || ru == NULL)
+		return pmc_err(PM_EINVAL, "NULL argument");
+	if (p->state == P_NEW)
+		return pmc_err(PM_ESTATE, "%s was not started", p->name);
+	process_poll(p);
+	if (p->state != P_ENDED)
+		return pmc_err(PM_ESTATE, "%s is still running", p->name);
+	*ru = p->ru;
 	return pmc_ok();
 }
 

@@ -5,7 +5,9 @@
  */
 #include <sys/mman.h>
 #include <sys/pidfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -678,6 +680,15 @@ done:
 
 /* ---- reaping and ending ---- */
 
+/* waitid with the child's rusage: glibc's wrapper drops the kernel's
+ * fifth argument. */
+static int
+worker_waitid(struct worker *w, siginfo_t *si, struct rusage *ru)
+{
+	return (int)syscall(SYS_waitid, P_PIDFD, w->pidfd, si,
+	    WEXITED | WNOHANG, ru);
+}
+
 static void
 worker_free(struct worker *w)
 {
@@ -701,11 +712,13 @@ worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	Pm__Exited ex = PM__EXITED__INIT;
 	struct worker *w = arg;
+	struct rusage ru;
 	siginfo_t si;
 	int code;
 
 	memset(&si, 0, sizeof(si));
-	if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == -1) {
+	memset(&ru, 0, sizeof(ru));
+	if (worker_waitid(w, &si, &ru) == -1) {
 		log_warn("%s: waitid %d: %s", __func__, (int)w->pid,
 		    strerror(errno));
 	} else if (si.si_pid == 0) {
@@ -720,6 +733,11 @@ worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 		ex.wid = w->wid;
 		ex.pid = w->pid;
 		ex.exitcode = code;
+		ex.user_s = (double)ru.ru_utime.tv_sec +
+		    ru.ru_utime.tv_usec / 1e6;
+		ex.sys_s = (double)ru.ru_stime.tv_sec +
+		    ru.ru_stime.tv_usec / 1e6;
+		ex.maxrss_kb = (uint64_t)ru.ru_maxrss;
 		session_send(w->owner, PM__TYPE__T_EXITED, 0, &ex.base, NULL, 0);
 	}
 	TAILQ_REMOVE(&pmd->workers, w, entry);
