@@ -17,6 +17,9 @@
 #define PMC_TRIED_MAX		1024	/* bytes of discovery's "tried" note */
 #define PMC_START_TIMEOUT	10.0	/* seconds for a private pmd to come up */
 #define PMC_PROCESS_MAX_FDS	(PM_WIRE_MAX_FDS - 2)
+/* A pool worker's fds besides stdio: a spawn's frame to the forker also
+ * carries the channel, the tasks-done counter and the request (pmd). */
+#define PMC_POOL_MAX_FDS	(PM_WIRE_MAX_FDS - 6)
 
 /* A request waiting for its reply. */
 struct pmc_pending {

@@ -36,7 +36,6 @@
 #define PMC_POOL_EARLY_DEATHS	8		/* in a row, before any task */
 #define PMC_POOL_MAX_INITARG	(PM_WIRE_MAX_FRAME - (64u << 10))
 #define PMC_POOL_READS		16		/* reads per channel per turn */
-#define PMC_POOL_MAX_FDS	(PM_WIRE_MAX_FDS - 4)	/* stdio + extra */
 #define PMC_POOL_ERR_MAX	4096		/* bytes of failure text kept */
 #define PMC_IMAP_WINDOW_MIN	64		/* tasks ahead of the reader */
 

@@ -238,7 +238,7 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 		return 0;
 	}
 	if (strcmp(k, "max_frame") == 0) {
-		if (parse_long(k, v, 4096, 1L << 30, &n) == -1)
+		if (parse_long(k, v, 4096, PMD_MAX_FRAME_CEIL, &n) == -1)
 			return -1;
 		c->max_frame = (uint32_t)n;
 		return 0;

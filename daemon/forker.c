@@ -2,8 +2,17 @@
  * forker.c - the fork server proper.  A fresh exec of pmd, holding no
  * client state, that clones workers on the broker's request.  With
  * CLONE_PARENT a worker is the broker's child: the broker reaps it through
- * the pidfd we hand back.  Preloaded modules are mapped here once, so
- * workers skip the dlopen.
+ * its pidfd.  Preloaded modules are mapped here once, so workers skip the
+ * dlopen.
+ *
+ * Every worker is a copy of this process's memory, so nothing of any
+ * client may ever be in it.  That holds by construction: a Fork frame
+ * carries only the worker's id and fds; the request itself (program,
+ * arguments, environment, directory, credentials) is in a sealed memfd,
+ * the frame's last fd, which the forker hands on unread and only the
+ * worker it is for reads, once cloned.  What this process reads and
+ * allocates is ids and errnos, whoever asked.  Preloaded modules are
+ * opened RTLD_LOCAL: a worker finds in them only what it loads itself.
  */
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -113,22 +122,25 @@ forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
     struct pm_frame *f)
 {
 	Pm__Fork *req;
+	uint64_t wid;
 	int pidfd = -1, i, err;
 	pid_t pid;
 
+	/* the channel first, the request's memfd last */
 	if ((req = pm__fork__unpack(NULL, f->len, f->data)) == NULL ||
-	    req->spec == NULL || f->nfds < 1) {
+	    f->nfds < 2) {
 		log_err("%s: malformed fork request", __func__);
 		_exit(1);
 	}
-	/* the worker reports its start on the channel, fds[0] */
+	wid = req->wid;
+	pm__fork__free_unpacked(req, NULL);
 	pid = clone_worker(&pidfd);
 	if (pid == 0)
-		worker_main(cfg, sock_path, req, f->fds, f->nfds, sock);
+		worker_main(cfg, sock_path, wid, f->fds, f->nfds, sock);
 	err = errno;
 	if (pid == -1) {
 		forker_tell_client(f->fds[0], err);
-		forker_reply(sock, req->wid, err);
+		forker_reply(sock, wid, err);
 	} else {
 		/* the worker tells the broker itself: even if we die now,
 		 * the broker learns of every worker a client can know of */
@@ -137,7 +149,6 @@ forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
 	for (i = 0; i < f->nfds; i++)
 		close(f->fds[i]);
 	f->nfds = 0;
-	pm__fork__free_unpacked(req, NULL);
 }
 
 static void
@@ -146,7 +157,7 @@ forker_preload(struct pmd_config *cfg)
 	int i;
 
 	for (i = 0; i < cfg->npreload; i++)
-		if (dlopen(cfg->preload[i], RTLD_NOW | RTLD_GLOBAL) == NULL)
+		if (dlopen(cfg->preload[i], RTLD_NOW | RTLD_LOCAL) == NULL)
 			log_warn("%s: cannot preload %s: %s", __func__,
 			    cfg->preload[i], dlerror());
 		else
@@ -184,7 +195,7 @@ forker_main(struct pmd_config *cfg, const char *sock_path)
 	unsetenv("WATCHDOG_USEC");
 	unsetenv("WATCHDOG_PID");
 	forker_preload(cfg);
-	wire_in_init(&in, PM_WIRE_MAX_FRAME);
+	wire_in_init(&in, PMD_FORKER_FRAME);
 	for (;;) {
 		while ((r = wire_in_next(&in, &f, &why)) == 1) {
 			if (f.type == PM__TYPE__T_FORK)

@@ -36,6 +36,9 @@ extern int pmd_hash_oom;
 #define PMD_MAX_WORKERS		4096
 #define PMD_MAX_CLIENTS		4096
 #define PMD_MAX_FRAME		PM_WIRE_MAX_FRAME
+#define PMD_MAX_FRAME_CEIL	(1u << 30) /* the largest max_frame allowed */
+#define PMD_FORKER_FRAME	4096	/* bytes of a frame between broker and
+					 * forker: ids and errnos only */
 #define PMD_KILL_GRACE		1.0	/* s between SIGTERM and SIGKILL */
 #define PMD_MAX_OUTBUF		(64u << 20) /* unread replies per client */
 #define PMD_MAX_PRELOAD		32
@@ -364,9 +367,10 @@ extern pid_t forker_broker_pid;
 int	forker_main(struct pmd_config *, const char *socket_path)
 	    __attribute__((noreturn));
 
-/* worker.c: runs in the freshly cloned worker; never returns */
+/* worker.c: runs in the freshly cloned worker; never returns.  fds: the
+ * Fork frame's, the last one the memfd holding the request. */
 void	worker_main(const struct pmd_config *, const char *socket_path,
-	    const Pm__Fork *, int *fds, int nfds, int broker)
+	    uint64_t wid, int *fds, int nfds, int broker)
 	    __attribute__((noreturn));
 
 struct pm_task;

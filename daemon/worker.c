@@ -385,20 +385,51 @@ tell_broker(int broker, uint64_t wid)
 		_exit(WORKER_START_FAILED);	/* no broker: nobody to serve */
 }
 
+/*
+ * The worker's own request: the whole Fork, which the broker put in a
+ * sealed memfd (the last fd).  The forker passed it on unread, so that no
+ * request's bytes ever enter the forker, whose memory every worker copies.
+ */
+static Pm__Fork *
+read_spec(int fd, uint64_t wid, int nfds)
+{
+	struct stat st;
+	Pm__Fork *f;
+	void *buf;
+
+	if (fstat(fd, &st) == -1 || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > PMD_MAX_FRAME_CEIL ||
+	    (buf = wire_memfd_read(fd, (size_t)st.st_size)) == NULL)
+		start_fail(PM__CODE__C_SYS, "cannot read the spawn request: %s",
+		    strerror(errno));
+	close(fd);
+	f = pm__fork__unpack(NULL, (size_t)st.st_size, buf);
+	free(buf);
+	if (f == NULL || f->wid != wid || f->spec == NULL ||
+	    nfds != (f->has_channel ? 1 : 0) + (int)f->spec->n_child_fds +
+	    (f->has_stats ? 1 : 0))
+		start_fail(PM__CODE__C_PROTO, "malformed spawn request");
+	return f;
+}
+
 void
 worker_main(const struct pmd_config *cfg, const char *sock_path,
-    const Pm__Fork *f, int *fds, int nfds, int broker)
+    uint64_t wid, int *fds, int nfds, int broker)
 {
-	const Pm__Spawn *s = f->spec;
+	const Pm__Fork *f;
+	const Pm__Spawn *s;
 	int dst[PM_WIRE_MAX_FDS], src[PM_WIRE_MAX_FDS];
 	int n = 0, i, channel = -1, ch, used;
 	volatile uint64_t *stats = NULL;
 	void *map;
 
-	tell_broker(broker, f->wid);
+	tell_broker(broker, wid);
 	close(broker);
 	status_fd = fds[0];		/* report on the channel */
-	if (f->has_stats && nfds > 0) {	/* pool: the tasks-done counter */
+	f = read_spec(fds[nfds - 1], wid, nfds - 1);
+	nfds--;
+	s = f->spec;
+	if (f->has_stats) {		/* pool: the tasks-done counter */
 		map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
 		    MAP_SHARED, fds[nfds - 1], 0);
 		if (map != MAP_FAILED)
@@ -432,7 +463,6 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 		src[n] = fds[i + (f->has_channel ? 1 : 0)];
 		dst[n++] = s->child_fds[i];
 	}
-	(void)nfds;
 	if (s->kind != PM__KIND__K_EXEC)
 		status_fd = -1;		/* the channel moves with the layout */
 	layout_fds(src, dst, n);

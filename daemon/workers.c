@@ -105,7 +105,7 @@ forker_start(void)
 	pmd->forker_pid = pid;
 	pmd->forker_fd = sp[0];
 	fcntl(sp[0], F_SETFL, O_NONBLOCK);
-	wire_in_init(&pmd->forker_in, PM_WIRE_MAX_FRAME);
+	wire_in_init(&pmd->forker_in, PMD_FORKER_FRAME);
 	wire_out_init(&pmd->forker_out);
 	pmd->forker_rev = event_new(pmd->base, sp[0], EV_READ | EV_PERSIST,
 	    forker_read_cb, NULL);
@@ -265,14 +265,14 @@ forker_death_cb(evutil_socket_t fd, short ev, void *arg)
 	drain_close();
 	if ((pmd->drain_fd = dup(pmd->forker_fd)) != -1) {
 		pmd->drain_gen = pmd->forker_gen;
-		wire_in_init(&pmd->drain_in, PM_WIRE_MAX_FRAME);
+		wire_in_init(&pmd->drain_in, PMD_FORKER_FRAME);
 		if ((pmd->drain_ev = event_new(pmd->base, pmd->drain_fd,
 		    EV_READ | EV_PERSIST, drain_cb, NULL)) == NULL)
 			fatal("%s: event_new", __func__);
 		event_add(pmd->drain_ev, NULL);
 		/* what was read already but not handled moves along */
 		pmd->drain_in = pmd->forker_in;
-		wire_in_init(&pmd->forker_in, PM_WIRE_MAX_FRAME);
+		wire_in_init(&pmd->forker_in, PMD_FORKER_FRAME);
 	}
 	forker_release();
 	pmd->forker_gen++;
@@ -592,14 +592,74 @@ spawn_target(const Pm__Spawn *sp)
 	return t;
 }
 
+/* The request the worker reads, whole, in a sealed memfd: it never goes
+ * through the forker (see forker.c).  Bounded by max_frame like any
+ * request.  -1 when it cannot be made, with the client told. */
+static int
+spawn_spec(struct session *s, uint32_t id, const Pm__Fork *fk)
+{
+	size_t len = pm__fork__get_packed_size(fk);
+	uint8_t *buf;
+	int fd;
+
+	if (len > pmd->cfg.max_frame) {
+		session_error(s, id, PM__CODE__C_LIMIT, "the spawn request is "
+		    "%zu bytes with the client's credentials, over max_frame "
+		    "(%u)", len, pmd->cfg.max_frame);
+		return -1;
+	}
+	if ((buf = malloc(len ? len : 1)) == NULL) {
+		session_error(s, id, PM__CODE__C_NOMEM, "out of memory");
+		return -1;
+	}
+	pm__fork__pack(fk, buf);
+	if ((fd = wire_memfd(buf, len)) == -1)
+		session_error(s, id, PM__CODE__C_SYS, "cannot pass the request "
+		    "to the worker: %s", strerror(errno));
+	free(buf);
+	return fd;
+}
+
+static struct worker *
+worker_new(struct session *s, uint32_t id, const Pm__Spawn *sp)
+{
+	struct worker *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL ||
+	    (w->name = strdup(sp->name ? sp->name : "")) == NULL ||
+	    (w->target = spawn_target(sp)) == NULL) {
+		if (w != NULL)
+			free(w->name);
+		free(w);
+		session_error(s, id, PM__CODE__C_NOMEM, "out of memory");
+		return NULL;
+	}
+	w->wid = ++pmd->next_wid;
+	w->state = W_FORKING;
+	w->pidfd = w->stats_fd = w->client_channel = -1;
+	w->owner = s;
+	w->owner_pid = s->pid;
+	w->spawn_id = id;
+	w->uid = s->uid;
+	w->kind = sp->kind;
+	w->daemonic = sp->daemonic;
+	w->forker_gen = pmd->forker_gen;
+	return w;
+}
+
+/*
+ * A spawn: the worker entry, the channel, the request in a memfd (spec
+ * and credentials), and a Fork frame to the forker with the worker's id
+ * and the fds: [channel, the client's fds..., pool stats, request].
+ */
 void
 handle_spawn(struct session *s, struct pm_frame *f)
 {
-	Pm__Fork fk = PM__FORK__INIT;
+	Pm__Fork fk = PM__FORK__INIT, fwd = PM__FORK__INIT;
 	Pm__Spawn *sp;
 	struct worker *w;
-	uint32_t gids[PMD_MAX_GROUPS];
-	int fds[PM_WIRE_MAX_FDS], ch[2] = { -1, -1 }, n = 0, i;
+	int fds[PM_WIRE_MAX_FDS], ch[2] = { -1, -1 }, n = 0, i, spec = -1;
+	int pool, room, sfd = -1;
 
 	if ((sp = pm__spawn__unpack(NULL, f->len, f->data)) == NULL) {
 		session_error(s, f->id, PM__CODE__C_PROTO, "malformed spawn");
@@ -608,66 +668,52 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	if (spawn_check(s, f->id, sp, f->nfds) == -1 ||
 	    !spawn_allowed(s, f->id))
 		goto done;
-	if (f->nfds + 2 > PM_WIRE_MAX_FDS) {
-		session_error(s, f->id, PM__CODE__C_LIMIT, "too many fds");
+	pool = sp->kind == PM__KIND__K_POOL;
+	room = PM_WIRE_MAX_FDS - 2 - pool;
+	if (f->nfds > room) {
+		session_error(s, f->id, PM__CODE__C_LIMIT, "too many fds: a %s "
+		    "takes at most %d", pool ? "pool worker" : "process", room);
 		goto done;
 	}
-	if ((w = calloc(1, sizeof(*w))) == NULL ||
-	    (w->name = strdup(sp->name ? sp->name : "")) == NULL ||
-	    (w->target = spawn_target(sp)) == NULL) {
-		if (w != NULL)
-			free(w->name);
-		free(w);
-		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
-		goto done;
-	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1) {
-		session_error(s, f->id, PM__CODE__C_SYS, "socketpair: %s",
-		    strerror(errno));
-		free(w->name);
-		free(w->target);
-		free(w);
-		goto done;
-	}
-	w->wid = ++pmd->next_wid;
-	w->state = W_FORKING;
-	w->pidfd = -1;
-	w->owner = s;
-	w->owner_pid = s->pid;
-	w->spawn_id = f->id;
-	w->uid = s->uid;
-	w->kind = sp->kind;
-	w->daemonic = sp->daemonic;
-	w->client_channel = ch[0];
-	w->stats_fd = -1;
-	w->forker_gen = pmd->forker_gen;
-	if (sp->kind == PM__KIND__K_POOL) {
-		w->pool = sp->pool;
-		w->stats_fd = pool_stats_fd();
-	}
-	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
-	pmd->nworkers++;
-
-	fk.wid = w->wid;
+	fk.wid = pmd->next_wid + 1;	/* worker_new's */
 	fk.spec = sp;
 	fk.uid = s->uid;
 	fk.gid = s->gid;
 	fk.set_creds = pmd->euid == 0;
 	fk.owner_pid = s->pid;
-	for (i = 0; i < s->ngroups && i < PMD_MAX_GROUPS; i++)
-		gids[i] = s->groups[i];
-	fk.n_groups = (size_t)i;
-	fk.groups = gids;
+	fk.n_groups = (size_t)s->ngroups;
+	fk.groups = s->groups;
 	fk.has_channel = 1;
+	fk.has_stats = pool;
+	if ((spec = spawn_spec(s, f->id, &fk)) == -1 ||
+	    (w = worker_new(s, f->id, sp)) == NULL)
+		goto done;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1 ||
+	    (pool && ((w->stats_fd = pool_stats_fd()) == -1 ||
+	    (sfd = fcntl(w->stats_fd, F_DUPFD_CLOEXEC, 3)) == -1))) {
+		session_error(s, f->id, PM__CODE__C_SYS, "cannot set up the "
+		    "worker: %s", strerror(errno));
+		if (ch[0] >= 0) {
+			close(ch[0]);
+			close(ch[1]);
+		}
+		worker_free(w);
+		goto done;
+	}
+	w->client_channel = ch[0];
+	w->pool = sp->pool;
+	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
+	pmd->nworkers++;
+
 	fds[n++] = ch[1];
 	for (i = 0; i < f->nfds; i++)
 		fds[n++] = wire_frame_take(f, i);
-	if (w->stats_fd >= 0 &&
-	    (fds[n] = fcntl(w->stats_fd, F_DUPFD_CLOEXEC, 3)) >= 0) {
-		fk.has_stats = 1;
-		n++;
-	}
-	if (wire_out_frame(&pmd->forker_out, PM__TYPE__T_FORK, 0, &fk.base,
+	if (pool)
+		fds[n++] = sfd;
+	fds[n++] = spec;
+	spec = -1;			/* the frame's now */
+	fwd.wid = w->wid;
+	if (wire_out_frame(&pmd->forker_out, PM__TYPE__T_FORK, 0, &fwd.base,
 	    fds, n) == -1) {
 		spawn_fail(w, PM__CODE__C_SYS, "cannot queue the fork request");
 		goto done;
@@ -675,6 +721,8 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	forker_flush();
 	spawn_reply(w);
 done:
+	if (spec >= 0)
+		close(spec);
 	pm__spawn__free_unpacked(sp, NULL);
 }
 

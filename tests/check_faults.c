@@ -136,48 +136,6 @@ cpu_secs(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* ---- raw clients ---- */
-
-static void
-raw_send(int fd, uint32_t type, uint32_t id, const ProtobufCMessage *m)
-{
-	uint8_t buf[8192];
-	size_t len;
-
-	len = th_frame(buf, sizeof(buf), PM_WIRE_VERSION, type, id, 0, m);
-	ck_assert_uint_gt(len, 0);
-	ck_assert_int_eq(th_send(fd, buf, len, NULL, 0), 0);
-}
-
-/* Connects and says hello; the reply is read (and checked). */
-static int
-raw_hello(const char *sock)
-{
-	Pm__Hello h = PM__HELLO__INIT;
-	struct wire_in in;
-	struct pm_frame f;
-	const char *why;
-	int fd, r = 0;
-
-	fd = th_unix_connect(sock);
-	ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
-	h.version = PM_WIRE_VERSION;
-	h.name = (char *)(uintptr_t)"check_faults";
-	h.pid = (int32_t)getpid();
-	raw_send(fd, PM__TYPE__T_HELLO, 1, &h.base);
-	wire_in_init(&in, 0);
-	while ((r = wire_in_next(&in, &f, &why)) == 0) {
-		ck_assert(th_readable(fd, 30));
-		ck_assert_int_gt(wire_in_read(&in, fd), 0);
-	}
-	ck_assert_int_eq(r, 1);
-	ck_assert_uint_eq(f.type, PM__TYPE__T_HELLO_REPLY);
-	wire_frame_close(&f);
-	ck_assert_uint_eq(wire_in_pending(&in), 0);
-	wire_in_free(&in);
-	return fd;
-}
-
 /* ---- the forker killed ---- */
 
 START_TEST(t_forker_killed)
@@ -247,6 +205,78 @@ START_TEST(t_forker_killed_in_flight)
 	serves(conn);
 	settled();
 	(void)failed;
+}
+END_TEST
+
+/* ---- the forker's frame bound ---- */
+
+/* A program spawn whose request packs to exactly len bytes. */
+static char *
+spawn_of_size(Pm__Spawn *sp, char **argv, size_t len)
+{
+	size_t big = len, got;
+	char *arg;
+	int tries;
+
+	pm__spawn__init(sp);
+	sp->kind = PM__KIND__K_EXEC;
+	sp->path = (char *)(uintptr_t)"/bin/true";
+	sp->n_argv = 2;
+	sp->argv = argv;
+	argv[0] = (char *)(uintptr_t)"true";
+	ck_assert_ptr_nonnull(arg = malloc(len + 1));
+	for (tries = 0; tries < 8; tries++) {
+		memset(arg, 'x', big);
+		arg[big] = '\0';
+		argv[1] = arg;
+		if ((got = pm__spawn__get_packed_size(sp)) == len)
+			return arg;
+		big = got > len ? big - (got - len) : big + (len - got);
+	}
+	ck_abort_msg("no spawn of %zu bytes", len);
+	return NULL;
+}
+
+/*
+ * A spawn just under max_frame (the default, 16 MiB) is a valid request,
+ * but with the client's credentials it would not fit a frame: it is
+ * refused with PM_ELIMIT naming the bound, and the forker, which used to
+ * die of it ("frame too large"), is never sent it.
+ */
+START_TEST(t_spawn_at_max_frame)
+{
+	Pm__Spawn sp;
+	Pm__Error *e;
+	struct wire_in in;
+	struct pm_frame f;
+	char *argv[2], *big;
+	pid_t forker;
+	int fd;
+
+	serves(conn);
+	forker = th_pmd_forker(&pmd);
+	ck_assert_int_gt(forker, 0);
+	big = spawn_of_size(&sp, argv, PM_WIRE_MAX_FRAME - 8);
+	fd = th_raw_hello(pmd.sock);
+	th_raw_send(fd, PM__TYPE__T_SPAWN, 7, &sp.base);
+	free(big);
+	wire_in_init(&in, 0);
+	th_raw_next(fd, &in, &f, 30);
+	ck_assert_uint_eq(f.type, PM__TYPE__T_ERROR);
+	ck_assert_uint_eq(f.id, 7);
+	ck_assert_ptr_nonnull(e = pm__error__unpack(NULL, f.len, f.data));
+	ck_assert_int_eq(e->code, PM__CODE__C_LIMIT);
+	ck_assert_msg(strstr(e->message, "max_frame") != NULL, "message: %s",
+	    e->message);
+	pm__error__free_unpacked(e, NULL);
+	wire_frame_close(&f);
+	wire_in_free(&in);
+	close(fd);
+	ck_assert_int_eq(th_pmd_forker(&pmd), forker);
+	ck_assert_int_eq(forker_pid(), forker);
+	serves(conn);
+	ck_assert_int_eq(forker_pid(), forker);
+	settled();
 }
 END_TEST
 
@@ -394,12 +424,12 @@ raw_spawner(const char *fn, int daemonic, int *ready)
 		int fd;
 
 		close(p[0]);
-		fd = raw_hello(pmd.sock);
+		fd = th_raw_hello(pmd.sock);
 		sp.kind = PM__KIND__K_FUNCTION;
 		sp.module = (char *)(uintptr_t)th_module();
 		sp.function = (char *)(uintptr_t)fn;
 		sp.daemonic = daemonic;
-		raw_send(fd, PM__TYPE__T_SPAWN, 2, &sp.base);
+		th_raw_send(fd, PM__TYPE__T_SPAWN, 2, &sp.base);
 		(void)!write(p[1], "s", 1);
 		for (;;)
 			pause();
@@ -895,7 +925,7 @@ START_TEST(t_flood_unread)
 
 	rss0 = th_rss_kb(pmd.pid);
 	ck_assert_int_gt(rss0, 0);
-	fd = raw_hello(pmd.sock);
+	fd = th_raw_hello(pmd.sock);
 	/* many T_STATUS requests per write; each reply is ~10x the request */
 	one = th_frame(frame, sizeof(frame), PM_WIRE_VERSION,
 	    PM__TYPE__T_STATUS, 7, 0, NULL);
@@ -982,7 +1012,7 @@ raw_qopen(int fd, struct wire_in *in, const char *name)
 	uint64_t qid;
 
 	o.name = (char *)(uintptr_t)name;
-	raw_send(fd, PM__QUEUE_TYPE__Q_OPEN, 2, &o.base);
+	th_raw_send(fd, PM__QUEUE_TYPE__Q_OPEN, 2, &o.base);
 	ck_assert_uint_eq(raw_read(fd, in, &f), PM__QUEUE_TYPE__Q_OPEN_REPLY);
 	ck_assert_ptr_nonnull(r = pm__queue_open_reply__unpack(NULL, f.len,
 	    f.data));
@@ -1043,17 +1073,17 @@ START_TEST(t_stranded_session)
 	ck_assert_int_eq(clients(), 2);
 	for (round = 0; round < sizeof(how) / sizeof(how[0]); round++) {
 		ck_assert_int_eq(pm_queue_put(big, item, 4u << 20, -1), PM_OK);
-		fd = raw_hello(pmd.sock);
+		fd = th_raw_hello(pmd.sock);
 		wire_in_init(&in, 0);
 		qbig = raw_qopen(fd, &in, "big");
 		qempty = raw_qopen(fd, &in, "empty");
 		g.qid = qempty;
 		g.max = 1;
 		g.timeout = 1.0;
-		raw_send(fd, PM__QUEUE_TYPE__Q_GET, 3, &g.base);
+		th_raw_send(fd, PM__QUEUE_TYPE__Q_GET, 3, &g.base);
 		g.qid = qbig;
 		g.timeout = 0;
-		raw_send(fd, PM__QUEUE_TYPE__Q_GET, 4, &g.base);
+		th_raw_send(fd, PM__QUEUE_TYPE__Q_GET, 4, &g.base);
 		TH_WAIT(parked_gets("empty") == 1, 10);
 		ck_assert_int_eq(parked_gets("empty"), 1);
 		if (how[round] >= 0)
@@ -1092,12 +1122,12 @@ START_TEST(t_half_closed)
 	q = pm_queue_open(conn, "hc", 0, PM_Q_CREATE);
 	ck_assert_ptr_nonnull(q);
 	for (round = 0; round < 2; round++) {
-		fd = raw_hello(pmd.sock);
+		fd = th_raw_hello(pmd.sock);
 		wire_in_init(&in, 0);
 		g.qid = raw_qopen(fd, &in, "hc");
 		g.max = 1;
 		g.timeout = -1;
-		raw_send(fd, PM__QUEUE_TYPE__Q_GET, 3, &g.base);
+		th_raw_send(fd, PM__QUEUE_TYPE__Q_GET, 3, &g.base);
 		TH_WAIT(parked_gets("hc") == 1, 10);
 		ck_assert_int_eq(parked_gets("hc"), 1);
 		ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
@@ -1141,6 +1171,7 @@ faults_suite(void)
 	tc = th_tcase(s, "forker", setup, teardown, 120);
 	tcase_add_test(tc, t_forker_killed);
 	tcase_add_test(tc, t_forker_killed_in_flight);
+	tcase_add_test(tc, t_spawn_at_max_frame);
 
 	tc = th_tcase(s, "pmd-killed", NULL, teardown_private, 120);
 	tcase_add_test(tc, t_pmd_killed_private);

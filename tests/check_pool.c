@@ -18,6 +18,7 @@
 
 #include "harness.h"
 #include "pmclient.h"
+#include "pmclient_int.h"
 
 static const char *const pmd_args[] = { "--max-workers", "1000", NULL };
 
@@ -932,6 +933,40 @@ START_TEST(t_replacement_start_lost)
 }
 END_TEST
 
+/* A pool worker takes as many fds as the library lets it pass (pmd's
+ * frame to the forker has room for them), and one more is refused by the
+ * library with a message. */
+START_TEST(t_max_fds)
+{
+	int child[PMC_POOL_MAX_FDS + 1], parent[PMC_POOL_MAX_FDS + 1], i;
+	int64_t v = 4;
+	pm_pool_opts o;
+	pm_bytes b;
+	pm_pool *p;
+
+	for (i = 0; i <= PMC_POOL_MAX_FDS; i++) {
+		child[i] = 3 + i;
+		ck_assert_int_ge(parent[i] = open("/dev/null", O_RDONLY |
+		    O_CLOEXEC), 0);
+	}
+	memset(&o, 0, sizeof(o));
+	o.processes = 1;
+	o.module = module();
+	p = pm_pool_new_fds(conn, &o, child, parent, PMC_POOL_MAX_FDS);
+	ck_assert_msg(p != NULL, "pool with %d fds: %s", PMC_POOL_MAX_FDS,
+	    pm_last_message());
+	ck_assert_int_eq(pm_pool_apply(p, "sq", &v, sizeof(v), &b), PM_OK);
+	ck_assert_int_eq(i64(&b), 16);
+	pm_bytes_free(&b);
+	finish(p);
+	ck_assert_ptr_null(pm_pool_new_fds(conn, &o, child, parent,
+	    PMC_POOL_MAX_FDS + 1));
+	ck_assert_int_eq(pm_last_error(), PM_EINVAL);
+	for (i = 0; i <= PMC_POOL_MAX_FDS; i++)
+		close(parent[i]);
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -954,6 +989,7 @@ pool_suite(void)
 	tcase_add_test(tc, t_cancel);
 	tcase_add_test(tc, t_ps);
 	tcase_add_test(tc, t_disconnect);
+	tcase_add_test(tc, t_max_fds);
 
 	tc = th_tcase(s, "heavy", setup, teardown, 300);
 	tcase_add_test(tc, t_terminate);

@@ -28,6 +28,7 @@
 #include "harness.h"
 #include "pmclient.h"
 #include "wire.h"
+#include "pm.pb-c.h"
 
 #define TH_MAX_ARGS	64
 #define TH_MAX_PMD	8
@@ -413,19 +414,26 @@ struct th_as {
 };
 
 static int	pmd_start(struct th_pmd *, const char *const [], long,
-		    const struct th_as *);
+		    const struct th_as *, void (*)(void));
 
 int
 th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 {
-	return pmd_start(d, extra_args, 0, NULL);
+	return pmd_start(d, extra_args, 0, NULL, NULL);
 }
 
 int
 th_pmd_start_nofile(struct th_pmd *d, const char *const extra_args[],
     long nofile)
 {
-	return pmd_start(d, extra_args, nofile, NULL);
+	return pmd_start(d, extra_args, nofile, NULL, NULL);
+}
+
+int
+th_pmd_start_prep(struct th_pmd *d, const char *const extra_args[],
+    long nofile, void (*prep)(void))
+{
+	return pmd_start(d, extra_args, nofile, NULL, prep);
 }
 
 int
@@ -434,13 +442,14 @@ th_pmd_start_as(struct th_pmd *d, const char *const extra_args[], uid_t uid,
 {
 	struct th_as as = { uid, gid };
 
-	return pmd_start(d, extra_args, 0, &as);
+	return pmd_start(d, extra_args, 0, &as, NULL);
 }
 
-/* pmd's child side: the uid to run as, then the fds.  No return. */
+/* pmd's child side: the uid to run as, then the fds, then prep.  No
+ * return. */
 static void
 pmd_exec(const char *bin, const char *const argv[], const char *const shargv[],
-    int rfd, long nofile, const struct th_as *as)
+    int rfd, long nofile, const struct th_as *as, void (*prep)(void))
 {
 	int nul = open("/dev/null", O_RDONLY);
 
@@ -458,6 +467,8 @@ pmd_exec(const char *bin, const char *const argv[], const char *const shargv[],
 	}
 	/* a test that dies leaves no daemon behind */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (prep != NULL)
+		prep();
 	if (nofile > 0) {
 		struct rlimit rl;
 
@@ -478,7 +489,7 @@ pmd_exec(const char *bin, const char *const argv[], const char *const shargv[],
 
 static int
 pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
-    const struct th_as *as)
+    const struct th_as *as, void (*prep)(void))
 {
 	const char *argv[TH_MAX_ARGS], *shargv[TH_MAX_ARGS + 4];
 	const char *bin = th_env("PMD_BIN");
@@ -529,7 +540,7 @@ pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
 		goto fail;
 	}
 	if (pid == 0)
-		pmd_exec(bin, argv, shargv, rfd[1], nofile, as);
+		pmd_exec(bin, argv, shargv, rfd[1], nofile, as, prep);
 	close(rfd[1]);
 	/* READY, then EOF: pmd has closed the fd (it would count as its own
 	 * if the baseline were taken before) */
@@ -906,4 +917,95 @@ th_unix_connect(const char *path)
 		return -1;
 	}
 	return fd;
+}
+
+/* ---- raw clients ---- */
+
+void
+th_raw_send(int fd, uint32_t type, uint32_t id, const ProtobufCMessage *m)
+{
+	th_raw_send_fds(fd, type, id, m, NULL, 0);
+}
+
+void
+th_raw_send_fds(int fd, uint32_t type, uint32_t id, const ProtobufCMessage *m,
+    const int *fds, int nfds)
+{
+	uint8_t buf[8192], *big = NULL, *b = buf;
+	size_t len, cap = sizeof(buf);
+
+	if (m != NULL && protobuf_c_message_get_packed_size(m) + PM_WIRE_HDR >
+	    cap) {
+		cap = protobuf_c_message_get_packed_size(m) + PM_WIRE_HDR;
+		ck_assert_ptr_nonnull(b = big = malloc(cap));
+	}
+	len = th_frame(b, cap, PM_WIRE_VERSION, type, id, (uint8_t)nfds, m);
+	ck_assert_uint_gt(len, 0);
+	ck_assert_int_eq(th_send(fd, b, len, fds, nfds), 0);
+	free(big);
+}
+
+int
+th_raw_hello(const char *sock)
+{
+	Pm__Hello h = PM__HELLO__INIT;
+	struct pm_frame f;
+	struct wire_in in;
+	int fd;
+
+	fd = th_unix_connect(sock);
+	ck_assert_msg(fd >= 0, "connect %s: %s", sock, strerror(errno));
+	h.version = PM_WIRE_VERSION;
+	h.name = (char *)(uintptr_t)"harness";
+	h.pid = (int32_t)getpid();
+	th_raw_send(fd, PM__TYPE__T_HELLO, 1, &h.base);
+	wire_in_init(&in, 0);
+	th_raw_next(fd, &in, &f, 30);
+	ck_assert_uint_eq(f.type, PM__TYPE__T_HELLO_REPLY);
+	wire_frame_close(&f);
+	ck_assert_uint_eq(wire_in_pending(&in), 0);
+	wire_in_free(&in);
+	return fd;
+}
+
+void
+th_raw_next(int fd, struct wire_in *in, struct pm_frame *f, double secs)
+{
+	const char *why;
+	double end = th_now() + secs;
+	int r;
+
+	while ((r = wire_in_next(in, f, &why)) == 0) {
+		ck_assert_msg(th_readable(fd, end - th_now()),
+		    "no frame from pmd in %g s", secs);
+		ck_assert_int_gt(wire_in_read(in, fd), 0);
+	}
+	ck_assert_msg(r == 1, "bad frame from pmd: %s", why);
+}
+
+/* ---- other users ---- */
+
+static gid_t	become_groups[NGROUPS_MAX];
+static int	become_ngroups = -1;
+
+void
+th_become(uid_t uid, gid_t gid, const gid_t *groups, int ngroups)
+{
+	ck_assert_int_eq(geteuid(), 0);
+	ck_assert_int_eq(become_ngroups, -1);
+	ck_assert_int_ge(become_ngroups = getgroups(NGROUPS_MAX,
+	    become_groups), 0);
+	ck_assert_int_eq(setgroups((size_t)ngroups, groups), 0);
+	ck_assert_int_eq(setegid(gid), 0);
+	ck_assert_int_eq(seteuid(uid), 0);
+}
+
+void
+th_unbecome(void)
+{
+	ck_assert_int_eq(seteuid(0), 0);
+	ck_assert_int_eq(setegid(getgid()), 0);
+	ck_assert_int_ge(become_ngroups, 0);
+	ck_assert_int_eq(setgroups((size_t)become_ngroups, become_groups), 0);
+	become_ngroups = -1;
 }

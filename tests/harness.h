@@ -35,6 +35,10 @@ int	 th_pmd_start_nofile(struct th_pmd *, const char *const extra_args[],
  * test must be root. */
 int	 th_pmd_start_as(struct th_pmd *, const char *const extra_args[],
 	    uid_t uid, gid_t gid);
+/* The same, prep() (NULL: none) run in pmd's process just before the
+ * exec: a prctl, a seccomp filter, rlimits of its own. */
+int	 th_pmd_start_prep(struct th_pmd *, const char *const extra_args[],
+	    long nofile, void (*prep)(void));
 /* SIGTERM, wait (15 s, then SIGKILL), remove dir.  Returns pmd's exit
  * status (>= 0), -signo, or TH_TIMEOUT.  A stopped pmd is a no-op (0). */
 int	 th_pmd_stop(struct th_pmd *);
@@ -130,6 +134,24 @@ size_t	 th_frame(void *buf, size_t cap, uint8_t version, uint32_t type,
 int	 th_send(int sock, const void *buf, size_t len, const int *fds,
 	    int nfds);
 int	 th_unix_connect(const char *path);	/* blocking stream socket */
+/* Raw clients: a connection that has said Hello (its reply read); a frame
+ * sent (any size); the next frame read into f (fails the test after secs;
+ * close its fds with wire_frame_close). */
+struct wire_in;
+struct pm_frame;
+int	 th_raw_hello(const char *sock);
+void	 th_raw_send(int fd, uint32_t type, uint32_t id,
+	    const ProtobufCMessage *m);
+void	 th_raw_send_fds(int fd, uint32_t type, uint32_t id,
+	    const ProtobufCMessage *m, const int *fds, int nfds);
+void	 th_raw_next(int fd, struct wire_in *in, struct pm_frame *f,
+	    double secs);
+
+/* Root only: the effective uid, gid and groups of another user until
+ * th_unbecome(); what is connected meanwhile is that user's (pmd reads
+ * a client's ids when it connects). */
+void	 th_become(uid_t uid, gid_t gid, const gid_t *groups, int ngroups);
+void	 th_unbecome(void);
 /* 1 if fd becomes readable within secs, else 0. */
 int	 th_readable(int fd, double secs);
 
