@@ -32,6 +32,7 @@ static pthread_mutex_t private_lock = PTHREAD_MUTEX_INITIALIZER;
 static char private_addr[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 static int	conn_handle_frame(pm_conn *, struct pm_frame *);
+static int	conn_process(pm_conn *);
 static void	watch_free_all(pm_conn *);
 static void	sub_notify(pm_conn *, int event, const void *ev);
 static void	sub_free_all(pm_conn *);
@@ -464,6 +465,8 @@ conn_lost_code(pm_conn *c, int code, const char *why)
 	if (c->lost)
 		return;
 	c->lost = 1;
+	c->lost_code = code;
+	snprintf(c->lost_why, sizeof(c->lost_why), "%s", why);
 	for (p = c->pending; p != NULL; p = p->next) {
 		if (p->done)
 			continue;
@@ -479,6 +482,26 @@ static void
 conn_lost(pm_conn *c, const char *why)
 {
 	conn_lost_code(c, PM_ECONN, why);
+}
+
+/*
+ * A write to pmd failed.  pmd may have said why before it closed (a
+ * refusal at accept: not served, too many clients), so what it sent is
+ * read first; the error set is its refusal, else the write's.
+ */
+static int
+conn_write_failed(pm_conn *c)
+{
+	int err = errno;
+
+	while (!c->lost && wire_in_read(&c->in, c->fd) > 0)
+		conn_process(c);
+	if (!c->lost) {
+		conn_lost(c, "connection to pmd lost");
+		return pmc_err(PM_ECONN, "connection to pmd lost: %s",
+		    strerror(err));
+	}
+	return pmc_err(c->lost_code, "%s", c->lost_why);
 }
 
 static struct pmc_pending *
@@ -511,9 +534,8 @@ conn_send(pm_conn *c, uint32_t type, const ProtobufCMessage *req,
 		return NULL;
 	}
 	if (flush && wire_out_flush(&c->out, c->fd) == -1) {
-		conn_lost(c, "connection to pmd lost");
 		free(p);
-		pmc_err(PM_ECONN, "connection to pmd lost: %s", strerror(errno));
+		conn_write_failed(c);
 		return NULL;
 	}
 	p->next = c->pending;
@@ -540,11 +562,8 @@ pmc_flush(pm_conn *c)
 {
 	if (c->lost)
 		return pmc_err(PM_ECONN, "connection to pmd lost");
-	if (wire_out_flush(&c->out, c->fd) == -1) {
-		conn_lost(c, "connection to pmd lost");
-		return pmc_err(PM_ECONN, "connection to pmd lost: %s",
-		    strerror(errno));
-	}
+	if (wire_out_flush(&c->out, c->fd) == -1)
+		return conn_write_failed(c);
 	return PM_OK;
 }
 

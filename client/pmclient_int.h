@@ -55,6 +55,8 @@ struct pm_conn {
 	uint32_t	 max_frame;
 	uint32_t	 next_id;
 	int		 lost;		/* connection gone: calls fail PM_ECONN */
+	int		 lost_code;	/* why: PM_ECONN, or pmd's refusal */
+	char		 lost_why[256];
 	struct wire_in	 in;
 	struct wire_out	 out;
 	struct pmc_pending *pending;	/* requests in flight */
