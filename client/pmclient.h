@@ -137,6 +137,13 @@ int		 pm_process_set_nice(pm_process *p, int nice);
 int		 pm_process_set_rlimit(pm_process *p, int resource,
 		    unsigned long long soft, unsigned long long hard);
 int		 pm_process_set_new_pgrp(pm_process *p, int on);
+/* Caps through a cgroup pmd makes for the worker before any of its code
+ * runs: memory in bytes (0 none; under 1 MiB PM_EINVAL), CPU bandwidth in
+ * CPUs (e.g. 0.5; 0 none; negative, under 0.01 or over 1024 PM_EINVAL).
+ * Before start, else PM_ESTATE.  A pmd that cannot apply them fails the
+ * start with PM_ESYS saying why: never a silently uncapped worker. */
+int		 pm_process_set_memory_max(pm_process *p, uint64_t bytes);
+int		 pm_process_set_cpu_max(pm_process *p, double cpus);
 int		 pm_process_start(pm_process *p);
 int		 pm_process_join(pm_process *p, double timeout);
 int		 pm_process_is_alive(pm_process *p);
@@ -161,6 +168,9 @@ typedef struct pm_rusage {
 	uint64_t	 maxrss_kb;
 } pm_rusage;
 int		 pm_process_rusage(pm_process *p, pm_rusage *ru);
+/* 1 when it ended killed by the OOM killer under its memory_max (exit
+ * code -9; pm_process_error: "out of memory (memory_max 64 MiB)"). */
+int		 pm_process_oom_killed(pm_process *p);
 void		 pm_process_free(pm_process *p);
 
 /* ---- Pool ----

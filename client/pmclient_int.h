@@ -20,6 +20,13 @@
 /* A pool worker's fds besides stdio: a spawn's frame to the forker also
  * carries the channel, the tasks-done counter and the request (pmd). */
 #define PMC_POOL_MAX_FDS	(PM_WIRE_MAX_FDS - 6)
+/* Caps a worker may get (library and pmd check both). */
+#define PMC_MIN_MEMORY_MAX	(1ull << 20)	/* bytes; 0 is none */
+#define PMC_MIN_CPU_MAX		0.01		/* CPUs; 0 is none */
+#define PMC_MAX_CPU_MAX		1024.0
+/* "out of memory (memory_max 64 MiB)" into buf */
+void	pmc_oom_text(char *buf, size_t cap, uint64_t memory_max);
+int	pmc_check_caps(uint64_t memory_max, double cpu_max);
 
 /* A request waiting for its reply. */
 struct pmc_pending {

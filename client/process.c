@@ -60,6 +60,9 @@ struct pm_process {
 	int		 channel;
 	int		 exitcode;
 	pm_rusage	 ru;		/* from Exited */
+	uint64_t	 memory_max;	/* caps, 0 none */
+	double		 cpu_max;
+	int		 oom_killed;	/* Exited says the OOM killer did it */
 	int		 lost;		/* ended unknown: connection lost */
 	int		 exec_errno;	/* the program could not be run */
 	int		 result_read;
@@ -136,6 +139,7 @@ process_exited(pm_process *p, const Pm__Exited *ev)
 	p->ru.user_s = ev->user_s;
 	p->ru.sys_s = ev->sys_s;
 	p->ru.maxrss_kb = ev->maxrss_kb;
+	p->oom_killed = ev->oom_killed;
 }
 
 static void
@@ -441,6 +445,69 @@ pm_process_set_cwd(pm_process *p, const char *dir)
 	return pmc_ok();
 }
 
+/* ---- caps ---- */
+
+int
+pmc_check_caps(uint64_t memory_max, double cpu_max)
+{
+	if (memory_max != 0 && memory_max < PMC_MIN_MEMORY_MAX)
+		return pmc_err(PM_EINVAL, "memory_max %llu bytes is below "
+		    "the least cap, %llu (0 is none)",
+		    (unsigned long long)memory_max,
+		    (unsigned long long)PMC_MIN_MEMORY_MAX);
+	if (!(cpu_max == 0 || (cpu_max >= PMC_MIN_CPU_MAX &&
+	    cpu_max <= PMC_MAX_CPU_MAX)))
+		return pmc_err(PM_EINVAL, "cpu_max %g out of range (0 none, "
+		    "or %g to %g CPUs)", cpu_max, PMC_MIN_CPU_MAX,
+		    PMC_MAX_CPU_MAX);
+	return pmc_ok();
+}
+
+void
+pmc_oom_text(char *buf, size_t cap, uint64_t memory_max)
+{
+	if (memory_max % (1u << 20) == 0)
+		snprintf(buf, cap, "out of memory (memory_max %llu MiB)",
+		    (unsigned long long)(memory_max >> 20));
+	else
+		snprintf(buf, cap, "out of memory (memory_max %llu bytes)",
+		    (unsigned long long)memory_max);
+}
+
+int
+pm_process_set_memory_max(pm_process *p, uint64_t bytes)
+{
+	int rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if ((rc = pmc_check_caps(bytes, 0)) != PM_OK)
+		return rc;
+	p->memory_max = bytes;
+	return pmc_ok();
+}
+
+int
+pm_process_set_cpu_max(pm_process *p, double cpus)
+{
+	int rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if ((rc = pmc_check_caps(0, cpus)) != PM_OK)
+		return rc;
+	p->cpu_max = cpus;
+	return pmc_ok();
+}
+
+int
+pm_process_oom_killed(pm_process *p)
+{
+	if (p == NULL || p->state != P_ENDED)
+		return 0;
+	return p->oom_killed;
+}
+
 int
 pm_process_set_nice(pm_process *p, int nice)
 {
@@ -548,6 +615,8 @@ pm_process_start(pm_process *p)
 	s.arg.data = p->arg;
 	s.arg.len = p->arglen;
 	s.path = p->path ? p->path : (char *)(uintptr_t)"";
+	s.memory_max = p->memory_max;
+	s.cpu_max = p->cpu_max;
 	if (p->kind == PM__KIND__K_EXEC) {
 		for (n = 0; p->argv[n] != NULL; n++)
 			;
@@ -993,9 +1062,15 @@ pm_process_result(pm_process *p, pm_bytes *out)
 const char *
 pm_process_error(pm_process *p)
 {
+	char buf[128];
+
 	if (p == NULL || p->state != P_ENDED)
 		return NULL;
 	process_read_result(p);
+	if (p->error == NULL && p->oom_killed) {
+		pmc_oom_text(buf, sizeof(buf), p->memory_max);
+		p->error = strdup(buf);
+	}
 	return p->error;
 }
 

@@ -134,6 +134,7 @@ cleanup(void)
 
 	broker_close_all();
 	forker_stop();
+	cgroup_cleanup();
 	if (!pmd->activated && pmd->cfg.socket != NULL) {
 		unlink(pmd->cfg.socket);
 		if (pmd->cfg.private_mode) {

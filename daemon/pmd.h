@@ -181,6 +181,11 @@ struct worker {
 	uint64_t	 pool;		/* pool id from the Spawn, 0 none */
 	int		 stats_fd;	/* memfd: tasks done at 0, -1 none */
 	uint32_t	 forker_gen;	/* the forker asked to fork it */
+	/* caps (cgroup.c) */
+	uint64_t	 memory_max;	/* bytes, 0 none */
+	double		 cpu_max;	/* CPUs, 0 none */
+	char		*cg_mem;	/* its cgroup (v2, or v1 memory) */
+	char		*cg_cpu;	/* its v1 cpu cgroup */
 };
 
 TAILQ_HEAD(sessionq, session);
@@ -237,6 +242,7 @@ struct pmd {
 	uint64_t	 spawned;
 	uint64_t	 reaped;
 	uint64_t	 spawn_failed;
+	uint64_t	 oom_killed;
 	uint64_t	 requests;
 };
 
@@ -361,6 +367,12 @@ void	objects_free_all(void);
 void	notify(const char *, ...) __attribute__((format(printf, 1, 2)));
 int	notify_listen_fds(void);
 uint64_t notify_watchdog_usec(void);
+
+/* cgroup.c: per-worker caps */
+int	cgroup_create(struct worker *, char **procs, char *why, size_t cap);
+int	cgroup_oom_killed(const struct worker *);
+void	cgroup_remove(struct worker *);
+void	cgroup_cleanup(void);
 
 /* forker.c */
 extern pid_t forker_broker_pid;

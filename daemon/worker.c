@@ -364,6 +364,27 @@ run_exec(const Pm__Spawn *s)
 	    "cannot run %s: %s", s->path, strerror(err));
 }
 
+/* Into the cgroups pmd made for our caps, before any client code. */
+static void
+join_cgroups(const Pm__Fork *f)
+{
+	size_t i;
+	int fd;
+
+	for (i = 0; i < f->n_cgroups; i++) {
+		if ((fd = open(f->cgroups[i], O_WRONLY | O_CLOEXEC)) == -1 ||
+		    write(fd, "0", 1) != 1) {
+			int e = errno;
+
+			if (fd >= 0)
+				close(fd);
+			start_fail(PM__CODE__C_SYS, "cannot join cgroup %s: %s",
+			    f->cgroups[i], strerror(e));
+		}
+		close(fd);
+	}
+}
+
 /* Forked{wid, pid} + [pidfd] to the broker, before the client can hear
  * of us.  One small sendmsg: atomic among the forker's. */
 static void
@@ -435,6 +456,7 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 		if (map != MAP_FAILED)
 			stats = map;
 	}
+	join_cgroups(f);
 	reset_signals();
 	if (s->new_pgrp)
 		setpgid(0, 0);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "pmd.h"
+#include "pmclient_int.h"
 
 static void	forker_read_cb(evutil_socket_t, short, void *);
 static void	forker_write_cb(evutil_socket_t, short, void *);
@@ -482,6 +483,11 @@ spawn_check(struct session *s, uint32_t id, const Pm__Spawn *sp, int nfds)
 		    "too many arguments or too long a name");
 		return -1;
 	}
+	if (pmc_check_caps(sp->memory_max, sp->cpu_max) != PM_OK) {
+		session_error(s, id, PM__CODE__C_INVAL, "%s",
+		    pm_last_message());
+		return -1;
+	}
 	if (sp->n_child_fds != (size_t)nfds) {
 		session_error(s, id, PM__CODE__C_INVAL,
 		    "%zu fd numbers for %d fds", sp->n_child_fds, nfds);
@@ -659,7 +665,8 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	Pm__Spawn *sp;
 	struct worker *w;
 	int fds[PM_WIRE_MAX_FDS], ch[2] = { -1, -1 }, n = 0, i, spec = -1;
-	int pool, room, sfd = -1;
+	int pool, room, sfd = -1, ncg;
+	char *cgs[2] = { NULL, NULL }, why[PMD_MAX_PATH + 256];
 
 	if ((sp = pm__spawn__unpack(NULL, f->len, f->data)) == NULL) {
 		session_error(s, f->id, PM__CODE__C_PROTO, "malformed spawn");
@@ -685,9 +692,22 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	fk.groups = s->groups;
 	fk.has_channel = 1;
 	fk.has_stats = pool;
-	if ((spec = spawn_spec(s, f->id, &fk)) == -1 ||
-	    (w = worker_new(s, f->id, sp)) == NULL)
+	if ((w = worker_new(s, f->id, sp)) == NULL)
 		goto done;
+	w->memory_max = sp->memory_max;
+	w->cpu_max = sp->cpu_max;
+	if ((ncg = cgroup_create(w, cgs, why, sizeof(why))) == -1) {
+		session_error(s, f->id, PM__CODE__C_SYS, "%s", why);
+		pmd->spawn_failed++;
+		worker_free(w);
+		goto done;
+	}
+	fk.n_cgroups = (size_t)ncg;
+	fk.cgroups = cgs;
+	if ((spec = spawn_spec(s, f->id, &fk)) == -1) {
+		worker_free(w);
+		goto done;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1 ||
 	    (pool && ((w->stats_fd = pool_stats_fd()) == -1 ||
 	    (sfd = fcntl(w->stats_fd, F_DUPFD_CLOEXEC, 3)) == -1))) {
@@ -723,6 +743,8 @@ handle_spawn(struct session *s, struct pm_frame *f)
 done:
 	if (spec >= 0)
 		close(spec);
+	for (i = 0; i < 2; i++)
+		free(cgs[i]);
 	pm__spawn__free_unpacked(sp, NULL);
 }
 
@@ -750,6 +772,7 @@ worker_free(struct worker *w)
 		close(w->stats_fd);
 	if (w->client_channel >= 0)
 		close(w->client_channel);
+	cgroup_remove(w);
 	free(w->name);
 	free(w->target);
 	free(w);
@@ -775,6 +798,15 @@ worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
 	pmd->reaped++;
+	if (code == -SIGKILL && cgroup_oom_killed(w)) {
+		ex.oom_killed = 1;
+		ex.memory_max = w->memory_max;
+		pmd->oom_killed++;
+		log_warn("worker %llu (pid %d, %s, uid %u) killed by the OOM "
+		    "killer under its memory_max of %llu bytes",
+		    (unsigned long long)w->wid, (int)w->pid, w->target,
+		    (unsigned)w->uid, (unsigned long long)w->memory_max);
+	}
 	log_debug("worker %llu (pid %d) ended: %d", (unsigned long long)w->wid,
 	    (int)w->pid, code);
 	if (w->state == W_RUNNING && w->owner != NULL) {

@@ -1,10 +1,12 @@
 /*
  * check_memory.c - memory and CPU against a real pmd: rusage of ended
- * Processes, pool resize and maxmemoryperchild recycling.
+ * Processes, memory and CPU caps through cgroups, OOM kills reported,
+ * no cgroup left behind.
  */
 #include <sys/types.h>
 
 #include <check.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,175 @@ START_TEST(t_rusage)
 }
 END_TEST
 
+/* ---- caps ---- */
+
+#define MiB	(1ull << 20)
+
+/* pmd's cgroup subtree for its capped workers (cgroup v1 memory), or
+ * NULL when pmd is not on v1 */
+static const char *
+pmd_subtree(char *buf, size_t cap)
+{
+	char path[64], line[1024], *p;
+	FILE *fp;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pmd.pid);
+	ck_assert_ptr_nonnull(fp = fopen(path, "re"));
+	while (!found && fgets(line, sizeof(line), fp) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if ((p = strstr(line, ":memory:")) == NULL)
+			continue;
+		p += strlen(":memory:");
+		snprintf(buf, cap, "/sys/fs/cgroup/memory%s/pmd.%d",
+		    strcmp(p, "/") ? p : "", (int)pmd.pid);
+		found = 1;
+	}
+	fclose(fp);
+	return found ? buf : NULL;
+}
+
+/* entries of dir that are worker cgroups (w<wid>); -1 no dir */
+static int
+worker_cgroups(const char *dir)
+{
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] == 'w' && e->d_type == DT_DIR)
+			n++;
+	closedir(d);
+	return n;
+}
+
+START_TEST(t_oom)
+{
+	pm_process *p;
+	int code;
+
+	/* 256 MiB under a 64 MiB cap: killed, and said so */
+	p = new_task("grow", "256");
+	ck_assert_int_eq(pm_process_set_memory_max(p, 64 * MiB), PM_OK);
+	code = th_run_process(p, 60);
+	ck_assert_int_eq(code, -9);
+	ck_assert_int_eq(pm_process_oom_killed(p), 1);
+	ck_assert_ptr_nonnull(pm_process_error(p));
+	ck_assert_str_eq(pm_process_error(p),
+	    "out of memory (memory_max 64 MiB)");
+	pm_process_free(p);
+
+	/* 16 MiB under the same cap: fine */
+	p = new_task("grow", "16");
+	ck_assert_int_eq(pm_process_set_memory_max(p, 64 * MiB), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 60), 0);
+	ck_assert_int_eq(pm_process_oom_killed(p), 0);
+	ck_assert_ptr_null(pm_process_error(p));
+	pm_process_free(p);
+
+	/* uncapped, 256 MiB runs free */
+	p = new_task("grow", "256");
+	ck_assert_int_eq(th_run_process(p, 60), 0);
+	ck_assert_int_eq(pm_process_oom_killed(p), 0);
+	pm_process_free(p);
+
+	/* killed by a plain SIGKILL, not the OOM killer: not an OOM */
+	p = new_task("spin", "60000");
+	ck_assert_int_eq(pm_process_set_memory_max(p, 64 * MiB), PM_OK);
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	ck_assert_int_eq(pm_process_kill(p), PM_OK);
+	ck_assert_int_eq(pm_process_join(p, 60), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	ck_assert_int_eq(code, -9);
+	ck_assert_int_eq(pm_process_oom_killed(p), 0);
+	pm_process_free(p);
+}
+END_TEST
+
+START_TEST(t_cpu_cap)
+{
+	pm_process *p;
+	pm_rusage ru;
+	double t0, wall;
+
+	/* 0.5 s of CPU under a quarter CPU takes about 2 s whatever the
+	 * load: at least 1.5 s (the first CFS period may give its quota at
+	 * once) */
+	p = new_task("burn", "500");
+	ck_assert_int_eq(pm_process_set_cpu_max(p, 0.25), PM_OK);
+	t0 = th_now();
+	ck_assert_int_eq(th_run_process(p, 60), 0);
+	wall = th_now() - t0;
+	ck_assert_int_eq(pm_process_rusage(p, &ru), PM_OK);
+	ck_assert_msg(ru.user_s + ru.sys_s >= 0.45, "cpu %f+%f", ru.user_s,
+	    ru.sys_s);
+	ck_assert_msg(wall >= 1.5, "0.5 CPU s in %.2f s under cpu_max 0.25",
+	    wall);
+	pm_process_free(p);
+}
+END_TEST
+
+START_TEST(t_caps_bad)
+{
+	pm_process *p;
+
+	p = new_task("spin", "0");
+	ck_assert_int_eq(pm_process_set_cpu_max(p, -1), PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_cpu_max(p, 0.001), PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_cpu_max(p, 1e9), PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_cpu_max(p, 0.0 / 0.0), PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_memory_max(p, 4096), PM_EINVAL);
+	ck_assert_ptr_nonnull(strstr(pm_last_message(), "memory_max"));
+	ck_assert_int_eq(pm_process_set_memory_max(p, 0), PM_OK);
+	ck_assert_int_eq(pm_process_set_cpu_max(p, 0), PM_OK);
+	ck_assert_int_eq(pm_process_set_memory_max(NULL, MiB), PM_EINVAL);
+	pm_process_free(p);
+
+	p = new_task("spin", "10");
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	ck_assert_int_eq(pm_process_set_memory_max(p, 64 * MiB), PM_ESTATE);
+	ck_assert_int_eq(pm_process_set_cpu_max(p, 0.5), PM_ESTATE);
+	ck_assert_int_eq(pm_process_join(p, 60), PM_OK);
+	pm_process_free(p);
+}
+END_TEST
+
+/* Every capped worker's cgroup goes with it; pmd's subtree with pmd. */
+START_TEST(t_no_cgroup_left)
+{
+	char sub[4096];
+	pm_process *p;
+	int i, n = 100;
+
+	for (i = 0; i < n; i++) {
+		p = new_task("grow", "1");
+		ck_assert_int_eq(pm_process_set_memory_max(p, 32 * MiB),
+		    PM_OK);
+		if (i % 2)
+			ck_assert_int_eq(pm_process_set_cpu_max(p, 0.5),
+			    PM_OK);
+		ck_assert_int_eq(th_run_process(p, 60), 0);
+		pm_process_free(p);
+	}
+	if (pmd_subtree(sub, sizeof(sub)) == NULL)
+		return;			/* cgroup v2: nothing of v1 to see */
+	/* the last Exited may come before pmd's rmdir: settle */
+	for (i = 0; i < 100 && worker_cgroups(sub) != 0; i++)
+		th_sleep(0.05);
+	ck_assert_int_eq(worker_cgroups(sub), 0);
+	pm_disconnect(conn);
+	conn = NULL;
+	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
+	ck_assert_int_eq(worker_cgroups(sub), -1);
+	ck_assert_int_eq(th_pmd_start(&pmd, NULL), 0);
+	conn = pm_connect(pmd.sock);
+	ck_assert_ptr_nonnull(conn);
+}
+END_TEST
+
 static Suite *
 memory_suite(void)
 {
@@ -90,6 +261,11 @@ memory_suite(void)
 
 	tc = th_tcase(s, "rusage", setup, teardown, 60);
 	tcase_add_test(tc, t_rusage);
+	tc = th_tcase(s, "caps", setup, teardown, 120);
+	tcase_add_test(tc, t_oom);
+	tcase_add_test(tc, t_cpu_cap);
+	tcase_add_test(tc, t_caps_bad);
+	tcase_add_test(tc, t_no_cgroup_left);
 	return s;
 }
 

@@ -16,7 +16,7 @@
 #include "pmclient.h"
 #include "taskutil.h"
 
-pm_task_fn grow, keep, spin, mypid;
+pm_task_fn grow, keep, spin, burn, mypid;
 
 static char *
 touch_mib(long mib)
@@ -76,6 +76,23 @@ spin(pm_task *t)
 		clock_gettime(CLOCK_MONOTONIC, &b);
 	} while ((b.tv_sec - a.tv_sec) * 1000 +
 	    (b.tv_nsec - a.tv_nsec) / 1000000 < ms);
+	return 0;
+}
+
+/* arg: milliseconds of CPU time to burn, however long that takes. */
+int
+burn(pm_task *t)
+{
+	char buf[32];
+	long ms = strtol(arg_str(t, buf, sizeof(buf)), NULL, 10);
+	struct timespec c;
+	volatile uint64_t x = 0;
+
+	do {
+		for (int i = 0; i < 100000; i++)
+			x += (uint64_t)i;
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+	} while (c.tv_sec * 1000 + c.tv_nsec / 1000000 < ms);
 	return 0;
 }
 
