@@ -473,6 +473,21 @@ pm_pipe_adopt(int fd)
 	return p;
 }
 
+pm_pipe *
+pmc_pipe_rendezvous(int fd, pid_t pid, uid_t uid)
+{
+	pm_pipe *p;
+
+	if ((p = pipe_wrap(fd, PIPE_BOTH)) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	p->has_peer = 1;
+	p->peer_pid = pid;
+	p->peer_uid = uid;
+	return p;
+}
+
 int
 pm_pipe_peer(pm_pipe *p, pid_t *pid, uid_t *uid)
 {

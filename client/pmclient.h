@@ -66,6 +66,7 @@ typedef struct pm_event pm_event;
 typedef struct pm_cond pm_cond;
 typedef struct pm_barrier pm_barrier;
 typedef struct pm_dict pm_dict;
+typedef struct pm_listener pm_listener;
 
 typedef struct pm_bytes {
 	void	*data;
@@ -293,6 +294,20 @@ pm_pipe		*pm_pipe_adopt(int fd);
  * NULL. */
 int		 pm_pipe_peer(pm_pipe *p, pid_t *pid, uid_t *uid);
 void		 pm_pipe_free(pm_pipe *p);	/* closes this end; NULL ok */
+
+/* Rendezvous through pmd (Listener/Client): one listener per name
+ * (PM_EEXIST); flags: PM_O_SHARED lets other uids connect.  A connect
+ * waits until the listener accepts it (PM_ETIMEDOUT if not within
+ * timeout); then each side has a pipe end and pmd is out of the path.
+ * The listener ends with pm_listener_free or its connection. */
+pm_listener	*pm_listen(pm_conn *c, const char *name, int flags);
+pm_pipe		*pm_accept(pm_listener *l, double timeout);
+/* PM_ENOENT when no one listens, PM_EPERM when not allowed. */
+pm_pipe		*pm_pipe_connect(pm_conn *c, const char *name,
+		    double timeout);
+/* Readable while a connect waits, i.e. when pm_accept would not block. */
+int		 pm_listener_fd(pm_listener *l);
+void		 pm_listener_free(pm_listener *l);
 
 /*
  * ---- Shared objects: memory and synchronization ----

@@ -200,4 +200,8 @@ int	 pmc_obj_open(pm_conn *, const char *name, int kind, int flags,
  * same Exited events as processes. */
 #define PMC_POOL_MAX_ITEM	(1u << 30)	/* bytes per argument/result */
 
+/* pipe.c: an end pmd handed over (fd taken, also on failure), with the
+ * peer's credentials as pmd read them. */
+pm_pipe	*pmc_pipe_rendezvous(int fd, pid_t pid, uid_t uid);
+
 #endif

@@ -453,6 +453,11 @@ static const struct {
 	{ PM__TYPE__T_OBJ_OPEN,		handle_obj_open },
 	{ PM__TYPE__T_OBJ_UNLINK,	handle_obj_unlink },
 	{ PM__TYPE__T_OBJ_LIST,		handle_obj_list },
+	{ PM__LISTEN_TYPE__L_LISTEN,	handle_l_listen },
+	{ PM__LISTEN_TYPE__L_ACCEPT,	handle_l_accept },
+	{ PM__LISTEN_TYPE__L_CONNECT,	handle_l_connect },
+	{ PM__LISTEN_TYPE__L_CLOSE,	handle_l_close },
+	{ PM__LISTEN_TYPE__L_LIST,	handle_l_list },
 };
 
 static void
@@ -502,6 +507,7 @@ session_close(struct session *s)
 	pmd->nsessions--;
 	workers_owner_gone(s);
 	queues_session_gone(s);
+	listeners_session_gone(s);
 	session_free(s);
 	broker_check_idle();
 }
@@ -832,6 +838,7 @@ broker_close_all(void)
 	queues_free_all();	/* their parked requests unanswered */
 	dicts_free_all();
 	objects_free_all();
+	listeners_free_all();
 	while ((s = TAILQ_FIRST(&pmd->sessions)) != NULL) {
 		/* last words out, if the peer takes them now */
 		(void)wire_out_flush(&s->out, s->fd);

@@ -88,6 +88,8 @@ config_defaults(struct pmd_config *c)
 	c->max_segment_size = PMD_MAX_SEGMENT_SIZE;
 	c->max_object_bytes_per_uid = PMD_MAX_OBJECT_BYTES_PER_UID;
 	c->max_object_bytes = PMD_MAX_OBJECT_BYTES;
+	c->max_listeners = PMD_MAX_LISTENERS;
+	c->max_listen_backlog = PMD_MAX_LISTEN_BACKLOG;
 	c->ready_fd = -1;
 	c->forker_fd = -1;
 }
@@ -220,6 +222,8 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	NUM("max_dict_keys", max_dict_keys, 1, 100000000)
 	NUM("max_objects", max_objects, 1, 1000000)
 	NUM("max_objects_per_uid", max_objects_per_uid, 1, 1000000)
+	NUM("max_listeners", max_listeners, 1, 1000000)
+	NUM("max_listen_backlog", max_listen_backlog, 1, 1000000)
 #undef NUM
 	if (strcmp(k, "max_dict_key_size") == 0 ||
 	    strcmp(k, "max_dict_value_size") == 0) {

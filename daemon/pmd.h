@@ -79,6 +79,10 @@ extern int pmd_hash_oom;
 #define PMD_MAX_OBJECT_BYTES_PER_UID (1ull << 30) /* segments of one uid */
 #define PMD_MAX_OBJECT_BYTES	(4ull << 30)	/* segments in all */
 
+/* Rendezvous bounds (listeners.c); each is a config key. */
+#define PMD_MAX_LISTENERS	1024	/* listeners in all */
+#define PMD_MAX_LISTEN_BACKLOG	128	/* connects (accepts) waiting, each */
+
 /* What the forker ignores; a worker sets them back to default. */
 #define FORKER_IGNORED_SIGNALS	{ SIGINT, SIGTERM, SIGHUP, SIGPIPE }
 
@@ -124,6 +128,9 @@ struct pmd_config {
 	uint64_t	 max_segment_size;
 	uint64_t	 max_object_bytes_per_uid;
 	uint64_t	 max_object_bytes;
+	/* rendezvous (listeners.c) */
+	int		 max_listeners;
+	int		 max_listen_backlog;
 	int		 ready_fd;
 	int		 forker_fd;	/* >= 0: run as the forker */
 };
@@ -324,6 +331,15 @@ void	handle_d_list(struct session *, struct pm_frame *);
 int	dicts_unlink(struct session *, uint32_t id, const char *name);
 void	dicts_free_all(void);
 uint64_t dicts_bytes(void);
+
+/* listeners.c: named rendezvous for pipes */
+void	handle_l_listen(struct session *, struct pm_frame *);
+void	handle_l_accept(struct session *, struct pm_frame *);
+void	handle_l_connect(struct session *, struct pm_frame *);
+void	handle_l_close(struct session *, struct pm_frame *);
+void	handle_l_list(struct session *, struct pm_frame *);
+void	listeners_session_gone(struct session *);
+void	listeners_free_all(void);
 
 /*
  * objects.c: the named shared objects, one namespace for every kind

@@ -4,17 +4,21 @@
  * workers on one pipe, direction, poll and fd agreement, timeouts, the end
  * after draining, sends to a closed peer with SIGPIPE at its default, fds
  * across processes (extras closed, fds the kernel could not install),
- * malformed packets, adoption and arguments.
+ * malformed packets, adoption and arguments; rendezvous through pmd
+ * (listen, accept, connect, peer credentials, timeouts, a dying listener,
+ * bounds, another uid).
  */
 #include <sys/types.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -30,6 +34,7 @@
 #define WAIT		120.0	/* seconds for anything that should come */
 #define PIPELINED	2000
 #define MAX_ENDS	8
+#define NOBODY		65534
 
 static struct th_pmd pmd;
 static pm_conn *conn;
@@ -800,6 +805,312 @@ START_TEST(t_args)
 }
 END_TEST
 
+/* ---- rendezvous ---- */
+
+static pm_listener *listener;	/* freed by teardown_listen */
+static pm_listener *listener2;
+
+static void
+teardown_listen(void)
+{
+	pm_listener_free(listener);
+	pm_listener_free(listener2);
+	listener = listener2 = NULL;
+	teardown();
+}
+
+static void
+setup_backlog(void)
+{
+	static const char *args[] = { "--config", NULL, NULL };
+	static char conf[PATH_MAX];
+	FILE *f;
+
+	snprintf(conf, sizeof(conf), "/tmp/pmdtest-p.%d.conf", (int)getpid());
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fputs("max_listen_backlog = 2\nmax_listeners = 2\n", f);
+	fclose(f);
+	args[1] = conf;
+	signal(SIGPIPE, SIG_DFL);
+	base_self = th_fd_count(0);
+	snprintf(pmod, sizeof(pmod), "%s/tests/pipetasks.so",
+	    th_env("PM_BUILD"));
+	ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
+	unlink(conf);
+	base_pmd = th_fd_count(pmd.pid);
+	conn = pm_connect(pmd.sock);
+	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+}
+
+/* A forked client that connects to name and exits with a code saying
+ * what it got: 0 a pipe whose peer is want_peer (it then sends its pid
+ * and waits for the end), else 10 - pm_last_error(). */
+static pid_t
+fork_connect(const char *name, double timeout, pid_t want_peer)
+{
+	pm_conn *c;
+	pm_pipe *p;
+	pm_bytes m;
+	pid_t pid, me, peer = 0;
+
+	if ((pid = th_fork()) != 0)
+		return pid;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		th_child_exit(100);
+	th_child_own(c, th_free_conn);
+	if ((p = pm_pipe_connect(c, name, timeout)) == NULL)
+		th_child_exit(10 - pm_last_error());
+	me = getpid();
+	if (pm_pipe_peer(p, &peer, NULL) != PM_OK || peer != want_peer ||
+	    pm_pipe_send(p, &me, sizeof(me)) != PM_OK ||
+	    pm_pipe_recv(p, &m, WAIT) != PM_ECLOSED) {
+		pm_pipe_free(p);
+		th_child_exit(101);
+	}
+	pm_pipe_free(p);
+	th_child_exit(0);
+}
+
+static int
+wait_code(pid_t pid)
+{
+	int st;
+
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* Accepts one connect from pid and checks what pmd and the peer say. */
+static void
+accept_from(pid_t pid)
+{
+	pm_pipe *p = pm_accept(listener, WAIT);
+	pid_t peer = 0, sent = 0;
+	uid_t uid = 12345;
+	pm_bytes m;
+
+	ck_assert_msg(p != NULL, "accept: %s", pm_last_message());
+	ck_assert_int_eq(pm_pipe_peer(p, &peer, &uid), PM_OK);
+	ck_assert_int_eq(peer, pid);
+	ck_assert_int_eq(uid, getuid());
+	recv_ok(p, &m);
+	ck_assert_uint_eq(m.len, sizeof(sent));
+	memcpy(&sent, m.data, sizeof(sent));
+	pm_bytes_free(&m);
+	ck_assert_int_eq(sent, pid);
+	pm_pipe_free(p);
+}
+
+START_TEST(t_listen_connect)
+{
+	pm_listener *l2;
+	pid_t pid;
+	double t0;
+
+	listener = pm_listen(conn, "svc", 0);
+	ck_assert_msg(listener != NULL, "listen: %s", pm_last_message());
+	ck_assert_int_ge(pm_listener_fd(listener), 0);
+	ck_assert_int_eq(th_readable(pm_listener_fd(listener), 0), 0);
+	/* one listener per name */
+	ck_assert_ptr_null(pm_listen(conn, "svc", 0));
+	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
+	ck_assert_ptr_null(pm_listen(conn, "", 0));
+	ck_assert_int_eq(pm_last_error(), PM_EINVAL);
+	/* no one listens */
+	ck_assert_ptr_null(pm_pipe_connect(conn, "nobody-here", 5));
+	ck_assert_int_eq(pm_last_error(), PM_ENOENT);
+	/* a listener that does not accept: connects time out */
+	t0 = th_now();
+	ck_assert_ptr_null(pm_pipe_connect(conn, "svc", 0.3));
+	ck_assert_int_eq(pm_last_error(), PM_ETIMEDOUT);
+	ck_assert_double_ge(th_now() - t0, 0.3);
+	ck_assert_ptr_null(pm_pipe_connect(conn, "svc", 0));
+	ck_assert_int_eq(pm_last_error(), PM_ETIMEDOUT);
+	ck_assert_ptr_null(pm_accept(listener, 0));
+	ck_assert_int_eq(pm_last_error(), PM_ETIMEDOUT);
+	ck_assert_int_eq(th_readable(pm_listener_fd(listener), 0), 0);
+	/* a waiting connect makes the fd readable; accept pairs them */
+	pid = fork_connect("svc", WAIT, getpid());
+	ck_assert_int_eq(th_readable(pm_listener_fd(listener), WAIT), 1);
+	accept_from(pid);
+	ck_assert_int_eq(wait_code(pid), 0);
+	ck_assert_int_eq(th_readable(pm_listener_fd(listener), 0), 0);
+	/* an accept waiting first */
+	pid = fork_connect("svc", WAIT, getpid());
+	accept_from(pid);
+	ck_assert_int_eq(wait_code(pid), 0);
+	/* a connect from this very connection */
+	ck_assert_ptr_null(pm_pipe_connect(conn, "svc", 0.05));
+	ck_assert_int_eq(pm_last_error(), PM_ETIMEDOUT);
+	/* freeing the listener frees the name */
+	pm_listener_free(listener);
+	listener = NULL;
+	l2 = pm_listen(conn, "svc", 0);
+	ck_assert_ptr_nonnull(l2);
+	listener = l2;
+}
+END_TEST
+
+/* Three workers connect; pmd tells each side who the other is. */
+START_TEST(t_three_workers)
+{
+	pm_process *w[3];
+	pid_t pids[3], peer, sent;
+	pm_pipe *p[3];
+	pm_bytes m;
+	int i, k, seen[3] = { 0, 0, 0 };
+
+	listener = pm_listen(conn, "three", 0);
+	ck_assert_ptr_nonnull(listener);
+	for (i = 0; i < 3; i++) {
+		w[i] = pm_process_new(conn, pmod, "pipe_dial", "three", 5);
+		ck_assert_ptr_nonnull(w[i]);
+		ck_assert_int_eq(pm_process_start(w[i]), PM_OK);
+		pids[i] = pm_process_pid(w[i]);
+	}
+	for (i = 0; i < 3; i++) {
+		p[i] = pm_accept(listener, WAIT);
+		ck_assert_msg(p[i] != NULL, "accept: %s", pm_last_message());
+		ck_assert_int_eq(pm_pipe_peer(p[i], &peer, NULL), PM_OK);
+		recv_ok(p[i], &m);
+		memcpy(&sent, m.data, sizeof(sent));
+		pm_bytes_free(&m);
+		ck_assert_int_eq(sent, peer);
+		for (k = 0; k < 3; k++)
+			if (pids[k] == peer)
+				seen[k]++;
+	}
+	ck_assert(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
+	for (i = 0; i < 3; i++) {
+		pm_pipe_free(p[i]);
+		joined(w[i], NULL, 0);
+	}
+}
+END_TEST
+
+/* The listener's client dies: connects waiting fail, the name is free. */
+START_TEST(t_listener_dies)
+{
+	int ready[2], st;
+	pid_t lpid, cpid;
+	char c;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	if ((lpid = th_fork()) == 0) {
+		pm_conn *lc = pm_connect(pmd.sock);
+		pm_listener *l;
+
+		if (lc == NULL)
+			th_child_exit(100);
+		th_child_own(lc, th_free_conn);
+		if ((l = pm_listen(lc, "mortal", 0)) == NULL)
+			th_child_exit(101);
+		if (write(ready[1], "r", 1) != 1)
+			th_child_exit(102);
+		pause();
+		th_child_exit(103);
+	}
+	close(ready[1]);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	cpid = fork_connect("mortal", WAIT, 0);
+	th_sleep(0.2);
+	kill(lpid, SIGKILL);
+	ck_assert_int_eq(waitpid(lpid, &st, 0), lpid);
+	ck_assert_int_eq(wait_code(cpid), 10 - PM_ECLOSED);
+	TH_WAIT((listener = pm_listen(conn, "mortal", 0)) != NULL, 20);
+	ck_assert_msg(listener != NULL, "listen: %s", pm_last_message());
+}
+END_TEST
+
+/* Bounds: connects waiting per listener, and listeners in all. */
+START_TEST(t_listen_bounds)
+{
+	pid_t pids[2];
+	int i;
+
+	listener = pm_listen(conn, "b", 0);
+	ck_assert_ptr_nonnull(listener);
+	for (i = 0; i < 2; i++)
+		pids[i] = fork_connect("b", WAIT, 0);
+	TH_WAIT(th_readable(pm_listener_fd(listener), 0) &&
+	    pm_pipe_connect(conn, "b", 0) == NULL &&
+	    pm_last_error() == PM_ELIMIT, 20);
+	ck_assert_ptr_null(pm_pipe_connect(conn, "b", 5));
+	ck_assert_int_eq(pm_last_error(), PM_ELIMIT);
+	ck_assert_msg(strstr(pm_last_message(), "max_listen_backlog") != NULL,
+	    "%s", pm_last_message());
+	listener2 = pm_listen(conn, "b2", 0);
+	ck_assert_ptr_nonnull(listener2);
+	ck_assert_ptr_null(pm_listen(conn, "b3", 0));
+	ck_assert_int_eq(pm_last_error(), PM_ELIMIT);
+	ck_assert(strstr(pm_last_message(), "max_listeners") != NULL);
+	pm_listener_free(listener2);
+	listener2 = NULL;
+	/* freeing the listener fails the connects waiting */
+	pm_listener_free(listener);
+	listener = NULL;
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(wait_code(pids[i]), 10 - PM_ECLOSED);
+}
+END_TEST
+
+static int
+other_uid_dial(void)
+{
+	pm_conn *c;
+	pm_pipe *p;
+	uid_t uid = 0;
+
+	if (setgroups(0, NULL) == -1 || setgid(NOBODY) == -1 ||
+	    setuid(NOBODY) == -1)
+		return 100;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return 101;
+	th_child_own(c, th_free_conn);
+	if (pm_pipe_connect(c, "private", 5) != NULL ||
+	    pm_last_error() != PM_EPERM)
+		return 102;
+	if ((p = pm_pipe_connect(c, "public", WAIT)) == NULL)
+		return 103;
+	if (pm_pipe_peer(p, NULL, &uid) != PM_OK || uid != 0 ||
+	    pm_pipe_send(p, "hi", 2) != PM_OK) {
+		pm_pipe_free(p);
+		return 104;
+	}
+	pm_pipe_free(p);
+	return 0;
+}
+
+START_TEST(t_listen_other_uid)
+{
+	pm_pipe *p;
+	pid_t pid;
+	uid_t uid = 0;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "t_listen_other_uid: skipped (needs root)\n");
+		return;
+	}
+	ck_assert_int_eq(chmod(pmd.dir, 0711), 0);
+	ck_assert_int_eq(chmod(pmd.sock, 0666), 0);
+	listener2 = pm_listen(conn, "private", 0);
+	ck_assert_ptr_nonnull(listener2);
+	listener = pm_listen(conn, "public", PM_O_SHARED);
+	ck_assert_ptr_nonnull(listener);
+	if ((pid = th_fork()) == 0)
+		th_child_exit(other_uid_dial());
+	p = pm_accept(listener, WAIT);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(pm_pipe_peer(p, NULL, &uid), PM_OK);
+	ck_assert_int_eq(uid, NOBODY);
+	expect_msg(p, "hi");
+	pm_pipe_free(p);
+	ck_assert_int_eq(wait_code(pid), 0);
+}
+END_TEST
+
 static Suite *
 pipe_suite(void)
 {
@@ -823,6 +1134,15 @@ pipe_suite(void)
 	tcase_add_test(tc, t_pipelined);
 	tcase_add_test(tc, t_two_workers);
 	tcase_add_test(tc, t_fds_worker);
+
+	tc = th_tcase(s, "rendezvous", setup, teardown_listen, 120);
+	tcase_add_test(tc, t_listen_connect);
+	tcase_add_test(tc, t_three_workers);
+	tcase_add_test(tc, t_listener_dies);
+	tcase_add_test(tc, t_listen_other_uid);
+
+	tc = th_tcase(s, "backlog", setup_backlog, teardown_listen, 60);
+	tcase_add_test(tc, t_listen_bounds);
 	return s;
 }
 

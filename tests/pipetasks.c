@@ -15,7 +15,7 @@
 
 #define PT_WAIT		120.0		/* seconds a worker waits for a message */
 
-pm_task_fn pipe_echo, pipe_count, pipe_gen, pipe_probe;
+pm_task_fn pipe_echo, pipe_count, pipe_gen, pipe_probe, pipe_dial;
 
 static pm_pipe *
 adopt_arg(pm_task *t, char *buf, size_t cap, int *fd)
@@ -157,5 +157,40 @@ pipe_probe(pm_task *t)
 		snprintf(res, sizeof(res), "send=%d recv=%d", rs, rr);
 	pm_pipe_free(p);
 	pm_task_return(t, res, strlen(res));
+	return 0;
+}
+
+/* "NAME": connects to the listener NAME, checks that pmd says the peer
+ * is the client that started this worker, sends its pid and waits for
+ * the end. */
+int
+pipe_dial(pm_task *t)
+{
+	char name[256];
+	pid_t me = getpid(), peer = 0;
+	uid_t uid;
+	pm_bytes m;
+	pm_pipe *p;
+	pm_conn *c;
+	int r;
+
+	arg_str(t, name, sizeof(name));
+	if ((c = pm_task_conn(t)) == NULL)
+		return pm_task_fail(t, "pm_task_conn: %s", pm_last_message());
+	if ((p = pm_pipe_connect(c, name, PT_WAIT)) == NULL)
+		return pm_task_fail(t, "connect %s: %s", name,
+		    pm_last_message());
+	if (pm_pipe_peer(p, &peer, &uid) != PM_OK ||
+	    peer != pm_task_parent_pid(t) || uid != getuid()) {
+		pm_pipe_free(p);
+		return pm_task_fail(t, "peer %d, want %d", (int)peer,
+		    (int)pm_task_parent_pid(t));
+	}
+	r = pm_pipe_send(p, &me, sizeof(me));
+	if (r == PM_OK)
+		r = pm_pipe_recv(p, &m, PT_WAIT);
+	pm_pipe_free(p);
+	if (r != PM_ECLOSED)
+		return pm_task_fail(t, "send or the end: %d", r);
 	return 0;
 }
