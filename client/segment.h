@@ -29,6 +29,8 @@ enum pmc_kind {
 	PMC_K_EVENT,
 	PMC_K_COND,
 	PMC_K_BARRIER,
+	PMC_K_DICT,			/* hosted by pmd: no segment */
+	PMC_K_LISTENER,			/* hosted by pmd: no segment */
 	PMC_K_MAX
 };
 

@@ -32,6 +32,8 @@ const char *const pmc_kind_names[PMC_K_MAX] = {
 	[PMC_K_EVENT] = "event",
 	[PMC_K_COND] = "cond",
 	[PMC_K_BARRIER] = "barrier",
+	[PMC_K_DICT] = "dict",
+	[PMC_K_LISTENER] = "listener",
 };
 
 struct pm_shm {

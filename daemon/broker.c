@@ -448,7 +448,6 @@ static const struct {
 	{ PM__DICT_TYPE__D_INCR,	handle_d_incr },
 	{ PM__DICT_TYPE__D_CAS,		handle_d_cas },
 	{ PM__DICT_TYPE__D_CLEAR,	handle_d_clear },
-	{ PM__DICT_TYPE__D_LIST,	handle_d_list },
 	/* objects.c */
 	{ PM__TYPE__T_OBJ_OPEN,		handle_obj_open },
 	{ PM__TYPE__T_OBJ_UNLINK,	handle_obj_unlink },
@@ -457,7 +456,6 @@ static const struct {
 	{ PM__LISTEN_TYPE__L_ACCEPT,	handle_l_accept },
 	{ PM__LISTEN_TYPE__L_CONNECT,	handle_l_connect },
 	{ PM__LISTEN_TYPE__L_CLOSE,	handle_l_close },
-	{ PM__LISTEN_TYPE__L_LIST,	handle_l_list },
 };
 
 static void
@@ -836,9 +834,8 @@ broker_close_all(void)
 	struct session *s;
 
 	queues_free_all();	/* their parked requests unanswered */
-	dicts_free_all();
+	listeners_free_all();	/* their waiting requests unanswered */
 	objects_free_all();
-	listeners_free_all();
 	while ((s = TAILQ_FIRST(&pmd->sessions)) != NULL) {
 		/* last words out, if the peer takes them now */
 		(void)wire_out_flush(&s->out, s->fd);

@@ -4,7 +4,9 @@
  * atomic incr and compare-and-set, since the broker serves one request
  * at a time.
  *
- * Bounds: dicts in all (max_dicts), keys per dict (max_dict_keys), key and
+ * Each dict is an object of the shared-object namespace (objects.c): its
+ * name, owner and sharing live there, pm_unlink removes it, and pmctl
+ * objects lists it.  Bounds: dicts in all (max_dicts), keys per dict (max_dict_keys), key and
  * value bytes per dict (max_dict_bytes), bytes per key (max_dict_key_size)
  * and per value (max_dict_value_size); the bytes count in pmd's total
  * with the queues' (max_total_queue_bytes).  Contents are lost when pmd
@@ -35,18 +37,14 @@ struct dentry {
 };
 
 struct dict {
-	UT_hash_handle	 hh_name;
 	UT_hash_handle	 hh_id;
 	uint64_t	 did;
-	char		*name;
-	uid_t		 uid;		/* owner */
-	uint32_t	 flags;		/* PM_O_SHARED */
+	struct object	*o;		/* in the namespace: name, owner */
 	struct dentry	*entries;
 	uint64_t	 bytes;		/* keys and values held */
 	uint64_t	 ops;
 };
 
-static struct dict	*by_name;
 static struct dict	*by_id;
 static int		 ndicts;
 static uint64_t		 next_did;
@@ -60,22 +58,6 @@ dicts_bytes(void)
 
 /* ---- lookups ---- */
 
-static int
-dict_access(const struct session *s, const struct dict *d)
-{
-	return s->uid == d->uid || (d->flags & PM_O_SHARED) ||
-	    session_is_admin(s);
-}
-
-static struct dict *
-dict_by_name(const char *name)
-{
-	struct dict *d;
-
-	HASH_FIND(hh_name, by_name, name, strlen(name), d);
-	return d;
-}
-
 /* The dict did names, if s may use it; else NULL with the error sent. */
 static struct dict *
 dict_lookup(struct session *s, uint32_t id, uint64_t did)
@@ -88,9 +70,10 @@ dict_lookup(struct session *s, uint32_t id, uint64_t did)
 		    "exists (unlinked)");
 		return NULL;
 	}
-	if (!dict_access(s, d)) {
+	if (!object_access(s, d->o)) {
 		session_error(s, id, PM__CODE__C_PERM, "dict %s belongs to "
-		    "uid %u and is not shared", d->name, (unsigned)d->uid);
+		    "uid %u and is not shared", d->o->name,
+		    (unsigned)d->o->uid);
 		return NULL;
 	}
 	d->ops++;
@@ -125,7 +108,7 @@ bytes_room(struct session *s, uint32_t id, struct dict *d, uint64_t grow)
 	if (d->bytes + grow > pmd->cfg.max_dict_bytes) {
 		session_error(s, id, PM__CODE__C_LIMIT, "dict %s holds %llu "
 		    "bytes; %llu more would pass max_dict_bytes (%llu)",
-		    d->name, (unsigned long long)d->bytes,
+		    d->o->name, (unsigned long long)d->bytes,
 		    (unsigned long long)grow,
 		    (unsigned long long)pmd->cfg.max_dict_bytes);
 		return 0;
@@ -180,7 +163,7 @@ entry_set(struct session *s, uint32_t id, struct dict *d,
 	if (e == NULL && HASH_CNT(hh, d->entries) >=
 	    (unsigned)pmd->cfg.max_dict_keys) {
 		session_error(s, id, PM__CODE__C_LIMIT, "dict %s holds %u "
-		    "keys, its max_dict_keys", d->name,
+		    "keys, its max_dict_keys", d->o->name,
 		    pmd->cfg.max_dict_keys);
 		return -1;
 	}
@@ -231,11 +214,40 @@ entry_clear(struct dict *d)
 		entry_free(d, e);
 }
 
-/* ---- dicts ---- */
+/* ---- dicts: a kind of the shared-object namespace ---- */
+
+static void
+dict_free_cb(struct object *o)
+{
+	struct dict *d = o->data;
+
+	if (d == NULL)
+		return;
+	entry_clear(d);
+	HASH_DELETE(hh_id, by_id, d);
+	ndicts--;
+	free(d);
+	o->data = NULL;
+}
+
+static void
+dict_state_cb(const struct object *o, char *buf, size_t len)
+{
+	const struct dict *d = o->data;
+
+	snprintf(buf, len, "%u keys, %llu bytes", HASH_CNT(hh, d->entries),
+	    (unsigned long long)d->bytes);
+}
+
+static const struct object_ops dict_ops = {
+	.free = dict_free_cb,
+	.state = dict_state_cb,
+};
 
 static struct dict *
 dict_new(struct session *s, uint32_t id, const Pm__DictOpen *m)
 {
+	struct object *o;
 	struct dict *d;
 
 	if (ndicts >= pmd->cfg.max_dicts) {
@@ -243,71 +255,26 @@ dict_new(struct session *s, uint32_t id, const Pm__DictOpen *m)
 		    "its max_dicts", ndicts);
 		return NULL;
 	}
-	if ((d = calloc(1, sizeof(*d))) == NULL ||
-	    (d->name = strdup(m->name)) == NULL) {
+	if ((o = object_add(s, id, m->name, PM__OBJ_KIND__O_DICT,
+	    m->flags & PM_O_SHARED, 0, &dict_ops)) == NULL)
+		return NULL;
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		goto nomem;
+	d->did = ++next_did;
+	d->o = o;
+	pmd_hash_oom = 0;
+	HASH_ADD(hh_id, by_id, did, sizeof(d->did), d);
+	if (pmd_hash_oom) {
 		free(d);
 		goto nomem;
 	}
-	d->did = ++next_did;
-	d->uid = s->uid;
-	d->flags = m->flags & PM_O_SHARED;
-	pmd_hash_oom = 0;
-	HASH_ADD_KEYPTR(hh_name, by_name, d->name, strlen(d->name), d);
-	if (pmd_hash_oom)
-		goto nomem_d;
-	HASH_ADD(hh_id, by_id, did, sizeof(d->did), d);
-	if (pmd_hash_oom) {
-		HASH_DELETE(hh_name, by_name, d);
-		goto nomem_d;
-	}
+	o->data = d;
 	ndicts++;
-	log_debug("dict %s created by uid %u", d->name, (unsigned)d->uid);
 	return d;
-nomem_d:
-	free(d->name);
-	free(d);
 nomem:
+	object_remove(o);
 	session_error(s, id, PM__CODE__C_NOMEM, "pmd is out of memory");
 	return NULL;
-}
-
-static void
-dict_free(struct dict *d)
-{
-	entry_clear(d);
-	HASH_DELETE(hh_name, by_name, d);
-	HASH_DELETE(hh_id, by_id, d);
-	ndicts--;
-	free(d->name);
-	free(d);
-}
-
-/* Removes the dict called name if s may: 1 done, 0 no such dict, -1
- * refused (the error sent). */
-int
-dicts_unlink(struct session *s, uint32_t id, const char *name)
-{
-	struct dict *d;
-
-	if ((d = dict_by_name(name)) == NULL)
-		return 0;
-	if (d->uid != s->uid && !session_is_admin(s)) {
-		session_error(s, id, PM__CODE__C_PERM, "dict %s belongs to "
-		    "uid %u", d->name, (unsigned)d->uid);
-		return -1;
-	}
-	log_debug("dict %s unlinked by uid %u", d->name, (unsigned)s->uid);
-	dict_free(d);
-	return 1;
-}
-
-void
-dicts_free_all(void)
-{
-	struct dict *d, *tmp;
-
-	HASH_ITER(hh_name, by_name, d, tmp)
-		dict_free(d);
 }
 
 /* ---- handlers ---- */
@@ -323,8 +290,10 @@ void
 handle_d_open(struct session *s, struct pm_frame *f)
 {
 	Pm__DictOpenReply r = PM__DICT_OPEN_REPLY__INIT;
+	struct object *o;
 	Pm__DictOpen *m;
 	struct dict *d;
+	int absent;
 
 	UNPACK(dict_open, "dict open");
 	if (!name_valid(m->name)) {
@@ -339,26 +308,12 @@ handle_d_open(struct session *s, struct pm_frame *f)
 		    "%#x", m->flags);
 		goto done;
 	}
-	if ((d = dict_by_name(m->name)) != NULL) {
-		if ((m->flags & PM_O_CREATE) && d->uid != s->uid) {
-			session_error(s, f->id, PM__CODE__C_EXIST, "dict %s "
-			    "exists, owned by uid %u; open it without "
-			    "PM_O_CREATE to join it", d->name,
-			    (unsigned)d->uid);
-			goto done;
-		}
-		if (!dict_access(s, d)) {
-			session_error(s, f->id, PM__CODE__C_PERM, "dict %s "
-			    "belongs to uid %u and is not shared", d->name,
-			    (unsigned)d->uid);
-			goto done;
-		}
-		if (m->flags & PM_O_EXCL) {
-			session_error(s, f->id, PM__CODE__C_EXIST, "dict %s "
-			    "exists", d->name);
-			goto done;
-		}
-	} else if (!(m->flags & PM_O_CREATE)) {
+	if ((o = object_lookup(s, f->id, m->name, PM__OBJ_KIND__O_DICT,
+	    m->flags, &absent)) != NULL)
+		d = o->data;
+	else if (!absent)
+		goto done;
+	else if (!(m->flags & PM_O_CREATE)) {
 		session_error(s, f->id, PM__CODE__C_NOENT, "no dict %s",
 		    m->name);
 		goto done;
@@ -401,7 +356,7 @@ key_request(struct session *s, struct pm_frame *f, Pm__DictKey **mp,
 		return NULL;
 	if ((e = entry_find(*dp, &(*mp)->key)) == NULL)
 		session_error(s, f->id, PM__CODE__C_NOENT, "no such key in "
-		    "dict %s", (*dp)->name);
+		    "dict %s", (*dp)->o->name);
 	return e;
 }
 
@@ -509,7 +464,7 @@ send_keys(struct session *s, uint32_t id, struct dict *d)
 	free(keys);
 	if (fd == -1) {
 		session_error(s, id, PM__CODE__C_SYS, "memfd for the keys of "
-		    "dict %s: %s", d->name, strerror(errno));
+		    "dict %s: %s", d->o->name, strerror(errno));
 		return;
 	}
 	pm__dict_keys__init(&r);
@@ -608,44 +563,4 @@ handle_d_clear(struct session *s, struct pm_frame *f)
 		session_send(s, PM__TYPE__T_OK, f->id, NULL, NULL, 0);
 	}
 	pm__dict_ref__free_unpacked(m, NULL);
-}
-
-void
-handle_d_list(struct session *s, struct pm_frame *f)
-{
-	Pm__DictListReply r = PM__DICT_LIST_REPLY__INIT;
-	Pm__DictInfo *info = NULL, **ptrs = NULL;
-	struct dict *d, *tmp;
-	Pm__DictList *m;
-	size_t n = 0;
-	int all;
-
-	UNPACK(dict_list, "dict list");
-	all = m->all && session_is_admin(s);
-	pm__dict_list__free_unpacked(m, NULL);
-	if (ndicts > 0 && ((info = calloc((size_t)ndicts,
-	    sizeof(*info))) == NULL || (ptrs = calloc((size_t)ndicts,
-	    sizeof(*ptrs))) == NULL)) {
-		free(info);
-		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
-		return;
-	}
-	HASH_ITER(hh_name, by_name, d, tmp) {
-		if (!all && d->uid != s->uid && !(d->flags & PM_O_SHARED))
-			continue;
-		pm__dict_info__init(&info[n]);
-		info[n].name = d->name;
-		info[n].owner = (uint32_t)d->uid;
-		info[n].flags = d->flags;
-		info[n].keys = HASH_CNT(hh, d->entries);
-		info[n].bytes = d->bytes;
-		info[n].ops = d->ops;
-		ptrs[n] = &info[n];
-		n++;
-	}
-	r.n_dicts = n;
-	r.dicts = ptrs;
-	session_send(s, PM__DICT_TYPE__D_LIST_REPLY, f->id, &r.base, NULL, 0);
-	free(ptrs);
-	free(info);
 }

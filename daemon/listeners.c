@@ -7,7 +7,9 @@
  *
  * Each listener has an eventfd (a copy goes to its client) whose counter
  * pmd keeps equal to the connects waiting, so the listener can poll it.
- * Bounds: listeners in all (max_listeners) and requests waiting per
+ * A listener is an object of the shared-object namespace (objects.c):
+ * one name for one thing of any kind, pm_unlink removes it, pmctl objects
+ * lists it.  Bounds: listeners in all (max_listeners) and requests waiting per
  * listener, each way (max_listen_backlog).  A listener ends with its
  * client's connection, or when freed; connects still waiting then fail.
  */
@@ -37,12 +39,9 @@ struct lwait {
 TAILQ_HEAD(lwaitq, lwait);
 
 struct listener {
-	UT_hash_handle	 hh_name;
 	UT_hash_handle	 hh_id;
 	uint64_t	 lid;
-	char		*name;
-	uid_t		 uid;		/* owner */
-	uint32_t	 flags;		/* PM_O_SHARED */
+	struct object	*o;		/* in the namespace: name, owner */
 	struct session	*s;		/* the listening client */
 	int		 efd;		/* eventfd: connects waiting */
 	struct lwaitq	 connects;
@@ -52,10 +51,10 @@ struct listener {
 	uint64_t	 accepted;
 };
 
-static struct listener	*by_name;
 static struct listener	*by_id;
 static int		 nlisteners;
 static uint64_t		 next_lid;
+static int		 quiet;		/* pmd stops: no answers */
 
 /* ---- waiting requests ---- */
 
@@ -96,7 +95,7 @@ lwait_timeout_cb(evutil_socket_t fd, short ev, void *arg)
 
 	session_error(w->s, w->id, PM__CODE__C_TIMEDOUT, w->connect ?
 	    "listener %s did not accept in time" : "no connect to %s in time",
-	    w->l->name);
+	    w->l->o->name);
 	lwait_free(w);
 }
 
@@ -112,7 +111,7 @@ lwait_park(struct listener *l, struct session *s, uint32_t id,
 	    (uint32_t)pmd->cfg.max_listen_backlog) {
 		session_error(s, id, PM__CODE__C_LIMIT, "%u %s wait on %s, its "
 		    "max_listen_backlog", connect ? l->nconnects : l->naccepts,
-		    connect ? "connects" : "accepts", l->name);
+		    connect ? "connects" : "accepts", l->o->name);
 		return -1;
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL)
@@ -176,98 +175,132 @@ rendezvous(struct listener *l, struct session *acc, uint32_t acc_id,
 	session_send(con, PM__LISTEN_TYPE__L_PEER_END, con_id, &c.base,
 	    &sv[1], 1);
 	l->accepted++;
-	log_debug("listener %s: pid %d connected to pid %d", l->name,
+	log_debug("listener %s: pid %d connected to pid %d", l->o->name,
 	    (int)con->pid, (int)acc->pid);
 }
 
-/* ---- listeners ---- */
-
-static struct listener *
-listener_by_name(const char *name)
-{
-	struct listener *l;
-
-	HASH_FIND(hh_name, by_name, name, strlen(name), l);
-	return l;
-}
-
-static int
-listener_access(const struct session *s, const struct listener *l)
-{
-	return s->uid == l->uid || (l->flags & PM_O_SHARED) ||
-	    session_is_admin(s);
-}
+/* ---- listeners: a kind of the shared-object namespace ---- */
 
 static void
-listener_free(struct listener *l, const char *why)
+listener_fail_waits(struct listener *l, const char *why)
 {
 	struct lwait *w;
 
 	while ((w = TAILQ_FIRST(&l->connects)) != NULL) {
-		session_error(w->s, w->id, PM__CODE__C_CLOSED, "%s", why);
+		if (!quiet)
+			session_error(w->s, w->id, PM__CODE__C_CLOSED, "%s",
+			    why);
 		lwait_free(w);
 	}
 	while ((w = TAILQ_FIRST(&l->accepts)) != NULL) {
-		session_error(w->s, w->id, PM__CODE__C_CLOSED, "%s", why);
+		if (!quiet)
+			session_error(w->s, w->id, PM__CODE__C_CLOSED, "%s",
+			    why);
 		lwait_free(w);
 	}
-	HASH_DELETE(hh_name, by_name, l);
+}
+
+/* Its object is going (closed, its client gone, unlinked, pmd stops). */
+static void
+listener_free_cb(struct object *o)
+{
+	struct listener *l = o->data;
+
+	if (l == NULL)
+		return;
+	listener_fail_waits(l, "the listener was removed");
 	HASH_DELETE(hh_id, by_id, l);
 	nlisteners--;
 	close(l->efd);
-	free(l->name);
 	free(l);
+	o->data = NULL;
+}
+
+static void
+listener_state_cb(const struct object *o, char *buf, size_t len)
+{
+	const struct listener *l = o->data;
+
+	snprintf(buf, len, "pid %d, %u connecting, %llu accepted",
+	    (int)l->s->pid, l->nconnects, (unsigned long long)l->accepted);
+}
+
+static const struct object_ops listener_ops = {
+	.free = listener_free_cb,
+	.state = listener_state_cb,
+};
+
+static void
+listener_free(struct listener *l, const char *why)
+{
+	listener_fail_waits(l, why);
+	object_remove(l->o);
 }
 
 static struct listener *
 listener_new(struct session *s, uint32_t id, const Pm__Listen *m)
 {
 	struct listener *l;
+	struct object *o;
 
 	if (nlisteners >= pmd->cfg.max_listeners) {
 		session_error(s, id, PM__CODE__C_LIMIT, "pmd holds %d "
 		    "listeners, its max_listeners", nlisteners);
 		return NULL;
 	}
+	if ((o = object_add(s, id, m->name, PM__OBJ_KIND__O_LISTENER,
+	    m->flags & PM_O_SHARED, 0, &listener_ops)) == NULL)
+		return NULL;
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		goto nomem;
-	if ((l->name = strdup(m->name)) == NULL) {
-		free(l);
-		goto nomem;
-	}
 	if ((l->efd = eventfd(0, EFD_SEMAPHORE | EFD_NONBLOCK |
 	    EFD_CLOEXEC)) == -1) {
+		free(l);
+		object_remove(o);
 		session_error(s, id, PM__CODE__C_SYS, "eventfd: %s",
 		    strerror(errno));
-		free(l->name);
-		free(l);
 		return NULL;
 	}
 	l->lid = ++next_lid;
-	l->uid = s->uid;
-	l->flags = m->flags & PM_O_SHARED;
+	l->o = o;
 	l->s = s;
 	TAILQ_INIT(&l->connects);
 	TAILQ_INIT(&l->accepts);
 	pmd_hash_oom = 0;
-	HASH_ADD_KEYPTR(hh_name, by_name, l->name, strlen(l->name), l);
-	if (!pmd_hash_oom) {
-		HASH_ADD(hh_id, by_id, lid, sizeof(l->lid), l);
-		if (pmd_hash_oom)
-			HASH_DELETE(hh_name, by_name, l);
-	}
+	HASH_ADD(hh_id, by_id, lid, sizeof(l->lid), l);
 	if (pmd_hash_oom) {
 		close(l->efd);
-		free(l->name);
 		free(l);
 		goto nomem;
 	}
+	o->data = l;
 	nlisteners++;
 	return l;
 nomem:
+	object_remove(o);
 	session_error(s, id, PM__CODE__C_NOMEM, "pmd is out of memory");
 	return NULL;
 }
+
+/* The listener called name, for a connect from s; else NULL with the
+ * error sent. */
+static struct listener *
+listener_for(struct session *s, uint32_t id, const char *name)
+{
+	struct object *o = object_find(name);
+
+	if (o == NULL || o->kind != PM__OBJ_KIND__O_LISTENER)
+		session_error(s, id, PM__CODE__C_NOENT, "no one listens on "
+		    "%s", name);
+	else if (!object_access(s, o))
+		session_error(s, id, PM__CODE__C_PERM, "listener %s belongs "
+		    "to uid %u and is not shared", o->name, (unsigned)o->uid);
+	else
+		return o->data;
+	return NULL;
+}
+
+/* ---- handlers ---- */
 
 /* ---- handlers ---- */
 
@@ -276,6 +309,7 @@ handle_l_listen(struct session *s, struct pm_frame *f)
 {
 	Pm__ListenReply r = PM__LISTEN_REPLY__INIT;
 	struct listener *l;
+	struct object *o;
 	Pm__Listen *m;
 	int fd;
 
@@ -290,10 +324,10 @@ handle_l_listen(struct session *s, struct pm_frame *f)
 	else if (m->flags & ~(uint32_t)PM_O_SHARED)
 		session_error(s, f->id, PM__CODE__C_INVAL, "bad listen flags "
 		    "%#x", m->flags);
-	else if ((l = listener_by_name(m->name)) != NULL)
-		session_error(s, f->id, PM__CODE__C_EXIST, "%s has a listener "
-		    "already (pid %d, uid %u)", l->name, (int)l->s->pid,
-		    (unsigned)l->uid);
+	else if ((o = object_find(m->name)) != NULL)
+		session_error(s, f->id, PM__CODE__C_EXIST, "%s is taken (a %s "
+		    "of uid %u)", o->name, o->kind == PM__OBJ_KIND__O_LISTENER ?
+		    "listener" : "shared object", (unsigned)o->uid);
 	else if ((l = listener_new(s, f->id, m)) != NULL) {
 		if ((fd = dup(l->efd)) == -1) {
 			session_error(s, f->id, PM__CODE__C_SYS, "dup: %s",
@@ -341,7 +375,7 @@ handle_l_accept(struct session *s, struct pm_frame *f)
 		lwait_free(w);
 	} else if (m->timeout == 0)
 		session_error(s, f->id, PM__CODE__C_TIMEDOUT, "no connect to "
-		    "%s waiting", l->name);
+		    "%s waiting", l->o->name);
 	else
 		lwait_park(l, s, f->id, 0, m->timeout);
 done:
@@ -359,18 +393,14 @@ handle_l_connect(struct session *s, struct pm_frame *f)
 		session_error(s, f->id, PM__CODE__C_PROTO, "malformed connect");
 		return;
 	}
-	if ((l = listener_by_name(m->name)) == NULL)
-		session_error(s, f->id, PM__CODE__C_NOENT, "no one listens on "
-		    "%s", m->name);
-	else if (!listener_access(s, l))
-		session_error(s, f->id, PM__CODE__C_PERM, "listener %s belongs "
-		    "to uid %u and is not shared", l->name, (unsigned)l->uid);
+	if ((l = listener_for(s, f->id, m->name)) == NULL)
+		;
 	else if ((w = TAILQ_FIRST(&l->accepts)) != NULL) {
 		rendezvous(l, w->s, w->id, s, f->id);
 		lwait_free(w);
 	} else if (m->timeout == 0)
 		session_error(s, f->id, PM__CODE__C_TIMEDOUT, "listener %s is "
-		    "not accepting", l->name);
+		    "not accepting", l->o->name);
 	else
 		lwait_park(l, s, f->id, 1, m->timeout);
 	pm__connect__free_unpacked(m, NULL);
@@ -393,51 +423,6 @@ handle_l_close(struct session *s, struct pm_frame *f)
 	pm__listener_ref__free_unpacked(m, NULL);
 }
 
-void
-handle_l_list(struct session *s, struct pm_frame *f)
-{
-	Pm__ListenerList r = PM__LISTENER_LIST__INIT;
-	Pm__ListenerInfo *info = NULL, **ptrs = NULL;
-	struct listener *l, *tmp;
-	Pm__DictList *m;
-	size_t n = 0;
-	int all;
-
-	if ((m = pm__dict_list__unpack(NULL, f->len, f->data)) == NULL) {
-		session_error(s, f->id, PM__CODE__C_PROTO, "malformed list");
-		return;
-	}
-	all = m->all && session_is_admin(s);
-	pm__dict_list__free_unpacked(m, NULL);
-	if (nlisteners > 0 && ((info = calloc((size_t)nlisteners,
-	    sizeof(*info))) == NULL || (ptrs = calloc((size_t)nlisteners,
-	    sizeof(*ptrs))) == NULL)) {
-		free(info);
-		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
-		return;
-	}
-	HASH_ITER(hh_name, by_name, l, tmp) {
-		if (!all && l->uid != s->uid && !(l->flags & PM_O_SHARED))
-			continue;
-		pm__listener_info__init(&info[n]);
-		info[n].name = l->name;
-		info[n].owner = (uint32_t)l->uid;
-		info[n].flags = l->flags;
-		info[n].pid = (int32_t)l->s->pid;
-		info[n].connecting = l->nconnects;
-		info[n].accepting = l->naccepts;
-		info[n].accepted = l->accepted;
-		ptrs[n] = &info[n];
-		n++;
-	}
-	r.n_listeners = n;
-	r.listeners = ptrs;
-	session_send(s, PM__LISTEN_TYPE__L_LIST_REPLY, f->id, &r.base, NULL,
-	    0);
-	free(ptrs);
-	free(info);
-}
-
 /* ---- sessions and exit ---- */
 
 /* A client has gone: its requests waiting are dropped, and its
@@ -448,7 +433,7 @@ listeners_session_gone(struct session *s)
 	struct listener *l, *tmp;
 	struct lwait *w, *next;
 
-	HASH_ITER(hh_name, by_name, l, tmp) {
+	HASH_ITER(hh_id, by_id, l, tmp) {
 		for (w = TAILQ_FIRST(&l->connects); w != NULL; w = next) {
 			next = TAILQ_NEXT(w, entry);
 			if (w->s == s)
@@ -460,22 +445,15 @@ listeners_session_gone(struct session *s)
 				lwait_free(w);
 		}
 	}
-	HASH_ITER(hh_name, by_name, l, tmp)
+	HASH_ITER(hh_id, by_id, l, tmp)
 		if (l->s == s)
 			listener_free(l, "the listener's client has gone");
 }
 
+/* pmd stops: requests still waiting get no answer; the listeners go with
+ * the other objects. */
 void
 listeners_free_all(void)
 {
-	struct listener *l, *tmp;
-	struct lwait *w;
-
-	HASH_ITER(hh_name, by_name, l, tmp) {
-		while ((w = TAILQ_FIRST(&l->connects)) != NULL)
-			lwait_free(w);
-		while ((w = TAILQ_FIRST(&l->accepts)) != NULL)
-			lwait_free(w);
-		listener_free(l, "");
-	}
+	quiet = 1;
 }

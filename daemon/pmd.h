@@ -326,10 +326,6 @@ void	handle_d_keys(struct session *, struct pm_frame *);
 void	handle_d_incr(struct session *, struct pm_frame *);
 void	handle_d_cas(struct session *, struct pm_frame *);
 void	handle_d_clear(struct session *, struct pm_frame *);
-void	handle_d_list(struct session *, struct pm_frame *);
-/* 1 removed, 0 no such dict, -1 refused (error sent) */
-int	dicts_unlink(struct session *, uint32_t id, const char *name);
-void	dicts_free_all(void);
 uint64_t dicts_bytes(void);
 
 /* listeners.c: named rendezvous for pipes */
@@ -337,7 +333,6 @@ void	handle_l_listen(struct session *, struct pm_frame *);
 void	handle_l_accept(struct session *, struct pm_frame *);
 void	handle_l_connect(struct session *, struct pm_frame *);
 void	handle_l_close(struct session *, struct pm_frame *);
-void	handle_l_list(struct session *, struct pm_frame *);
 void	listeners_session_gone(struct session *);
 void	listeners_free_all(void);
 

@@ -2,8 +2,9 @@
  * check_dict.c - shared dicts hosted by pmd, against a real pmd on a
  * private socket: every operation, open flags, atomic incr from 4
  * processes and from Pool tasks, compare-and-set, 100,000 keys, keys
- * beyond a frame, configured bounds, another uid, and clients killed in
- * the middle of calls.
+ * beyond a frame, configured bounds, another uid, clients killed in the
+ * middle of calls, and the shared-object namespace (pm_unlink, pmctl
+ * objects, names held by other kinds).
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -420,6 +421,44 @@ expect_limit(int r, const char *bound)
 	    "'%s' does not name %s", pm_last_message(), bound);
 }
 
+/* Dicts share the namespace of the shared objects: one name, one
+ * object of one kind; pm_unlink removes a dict; pmctl objects lists it. */
+START_TEST(t_namespace)
+{
+	pm_dict *d = dopen("ns", PM_O_CREATE), *d2;
+	pm_lock *l;
+	char out[8192];
+	pm_bytes b;
+
+	set_str(d, "k", "v");
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "objects", NULL), 0);
+	ck_assert_msg(strstr(out, "ns") != NULL && strstr(out, "dict") !=
+	    NULL && strstr(out, "1 keys") != NULL, "%s", out);
+	/* another kind cannot take the name, nor a dict another's */
+	ck_assert_ptr_null(pm_lock_open(conn, "ns", PM_O_CREATE));
+	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
+	l = pm_lock_open(conn, "alock", PM_O_CREATE);
+	ck_assert_ptr_nonnull(l);
+	ck_assert_ptr_null(pm_dict_open(conn, "alock", PM_O_CREATE));
+	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
+	ck_assert_ptr_null(pm_dict_open(conn, "alock", 0));
+	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
+	pm_lock_free(l);
+	ck_assert_int_eq(pm_unlink(conn, "alock"), PM_OK);
+	/* unlink: old handles are closed, the name is free */
+	ck_assert_int_eq(pm_unlink(conn, "ns"), PM_OK);
+	ck_assert_int_eq(pm_dict_get(d, "k", 1, &b), PM_ECLOSED);
+	ck_assert_int_eq(pm_dict_set(d, "k", 1, "w", 1), PM_ECLOSED);
+	ck_assert_int_eq(pm_unlink(conn, "ns"), PM_ENOENT);
+	ck_assert_ptr_null(pm_dict_open(conn, "ns", 0));
+	ck_assert_int_eq(pm_last_error(), PM_ENOENT);
+	d2 = dopen("ns", PM_O_CREATE);
+	ck_assert_int_eq(pm_dict_len(d2), 0);
+	ck_assert_int_eq(pm_dict_len(d), PM_ECLOSED);
+}
+END_TEST
+
 START_TEST(t_bounds)
 {
 	pm_dict *a = dopen("a", PM_O_CREATE), *b;
@@ -609,6 +648,7 @@ dict_suite(void)
 	tcase_add_test(tc, t_many_keys);
 	tcase_add_test(tc, t_other_uid);
 	tcase_add_test(tc, t_killed_clients);
+	tcase_add_test(tc, t_namespace);
 
 	tc = th_tcase(s, "bounds", setup_bounds, teardown, 60);
 	tcase_add_test(tc, t_bounds);

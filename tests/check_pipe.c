@@ -1111,6 +1111,41 @@ START_TEST(t_listen_other_uid)
 }
 END_TEST
 
+/* Listeners are objects of the shared namespace: a name held by another
+ * kind is taken; pmctl objects lists them; pm_unlink removes one, and
+ * the connects waiting on it fail. */
+START_TEST(t_listen_namespace)
+{
+	char out[8192];
+	pm_dict *d;
+	pid_t pid;
+
+	d = pm_dict_open(conn, "taken", PM_O_CREATE);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_ptr_null(pm_listen(conn, "taken", 0));
+	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
+	ck_assert_ptr_null(pm_pipe_connect(conn, "taken", 1));
+	ck_assert_int_eq(pm_last_error(), PM_ENOENT);
+	pm_dict_free(d);
+	listener = pm_listen(conn, "svc", 0);
+	ck_assert_ptr_nonnull(listener);
+	ck_assert_ptr_null(pm_dict_open(conn, "svc", PM_O_CREATE));
+	ck_assert_int_eq(pm_last_error(), PM_EEXIST);
+	pid = fork_connect("svc", WAIT, 0);
+	TH_WAIT(th_readable(pm_listener_fd(listener), 0), 20);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "objects", NULL), 0);
+	ck_assert_msg(strstr(out, "svc") != NULL && strstr(out, "listener") !=
+	    NULL && strstr(out, "1 connecting") != NULL, "%s", out);
+	ck_assert_int_eq(pm_unlink(conn, "svc"), PM_OK);
+	ck_assert_int_eq(wait_code(pid), 10 - PM_ECLOSED);
+	ck_assert_ptr_null(pm_accept(listener, 0));
+	ck_assert_int_eq(pm_last_error(), PM_ECLOSED);
+	ck_assert_ptr_null(pm_pipe_connect(conn, "svc", 1));
+	ck_assert_int_eq(pm_last_error(), PM_ENOENT);
+}
+END_TEST
+
 static Suite *
 pipe_suite(void)
 {
@@ -1140,6 +1175,7 @@ pipe_suite(void)
 	tcase_add_test(tc, t_three_workers);
 	tcase_add_test(tc, t_listener_dies);
 	tcase_add_test(tc, t_listen_other_uid);
+	tcase_add_test(tc, t_listen_namespace);
 
 	tc = th_tcase(s, "backlog", setup_backlog, teardown_listen, 60);
 	tcase_add_test(tc, t_listen_bounds);
