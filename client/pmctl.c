@@ -1,6 +1,6 @@
 /*
  * pmctl.c - the admin CLI of pmd: status, ps, kill, run, ping, shutdown,
- * queues, objects, unlink, private.
+ * queues, dicts, objects, unlink, private.
  * Exit codes: 0 ok, 1 refused by pmd, 2 usage, 3 pmd unreachable; run
  * exits with the program's status (126/127 when it cannot be run).
  * --json: every answer and every error is one JSON document on stdout
@@ -862,6 +862,130 @@ failed:
 	return r;
 }
 
+/* dict get|set|del|keys: a shared dict from the shell. */
+static int
+dict_verb(pm_dict *d, const char *verb, char **argv)
+{
+	pm_bytes b = { NULL, 0 }, *keys;
+	json_object *o, *arr;
+	size_t n, i;
+
+	if (strcmp(verb, "set") == 0) {
+		if (pm_dict_set(d, argv[1], strlen(argv[1]), argv[2],
+		    strlen(argv[2])) != PM_OK)
+			return -1;
+		if (opt_json)
+			json_ok(NULL);
+	} else if (strcmp(verb, "del") == 0) {
+		if (pm_dict_del(d, argv[1], strlen(argv[1])) != PM_OK)
+			return -1;
+		if (opt_json)
+			json_ok(NULL);
+	} else if (strcmp(verb, "get") == 0) {
+		if (pm_dict_get(d, argv[1], strlen(argv[1]), &b) != PM_OK)
+			return -1;
+		if (opt_json) {
+			o = json_object_new_object();
+			add_item(o, b.data, b.len);
+			add_int(o, "len", (int64_t)b.len);
+			json_ok(o);
+		} else {
+			fwrite(b.data, 1, b.len, stdout);
+			putchar('\n');
+		}
+		pm_bytes_free(&b);
+	} else {
+		if (pm_dict_keys(d, &keys, &n) != PM_OK)
+			return -1;
+		arr = opt_json ? json_object_new_array() : NULL;
+		for (i = 0; i < n; i++) {
+			if (opt_json) {
+				o = json_object_new_object();
+				add_item(o, keys[i].data, keys[i].len);
+				json_object_array_add(arr, o);
+			} else {
+				fwrite(keys[i].data, 1, keys[i].len, stdout);
+				putchar('\n');
+			}
+			free(keys[i].data);
+		}
+		free(keys);
+		if (opt_json) {
+			o = json_object_new_object();
+			json_object_object_add(o, "keys", arr);
+			json_ok(o);
+		}
+	}
+	return 0;
+}
+
+static int
+cmd_dict(int argc, char **argv)
+{
+	static const char *u = "dict get NAME KEY | dict set [--create] NAME "
+	    "KEY VALUE | dict del NAME KEY | dict keys NAME";
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "create", no_argument, NULL, 'c' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *verb;
+	pm_dict *d = NULL;
+	pm_conn *c;
+	int ch, create = 0, r, want;
+
+	if (argc < 2)
+		return bad_usage(u, "dict: get, set, del or keys?");
+	verb = argv[1];
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc - 1, argv + 1, "+:hc", lo, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'j':
+			opt_json = 1;
+			break;
+		case 'h':
+			return usage_of(u, 0);
+		case 'c':
+			create = 1;
+			break;
+		default:
+			return bad_usage(u, "unknown option %s",
+			    argv[optind]);
+		}
+	}
+	argc -= optind + 1;
+	argv += optind + 1;
+	if (strcmp(verb, "get") == 0 || strcmp(verb, "del") == 0)
+		want = 2;
+	else if (strcmp(verb, "set") == 0)
+		want = 3;
+	else if (strcmp(verb, "keys") == 0)
+		want = 1;
+	else
+		return bad_usage(u, "dict: unknown verb '%s'", verb);
+	if (argc < want)
+		return bad_usage(u, "dict %s: %s is missing", verb,
+		    argc == 0 ? "NAME" : argc == 1 ? "KEY" : "VALUE");
+	if (argc > want)
+		return bad_usage(u, "dict %s: unexpected argument '%s'", verb,
+		    argv[want]);
+	if (create && strcmp(verb, "set") != 0)
+		return bad_usage(u, "dict %s: --create is for set", verb);
+	if ((c = open_conn()) == NULL)
+		return fail("dict");
+	if ((d = pm_dict_open(c, argv[0], create ? PM_O_CREATE : 0)) == NULL ||
+	    dict_verb(d, verb, argv) == -1)
+		r = fail(verb);
+	else
+		r = EX_OK;
+	pm_dict_free(d);
+	pm_disconnect(c);
+	return r;
+}
+
 /* NAME KIND OWNER SIZE STATE: the named shared objects. */
 static int
 cmd_objects(int argc, char **argv)
@@ -958,6 +1082,10 @@ static const struct {
 	    "queue put [--create] [--timeout S] NAME DATA" },
 	{ "queue",  cmd_queue,	"queue get [--timeout S] NAME" },
 	{ "queue",  cmd_queue,	"queue rm NAME" },
+	{ "dict",   cmd_dict,	"dict get NAME KEY" },
+	{ "dict",   cmd_dict,	"dict set [--create] NAME KEY VALUE" },
+	{ "dict",   cmd_dict,	"dict del NAME KEY" },
+	{ "dict",   cmd_dict,	"dict keys NAME" },
 	{ "objects", cmd_objects, "objects [--json] [-a]" },
 	{ "unlink", cmd_unlink,	"unlink NAME" },
 	{ "private", cmd_private, "private [--json]" },

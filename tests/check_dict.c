@@ -459,6 +459,41 @@ START_TEST(t_namespace)
 }
 END_TEST
 
+START_TEST(t_pmctl)
+{
+	char out[4096];
+	pm_dict *d;
+
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "set", "cli", "k", "v", NULL), 1);	/* no such dict */
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "set", "--create", "cli", "k1", "hello", NULL), 0);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "set", "cli", "k2", "world", NULL), 0);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "get", "cli", "k1", NULL), 0);
+	ck_assert_str_eq(out, "hello\n");
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "--json", "dict", "get", "cli", "k2", NULL), 0);
+	ck_assert_msg(strstr(out, "\"world\"") != NULL, "%s", out);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "keys", "cli", NULL), 0);
+	ck_assert(strcmp(out, "k1\nk2\n") == 0 || strcmp(out, "k2\nk1\n") == 0);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "del", "cli", "k1", NULL), 0);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "get", "cli", "k1", NULL), 1);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "get", "cli", NULL), 2);		/* usage */
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "dict", "frob", "cli", NULL), 2);
+	/* what pmctl set, the library reads */
+	d = dopen("cli", 0);
+	expect_str(d, "k2", "world");
+	ck_assert_int_eq(pm_dict_len(d), 1);
+}
+END_TEST
+
 START_TEST(t_bounds)
 {
 	pm_dict *a = dopen("a", PM_O_CREATE), *b;
@@ -649,6 +684,7 @@ dict_suite(void)
 	tcase_add_test(tc, t_other_uid);
 	tcase_add_test(tc, t_killed_clients);
 	tcase_add_test(tc, t_namespace);
+	tcase_add_test(tc, t_pmctl);
 
 	tc = th_tcase(s, "bounds", setup_bounds, teardown, 60);
 	tcase_add_test(tc, t_bounds);
