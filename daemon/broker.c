@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,9 @@
  * event tells: its socket reads EOF from the start).
  */
 #define SESSION_EOF_CHECK	1.0		/* s */
+/* Frames this small (errors, events, most replies) are never refused for
+ * the uid's buffer share; per connection, PMD_MAX_OUTBUF bounds them. */
+#define SESSION_SMALL_FRAME	(4u << 10)
 /*
  * fds kept for the sessions there are (spawns pass stdio, get pidfds and
  * channels): a connection that would eat into them is refused with an
@@ -101,16 +105,43 @@ now_mono(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* ---- memory per uid ---- */
+
+/* Counts s's buffers, replies unread and requests not yet whole, in its
+ * uid's (max_buffer_bytes_per_uid). */
+static void
+session_account(struct session *s)
+{
+	uint64_t now = wire_out_pending(&s->out) + wire_in_pending(&s->in);
+
+	s->use->buffered = s->use->buffered - s->buffered + now;
+	s->buffered = now;
+}
+
+/* Whether a frame of len bytes for s fits its uid's buffer share; small
+ * ones (errors, events) always do, bounded per connection. */
+static int
+session_room(const struct session *s, uint64_t len)
+{
+	return len <= SESSION_SMALL_FRAME ||
+	    s->use->buffered + len <= pmd->cfg.max_buffer_bytes_per_uid;
+}
+
 /* ---- output ---- */
 
 static void
 session_flush(struct session *s)
 {
-	if (wire_out_flush(&s->out, s->fd) == -1) {
+	int r = wire_out_flush(&s->out, s->fd);
+
+	if (r == -1) {
 		log_debug("%s: session %llu: %s", __func__,
 		    (unsigned long long)s->id, strerror(errno));
 		wire_out_free(&s->out);
 		wire_out_init(&s->out);
+	}
+	session_account(s);
+	if (r == -1) {
 		session_set_closing(s);
 		return;
 	}
@@ -121,34 +152,55 @@ session_flush(struct session *s)
 		event_del(s->wev);
 }
 
-void
-session_send(struct session *s, uint32_t type, uint32_t id,
-    const ProtobufCMessage *m, const int *fds, int nfds)
+int
+session_admit(struct session *s, uint32_t id, const ProtobufCMessage *m)
 {
-	if (s->closing && wire_out_pending(&s->out) == 0) {
-		while (nfds > 0)
-			close(fds[--nfds]);
-		return;
-	}
+	uint64_t len;
+
+	if (s->closing && wire_out_pending(&s->out) == 0)
+		return -1;
 	if (wire_out_pending(&s->out) > PMD_MAX_OUTBUF) {
 		log_warn("session %llu (pid %d) does not read its replies; "
 		    "dropped", (unsigned long long)s->id, (int)s->pid);
-		while (nfds > 0)
-			close(fds[--nfds]);
 		wire_out_free(&s->out);
 		wire_out_init(&s->out);
+		session_account(s);
 		session_set_closing(s);
-		return;
+		return -1;
+	}
+	/* the size matters only near the share */
+	if (session_room(s, PM_WIRE_HDR + (uint64_t)pmd->cfg.max_frame))
+		return 0;
+	len = PM_WIRE_HDR + (m ? protobuf_c_message_get_packed_size(m) : 0);
+	if (session_room(s, len))
+		return 0;
+	session_error(s, id, PM__CODE__C_LIMIT, "uid %u's connections hold "
+	    "%llu bytes of unread replies and partial requests; a reply of "
+	    "%llu bytes is above max_buffer_bytes_per_uid", (unsigned)s->uid,
+	    (unsigned long long)s->use->buffered, (unsigned long long)len);
+	return -1;
+}
+
+int
+session_send(struct session *s, uint32_t type, uint32_t id,
+    const ProtobufCMessage *m, const int *fds, int nfds)
+{
+	if (session_admit(s, id, m) == -1) {
+		while (nfds > 0)
+			close(fds[--nfds]);
+		return -1;
 	}
 	if (wire_out_frame(&s->out, type, id, m, fds, nfds) == -1) {
-		log_warn("%s: %s", __func__, strerror(errno));
+		log_warn("%s: %s", __func__, strerror(errno));	/* fds closed */
 		session_set_closing(s);
-		return;
+		return -1;
 	}
+	session_account(s);
 	/* try at once (after the batch being read, when corked); EV_WRITE
 	 * only while something is left */
 	if (!s->corked || wire_out_pending(&s->out) >= SESSION_CORK_MAX)
 		session_flush(s);
+	return 0;
 }
 
 void
@@ -200,18 +252,6 @@ session_is_admin(const struct session *s)
 	return 0;
 }
 
-static int
-sessions_of_uid(uid_t uid)
-{
-	struct session *s;
-	int n = 0;
-
-	TAILQ_FOREACH(s, &pmd->sessions, entry)
-		if (s->uid == uid)
-			n++;
-	return n;
-}
-
 static void
 session_peer(struct session *s)
 {
@@ -260,6 +300,8 @@ broker_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct timeval tv;
+	struct uid_use *use = NULL;
+	char msg[128];
 	static int starved;	/* out of fds, said once */
 	int fd;
 
@@ -299,17 +341,28 @@ broker_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 		refuse(fd, PM__CODE__C_PERM, "pmd does not serve this uid");
 		return;
 	}
-	if (pmd->nsessions >= pmd->cfg.max_clients ||
-	    sessions_of_uid(cred.uid) >= pmd->cfg.max_clients_per_uid) {
-		log_warn("refused uid %u (pid %d): too many clients", cred.uid,
-		    cred.pid);
-		refuse(fd, PM__CODE__C_LIMIT, "pmd has too many clients");
-		return;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
+	if ((use = uid_use_get(cred.uid)) == NULL ||
+	    (s = calloc(1, sizeof(*s))) == NULL) {
+		uid_use_put(use);
 		refuse(fd, PM__CODE__C_NOMEM, "pmd is out of memory");
 		return;
 	}
+	if (pmd->nsessions >= pmd->cfg.max_clients ||
+	    use->sessions >= pmd->cfg.max_clients_per_uid) {
+		log_warn("refused uid %u (pid %d): too many clients", cred.uid,
+		    cred.pid);
+		snprintf(msg, sizeof(msg), pmd->nsessions >=
+		    pmd->cfg.max_clients ? "pmd has its max_clients of %d "
+		    "connections" : "this uid has its max_clients_per_uid of %d "
+		    "connections", pmd->nsessions >= pmd->cfg.max_clients ?
+		    pmd->cfg.max_clients : pmd->cfg.max_clients_per_uid);
+		refuse(fd, PM__CODE__C_LIMIT, msg);
+		uid_use_put(use);
+		free(s);
+		return;
+	}
+	s->use = use;
+	use->sessions++;
 	s->id = ++pmd->next_session;
 	s->fd = fd;
 	s->uid = cred.uid;
@@ -523,6 +576,9 @@ session_free(struct session *s)
 	wire_out_free(&s->out);
 	close(s->fd);
 	free(s->groups);
+	s->use->buffered -= s->buffered;
+	s->use->sessions--;
+	uid_use_put(s->use);
 	free(s);
 }
 
@@ -630,6 +686,21 @@ session_process(struct session *s)
 		wire_frame_close(&f);
 	}
 	s->corked = 0;
+	wire_in_trim(&s->in);
+	session_account(s);
+	if (!s->closing && wire_in_pending(&s->in) > SESSION_SMALL_FRAME &&
+	    s->use->buffered > pmd->cfg.max_buffer_bytes_per_uid) {
+		/* a request arriving while the uid holds its share */
+		log_warn("session %llu (uid %u pid %d): its uid's connections "
+		    "hold %llu bytes, above max_buffer_bytes_per_uid; dropped",
+		    (unsigned long long)s->id, (unsigned)s->uid, (int)s->pid,
+		    (unsigned long long)s->use->buffered);
+		session_error(s, 0, PM__CODE__C_LIMIT, "this uid's connections "
+		    "hold %llu bytes of unread replies and partial requests, "
+		    "above max_buffer_bytes_per_uid; connection dropped",
+		    (unsigned long long)s->use->buffered);
+		session_set_closing(s);
+	}
 	if (!s->closing && wire_out_pending(&s->out) >= SESSION_OUT_HIGH) {
 		log_debug("session %llu: replies unread; reading paused",
 		    (unsigned long long)s->id);
@@ -880,6 +951,10 @@ fd_reserve_init(void)
 int
 broker_events_init(void)
 {
+	/* fixed, not glibc's sliding threshold: a buffer or an item of a
+	 * large frame is a mapping of its own, returned when freed, so idle
+	 * connections that once moved big items do not pin that memory */
+	mallopt(M_MMAP_THRESHOLD, PMD_MMAP_THRESHOLD);
 	fd_reserve_init();
 	pmd->accept_ev = event_new(pmd->base, pmd->listen_fd,
 	    EV_READ | EV_PERSIST, broker_accept_cb, NULL);

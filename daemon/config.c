@@ -90,6 +90,8 @@ config_defaults(struct pmd_config *c)
 	c->max_object_bytes = PMD_MAX_OBJECT_BYTES;
 	c->max_listeners = PMD_MAX_LISTENERS;
 	c->max_listen_backlog = PMD_MAX_LISTEN_BACKLOG;
+	c->max_queue_waiters = PMD_MAX_QUEUE_WAITERS;
+	c->max_queue_fd_items_per_uid = -1;
 	c->ready_fd = -1;
 	c->forker_fd = -1;
 }
@@ -224,6 +226,12 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	NUM("max_objects_per_uid", max_objects_per_uid, 1, 1000000)
 	NUM("max_listeners", max_listeners, 1, 1000000)
 	NUM("max_listen_backlog", max_listen_backlog, 1, 1000000)
+	NUM("max_queue_fd_items_per_uid", max_queue_fd_items_per_uid, 0,
+	    1000000)
+	NUM("max_queues_per_uid", max_queues_per_uid, 1, 1000000)
+	NUM("max_queue_waiters", max_queue_waiters, 1, 10000000)
+	NUM("max_queue_waiters_per_uid", max_queue_waiters_per_uid, 1,
+	    10000000)
 #undef NUM
 	if (strcmp(k, "max_dict_key_size") == 0 ||
 	    strcmp(k, "max_dict_value_size") == 0) {
@@ -253,15 +261,12 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 		c->max_item_size = (uint32_t)n;
 		return 0;
 	}
-	if (strcmp(k, "max_queue_bytes") == 0 ||
-	    strcmp(k, "max_total_queue_bytes") == 0) {
-		if (parse_long(k, v, 1, LONG_MAX, &n) == -1)
-			return -1;
-		if (strcmp(k, "max_queue_bytes") == 0)
-			c->max_queue_bytes = (uint64_t)n;
-		else
-			c->max_total_queue_bytes = (uint64_t)n;
-		return 0;
+#define BYTES(name, field)						\
+	if (strcmp(k, name) == 0) {					\
+		if (parse_long(name, v, 1, LONG_MAX, &n) == -1)		\
+			return -1;					\
+		c->field = (uint64_t)n;					\
+		return 0;						\
 	}
 	if (strcmp(k, "max_segment_size") == 0 ||
 	    strcmp(k, "max_object_bytes_per_uid") == 0 ||
@@ -276,6 +281,11 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 			c->max_object_bytes = (uint64_t)n;
 		return 0;
 	}
+	BYTES("max_queue_bytes", max_queue_bytes)
+	BYTES("max_total_queue_bytes", max_total_queue_bytes)
+	BYTES("max_total_queue_bytes_per_uid", max_total_queue_bytes_per_uid)
+	BYTES("max_buffer_bytes_per_uid", max_buffer_bytes_per_uid)
+#undef BYTES
 	if (strcmp(k, "kill_grace") == 0) {
 		d = strtod(v, &end);
 		if (end == v || *end != '\0' || d < 0 || d > 3600) {
@@ -374,6 +384,41 @@ config_path(int argc, char *argv[])
 	return NULL;
 }
 
+int
+config_finish(struct pmd_config *c)
+{
+	int several = geteuid() == 0 || c->nallow > 0 || c->allow_all;
+
+	if (c->max_queues_per_uid == 0)
+		c->max_queues_per_uid = several ?
+		    (int)uid_share((uint64_t)c->max_queues) : c->max_queues;
+	if (c->max_queue_waiters_per_uid == 0)
+		c->max_queue_waiters_per_uid = several ?
+		    (int)uid_share((uint64_t)c->max_queue_waiters) :
+		    c->max_queue_waiters;
+	if (c->max_queue_fd_items_per_uid < 0)
+		c->max_queue_fd_items_per_uid = several &&
+		    c->max_queue_fd_items > 0 ?
+		    (int)uid_share((uint64_t)c->max_queue_fd_items) :
+		    c->max_queue_fd_items;
+	if (c->max_total_queue_bytes_per_uid == 0)
+		c->max_total_queue_bytes_per_uid = several ?
+		    uid_share(c->max_total_queue_bytes) :
+		    c->max_total_queue_bytes;
+	if (c->max_buffer_bytes_per_uid == 0)
+		c->max_buffer_bytes_per_uid = (uint64_t)c->max_frame *
+		    PMD_BUFFER_FRAMES_PER_UID;
+	if (c->max_buffer_bytes_per_uid < (uint64_t)c->max_frame +
+	    PM_WIRE_HDR) {
+		fprintf(stderr, "pmd: max_buffer_bytes_per_uid %llu is below "
+		    "one frame (max_frame %u)\n",
+		    (unsigned long long)c->max_buffer_bytes_per_uid,
+		    c->max_frame);
+		return -1;
+	}
+	return 0;
+}
+
 /* Returns 0 to run, 1 to exit 0 (--help, --version), -1 to exit 2. */
 int
 config_args(struct pmd_config *c, int argc, char *argv[], int pass)
@@ -449,5 +494,5 @@ config_args(struct pmd_config *c, int argc, char *argv[], int pass)
 		usage(stderr);
 		return -1;
 	}
-	return 0;
+	return config_finish(c);
 }

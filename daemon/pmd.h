@@ -52,6 +52,7 @@ extern int pmd_hash_oom;
 #define PMD_ACCEPT_BACKOFF	0.1	/* s of accept pause when out of fds */
 #define PMD_RATE_UIDS		256	/* uids tracked by spawn_rate at once */
 #define PMD_FORKER_RETRY	1.0	/* s between forker restart attempts */
+#define PMD_MMAP_THRESHOLD	(128u << 10) /* larger allocations: own mmap */
 
 /* Queue bounds (queues.c); each is a config key. */
 #define PMD_MAX_QUEUES		1024	/* named queues in all */
@@ -61,6 +62,12 @@ extern int pmd_hash_oom;
 #define PMD_MAX_QUEUE_FD_ITEMS	4096	/* items held as memfds, in all */
 #define PMD_MAX_TOTAL_QUEUE_BYTES (1ull << 30)	/* all queues, parked puts */
 #define PMD_MAX_QUEUE_WAITERS	65536	/* parked requests in all */
+/* Per-uid shares (uids.c): unset, a bound's share is the whole of it on a
+ * pmd that serves its own uid only, 1/PMD_UID_SHARE_DIV of it on one that
+ * serves others (root, allow_uids). */
+#define PMD_UID_SHARE_DIV	4
+#define PMD_BUFFER_FRAMES_PER_UID 16	/* max_buffer_bytes_per_uid unset:
+					   this many max_frame (256 MiB) */
 #define PMD_MAX_QUEUE_NAME	255	/* bytes of a queue name */
 #define PMD_QUEUE_FRAME_SLACK	4096	/* frame bytes besides one item */
 #define PMD_MAX_WAIT		(366.0 * 86400) /* s; longer waits: forever-ish */
@@ -116,6 +123,13 @@ struct pmd_config {
 	uint32_t	 max_item_size;
 	int		 max_queue_fd_items;
 	uint64_t	 max_total_queue_bytes;	/* queues and dicts */
+	int		 max_queue_waiters;
+	/* per-uid shares of the queue bounds; config_finish fills them */
+	int		 max_queues_per_uid;
+	int		 max_queue_fd_items_per_uid;	/* -1 until filled */
+	int		 max_queue_waiters_per_uid;
+	uint64_t	 max_total_queue_bytes_per_uid;	/* queue items */
+	uint64_t	 max_buffer_bytes_per_uid;
 	/* dicts (dicts.c) */
 	int		 max_dicts;
 	int		 max_dict_keys;
@@ -138,6 +152,19 @@ struct pmd_config {
 struct qwaiter;
 TAILQ_HEAD(qwaiterq, qwaiter);
 
+/* What one client uid holds (uids.c). */
+struct uid_use {
+	LIST_ENTRY(uid_use) entry;
+	uid_t		 uid;
+	uint64_t	 refs;		/* sessions, queues, items pointing here */
+	int		 sessions;
+	int		 queues;	/* queues it owns */
+	int		 waiters;	/* its parked queue requests */
+	int		 fd_items;	/* memfd items it put, still held */
+	uint64_t	 queue_bytes;	/* items it put, queued or parked */
+	uint64_t	 buffered;	/* its connections' buffers (broker.c) */
+};
+
 struct session {
 	TAILQ_ENTRY(session) entry;
 	uint64_t	 id;
@@ -159,6 +186,8 @@ struct session {
 	struct event	*eof_ev;	/* half-closed: is the client still there */
 	struct qwaiterq	 parked;	/* its parked queue requests (queues.c) */
 	char		 name[64];
+	struct uid_use	*use;		/* its uid's */
+	uint64_t	 buffered;	/* counted in use->buffered */
 };
 
 enum wstate {
@@ -270,6 +299,10 @@ void	config_defaults(struct pmd_config *);
 /* 0 ok; -1 with a message already printed (exit 2). */
 int	config_args(struct pmd_config *, int argc, char *argv[], int pass);
 int	config_file(struct pmd_config *, const char *path);
+/* Fills the per-uid shares not set (config_args does): a part of their
+ * bound when pmd serves uids besides its own, all of it otherwise; 0, or
+ * -1 with a message printed on a bad combination. */
+int	config_finish(struct pmd_config *);
 const char *config_path(int argc, char *argv[]);
 void	config_free(struct pmd_config *);
 
@@ -277,12 +310,17 @@ void	config_free(struct pmd_config *);
 int	broker_listen(void);
 int	broker_events_init(void);
 void	broker_accept_cb(evutil_socket_t, short, void *);
-void	session_send(struct session *, uint32_t type, uint32_t id,
+/* 0 queued; -1 not (refused with an error reply, or closing): the
+ * caller keeps what the frame would have handed over (fds are closed). */
+int	session_send(struct session *, uint32_t type, uint32_t id,
 	    const ProtobufCMessage *m, const int *fds, int nfds);
 void	session_error(struct session *, uint32_t id, int code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 int	session_is_admin(const struct session *);
 int	session_alive(const struct session *);
+/* 0 if a reply m to request id may be queued for s (session_send will
+ * take it); -1 if not: s has had an error reply instead, or is going. */
+int	session_admit(struct session *, uint32_t id, const ProtobufCMessage *m);
 void	session_unparked(struct session *);	/* queues.c: one answered */
 void	broker_stop(const char *why);
 void	broker_check_idle(void);
@@ -372,6 +410,11 @@ struct object *object_add(struct session *, uint32_t id, const char *name,
 	    int kind, uint32_t flags, uint64_t bytes, const struct object_ops *);
 void	object_remove(struct object *);		/* ops->free, then gone */
 void	objects_free_all(void);
+
+/* uids.c: per-uid usage */
+struct uid_use *uid_use_get(uid_t);	/* a reference; NULL: out of memory */
+void	uid_use_put(struct uid_use *);
+uint64_t uid_share(uint64_t bound);
 
 /* notify.c: the systemd service protocol */
 #define LISTEN_FDS_START	3

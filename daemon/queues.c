@@ -36,6 +36,7 @@
 #define Q_OPEN_FLAGS	(PM_Q_CREATE | PM_Q_EXCL | PM_Q_JOINABLE | PM_Q_SHARED)
 #define Q_KEPT_FLAGS	(PM_Q_JOINABLE | PM_Q_SHARED)
 #define Q_MEMFD_SEALS	(F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+#define Q_FD_HANDED	(-2)		/* qitem.fd: gone with a reply */
 
 enum { Q_OPEN_ = 0, Q_DRAIN, Q_IMMEDIATE };	/* queue->shutdown */
 enum qwkind { QW_GET, QW_PUT, QW_JOIN };
@@ -44,6 +45,7 @@ struct qitem {
 	uint8_t		*data;		/* NULL when len is 0 or in fd */
 	size_t		 len;
 	int		 fd;		/* a sealed memfd of len bytes, or -1 */
+	struct uid_use	*by;		/* who put it: its bytes count there */
 };
 
 /* A request parked until it can be answered. */
@@ -66,6 +68,7 @@ struct queue {
 	uint64_t	 qid;		/* sequence << 32 | slot + 1 */
 	char		*name;
 	uid_t		 uid;		/* owner */
+	struct uid_use	*use;		/* the owner's */
 	uint32_t	 flags;		/* PM_Q_JOINABLE, PM_Q_SHARED */
 	long		 maxsize;	/* 0: unbounded */
 	struct qitem	*ring;
@@ -100,14 +103,20 @@ static void	queue_serve(struct queue *);
 
 /* ---- small helpers ---- */
 
+/* An item leaves pmd (its memfd closed, unless handed on in a reply and
+ * set to -1 then): it no longer counts for the uid that put it. */
 static void
 item_free(struct qitem *it)
 {
-	free(it->data);
-	if (it->fd >= 0) {
-		close(it->fd);
+	it->by->queue_bytes -= it->len;
+	if (it->fd >= 0 || it->fd == Q_FD_HANDED) {
+		if (it->fd >= 0)
+			close(it->fd);
 		total_fds--;
+		it->by->fd_items--;
 	}
+	uid_use_put(it->by);
+	free(it->data);
 	it->data = NULL;
 	it->fd = -1;
 }
@@ -221,6 +230,7 @@ waiter_free(struct qwaiter *w)
 	TAILQ_REMOVE(waiter_list(w->q, w->kind), w, qentry);
 	TAILQ_REMOVE(&w->s->parked, w, sentry);
 	w->q->nw[w->kind]--;
+	w->s->use->waiters--;
 	nwaiters--;
 	if (w->timer != NULL)
 		event_free(w->timer);
@@ -269,9 +279,15 @@ waiter_park(struct session *s, uint32_t id, struct queue *q,
 	struct qwaiter *w;
 	struct timeval tv;
 
-	if (nwaiters >= PMD_MAX_QUEUE_WAITERS) {
+	if (nwaiters >= pmd->cfg.max_queue_waiters) {
 		session_error(s, id, PM__CODE__C_LIMIT, "pmd holds %d blocked "
-		    "queue requests already", nwaiters);
+		    "queue requests, its max_queue_waiters", nwaiters);
+		return NULL;
+	}
+	if (s->use->waiters >= pmd->cfg.max_queue_waiters_per_uid) {
+		session_error(s, id, PM__CODE__C_LIMIT, "uid %u has %d blocked "
+		    "queue requests, its max_queue_waiters_per_uid",
+		    (unsigned)s->uid, s->use->waiters);
 		return NULL;
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
@@ -303,6 +319,7 @@ waiter_park(struct session *s, uint32_t id, struct queue *q,
 	TAILQ_INSERT_TAIL(waiter_list(q, kind), w, qentry);
 	TAILQ_INSERT_TAIL(&s->parked, w, sentry);
 	q->nw[kind]++;
+	s->use->waiters++;
 	nwaiters++;
 	return w;
 }
@@ -364,14 +381,15 @@ queue_deliver(struct queue *q, struct session *s, uint32_t id, uint32_t max)
 	r.items = bd;
 	r.n_fd_len = nfds > 0 ? n : 0;
 	r.fd_len = fdlen;
+	if (session_admit(s, id, &r.base) == -1)
+		return;		/* refused or going: the items stay */
 	/* the fds go with the reply: session_send closes them once sent */
 	session_send(s, PM__QUEUE_TYPE__Q_ITEMS, id, &r.base, fds, nfds);
 	for (i = 0; i < n; i++) {
 		struct qitem it = ring_pop(q);
 
 		if (it.fd >= 0)
-			total_fds--;
-		it.fd = -1;
+			it.fd = Q_FD_HANDED;
 		item_free(&it);
 	}
 	q->gets += n;
@@ -482,6 +500,12 @@ queue_new(struct session *s, uint32_t id, const Pm__QueueOpen *m)
 		    "its max_queues", nqueues);
 		return NULL;
 	}
+	if (s->use->queues >= pmd->cfg.max_queues_per_uid) {
+		session_error(s, id, PM__CODE__C_LIMIT, "uid %u holds %d "
+		    "queues, its max_queues_per_uid", (unsigned)s->uid,
+		    s->use->queues);
+		return NULL;
+	}
 	if (m->maxsize > pmd->cfg.max_queue_items) {
 		session_error(s, id, PM__CODE__C_LIMIT, "maxsize %lld above "
 		    "pmd's max_queue_items %d", (long long)m->maxsize,
@@ -508,6 +532,9 @@ queue_new(struct session *s, uint32_t id, const Pm__QueueOpen *m)
 		qseq = 1;
 	q->qid = (uint64_t)qseq << 32 | (i + 1);
 	q->uid = s->uid;
+	q->use = s->use;
+	q->use->refs++;
+	q->use->queues++;
 	q->flags = m->flags & Q_KEPT_FLAGS;
 	q->maxsize = m->maxsize > 0 ? (long)m->maxsize : 0;
 	TAILQ_INIT(&q->getters);
@@ -543,6 +570,8 @@ queue_free(struct queue *q, int reply, const char *why)
 	slots[(q->qid & 0xffffffffu) - 1] = NULL;
 	TAILQ_REMOVE(&queues, q, entry);
 	nqueues--;
+	q->use->queues--;
+	uid_use_put(q->use);
 	free(q->ring);
 	free(q->name);
 	free(q);
@@ -662,6 +691,14 @@ put_check(struct session *s, uint32_t id, struct queue *q,
 		    (unsigned long long)total_bytes);
 		return -1;
 	}
+	if (s->use->queue_bytes + bytes >
+	    pmd->cfg.max_total_queue_bytes_per_uid) {
+		session_error(s, id, PM__CODE__C_LIMIT, "uid %u has put %llu "
+		    "bytes still in queues; max_total_queue_bytes_per_uid "
+		    "reached", (unsigned)s->uid,
+		    (unsigned long long)s->use->queue_bytes);
+		return -1;
+	}
 	*bytesp = bytes;
 	return 0;
 }
@@ -713,12 +750,21 @@ put_check_fds(struct session *s, uint32_t id, const Pm__QueuePut *m,
 		    total_fds, pmd->cfg.max_queue_fd_items);
 		return -1;
 	}
+	if (s->use->fd_items + k > pmd->cfg.max_queue_fd_items_per_uid) {
+		session_error(s, id, PM__CODE__C_LIMIT, "uid %u has put %d "
+		    "items by memfd still in queues; "
+		    "max_queue_fd_items_per_uid (%d) reached",
+		    (unsigned)s->uid, s->use->fd_items,
+		    pmd->cfg.max_queue_fd_items_per_uid);
+		return -1;
+	}
 	return 0;
 }
 
-/* The batch of m as items, taken out of m (and its memfds out of f). */
+/* The batch of m as items, taken out of m (and its memfds out of f),
+ * counted for the uid of s. */
 static struct qitem *
-put_take(Pm__QueuePut *m, struct pm_frame *f)
+put_take(Pm__QueuePut *m, struct pm_frame *f, struct session *s)
 {
 	struct qitem *items;
 	size_t i;
@@ -737,7 +783,11 @@ put_take(Pm__QueuePut *m, struct pm_frame *f)
 			items[i].fd = wire_frame_take(f, k++);
 			items[i].len = m->fd_len[i];
 			total_fds++;
+			s->use->fd_items++;
 		}
+		items[i].by = s->use;
+		s->use->refs++;
+		s->use->queue_bytes += items[i].len;
 	}
 	return items;
 }
@@ -763,7 +813,7 @@ handle_q_put(struct session *s, struct pm_frame *f)
 	n = m->n_items;
 	if (TAILQ_EMPTY(&q->putters) && queue_room(q, n, bytes)) {
 		if (ring_reserve(q, n) == -1 ||
-		    (items = put_take(m, f)) == NULL) {
+		    (items = put_take(m, f, s)) == NULL) {
 			session_error(s, f->id, PM__CODE__C_NOMEM,
 			    "pmd is out of memory");
 			goto done;
@@ -782,7 +832,7 @@ handle_q_put(struct session *s, struct pm_frame *f)
 	}
 	if ((w = waiter_park(s, f->id, q, QW_PUT, m->timeout)) == NULL)
 		goto done;
-	if ((w->items = put_take(m, f)) == NULL) {
+	if ((w->items = put_take(m, f, s)) == NULL) {
 		waiter_fail(w, PM__CODE__C_NOMEM, "pmd is out of memory");
 		goto done;
 	}

@@ -183,6 +183,16 @@ wire_in_pending(const struct wire_in *in)
 	return in->len - in->off;
 }
 
+void
+wire_in_trim(struct wire_in *in)
+{
+	if (in->off != in->len || in->cap <= PM_WIRE_KEEP || in->lost)
+		return;
+	free(in->buf);
+	in->buf = NULL;
+	in->cap = in->len = in->off = 0;
+}
+
 int
 wire_in_next(struct wire_in *in, struct pm_frame *f, const char **why)
 {
@@ -419,6 +429,11 @@ wire_out_flush(struct wire_out *o, int sock)
 	}
 	o->off = o->len = 0;
 	o->natt = o->attoff = 0;
+	if (o->cap > PM_WIRE_KEEP) {	/* grown for a large frame */
+		free(o->buf);
+		o->buf = NULL;
+		o->cap = 0;
+	}
 	return 1;
 }
 

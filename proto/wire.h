@@ -25,6 +25,8 @@
 #define PM_WIRE_FDQ		(2 * PM_WIRE_MAX_FDS)
 #define PM_WIRE_MAX_FRAME	(16u << 20)	/* default payload bound */
 #define PM_WIRE_MEMFD_MIN	(64u << 10)	/* bigger data goes by memfd */
+#define PM_WIRE_KEEP		(64u << 10)	/* larger buffers are released
+						   once empty */
 
 struct pm_hdr {
 	uint16_t magic;
@@ -89,6 +91,9 @@ ssize_t	wire_in_read(struct wire_in *, int sock);
 int	wire_in_next(struct wire_in *, struct pm_frame *f, const char **why);
 /* Bytes of a partial frame held (for "truncated frame" at EOF). */
 size_t	wire_in_pending(const struct wire_in *);
+/* Releases a buffer grown for a large frame once it holds nothing (frames
+ * from wire_in_next are no longer valid after it). */
+void	wire_in_trim(struct wire_in *);
 void	wire_frame_close(struct pm_frame *);
 /* Take fd i of the frame (it is no longer closed by wire_frame_close). */
 int	wire_frame_take(struct pm_frame *, int i);

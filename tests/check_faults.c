@@ -987,40 +987,6 @@ END_TEST
 
 /* ---- a closing session is freed, whoever notices ---- */
 
-/* Reads one frame from fd (30 s) into *in; returns its type. */
-static uint32_t
-raw_read(int fd, struct wire_in *in, struct pm_frame *f)
-{
-	const char *why;
-	int r;
-
-	while ((r = wire_in_next(in, f, &why)) == 0) {
-		ck_assert(th_readable(fd, 30));
-		ck_assert_int_gt(wire_in_read(in, fd), 0);
-	}
-	ck_assert_msg(r == 1, "reply: %s", why ? why : "?");
-	return f->type;
-}
-
-/* Opens queue name on a raw connection; its qid. */
-static uint64_t
-raw_qopen(int fd, struct wire_in *in, const char *name)
-{
-	Pm__QueueOpen o = PM__QUEUE_OPEN__INIT;
-	Pm__QueueOpenReply *r;
-	struct pm_frame f;
-	uint64_t qid;
-
-	o.name = (char *)(uintptr_t)name;
-	th_raw_send(fd, PM__QUEUE_TYPE__Q_OPEN, 2, &o.base);
-	ck_assert_uint_eq(raw_read(fd, in, &f), PM__QUEUE_TYPE__Q_OPEN_REPLY);
-	ck_assert_ptr_nonnull(r = pm__queue_open_reply__unpack(NULL, f.len,
-	    f.data));
-	qid = r->qid;
-	pm__queue_open_reply__free_unpacked(r, NULL);
-	return qid;
-}
-
 /* The clients pmd counts (pmctl status). */
 static int
 clients(void)
@@ -1075,8 +1041,8 @@ START_TEST(t_stranded_session)
 		ck_assert_int_eq(pm_queue_put(big, item, 4u << 20, -1), PM_OK);
 		fd = th_raw_hello(pmd.sock);
 		wire_in_init(&in, 0);
-		qbig = raw_qopen(fd, &in, "big");
-		qempty = raw_qopen(fd, &in, "empty");
+		qbig = th_raw_qopen(fd, &in, "big");
+		qempty = th_raw_qopen(fd, &in, "empty");
 		g.qid = qempty;
 		g.max = 1;
 		g.timeout = 1.0;
@@ -1124,7 +1090,7 @@ START_TEST(t_half_closed)
 	for (round = 0; round < 2; round++) {
 		fd = th_raw_hello(pmd.sock);
 		wire_in_init(&in, 0);
-		g.qid = raw_qopen(fd, &in, "hc");
+		g.qid = th_raw_qopen(fd, &in, "hc");
 		g.max = 1;
 		g.timeout = -1;
 		th_raw_send(fd, PM__QUEUE_TYPE__Q_GET, 3, &g.base);
@@ -1136,8 +1102,8 @@ START_TEST(t_half_closed)
 		ck_assert_int_eq(parked_gets("hc"), 1);
 		if (round == 0) {
 			ck_assert_int_eq(pm_queue_put(q, "late", 4, 10), PM_OK);
-			ck_assert_uint_eq(raw_read(fd, &in, &f),
-			    PM__QUEUE_TYPE__Q_ITEMS);
+			th_raw_next(fd, &in, &f, 30);
+			ck_assert_uint_eq(f.type, PM__QUEUE_TYPE__Q_ITEMS);
 			ck_assert_uint_eq(f.id, 3);
 			items = pm__queue_items__unpack(NULL, f.len, f.data);
 			ck_assert_ptr_nonnull(items);
@@ -1162,6 +1128,65 @@ START_TEST(t_half_closed)
 }
 END_TEST
 
+/* ---- memory held for idle connections ---- */
+
+#define BIG_CONNS	8
+#define BIG_ITEMS	240		/* per batch: ~11 MiB in one frame */
+#define BIG_ITEM	(48u << 10)	/* inline: under PM_WIRE_MEMFD_MIN */
+
+static pm_conn *bigc[BIG_CONNS];
+static pm_queue *bigq[BIG_CONNS];
+
+/*
+ * Connections that each moved one large frame each way (a batch of
+ * inline items put, then got) and then stay idle do not keep pmd's
+ * buffers for them: its RSS comes back near where it was.
+ */
+START_TEST(t_idle_big_frames)
+{
+	pm_bytes in[BIG_ITEMS], out[BIG_ITEMS];
+	long rss0, rss1;
+	size_t got, k;
+	char *data;
+	int i;
+
+	ck_assert_ptr_nonnull(data = calloc(1, BIG_ITEM));
+	for (k = 0; k < BIG_ITEMS; k++) {
+		in[k].data = data;
+		in[k].len = BIG_ITEM;
+	}
+	rss0 = th_rss_kb(pmd.pid);
+	for (i = 0; i < BIG_CONNS; i++) {
+		bigc[i] = pm_connect(pmd.sock);
+		ck_assert_ptr_nonnull(bigc[i]);
+		bigq[i] = pm_queue_open(bigc[i], "big", 0, PM_Q_CREATE);
+		ck_assert_ptr_nonnull(bigq[i]);
+		ck_assert_int_eq(pm_queue_put_many(bigq[i], in, BIG_ITEMS, 10),
+		    PM_OK);
+		ck_assert_int_eq(pm_queue_get_many(bigq[i], out, BIG_ITEMS,
+		    &got, 10), PM_OK);
+		ck_assert_uint_eq(got, BIG_ITEMS);
+		for (k = 0; k < got; k++)
+			pm_bytes_free(&out[k]);
+	}
+	ck_assert_int_eq(pm_queue_unlink(conn, "big"), PM_OK);
+	rss1 = th_rss_kb(pmd.pid);
+#ifndef __SANITIZE_ADDRESS__	/* ASan keeps freed memory (quarantine) */
+	ck_assert_msg(rss1 - rss0 < 32 * 1024, "pmd's RSS went from %ld to "
+	    "%ld kB for %d idle connections that each moved %u kB",
+	    rss0, rss1, BIG_CONNS, (unsigned)(BIG_ITEMS * BIG_ITEM >> 10));
+#endif
+	fprintf(stderr, "idle big frames: pmd RSS %ld -> %ld kB\n", rss0, rss1);
+	for (i = 0; i < BIG_CONNS; i++) {
+		pm_queue_free(bigq[i]);
+		bigq[i] = NULL;
+		pm_disconnect(bigc[i]);
+		bigc[i] = NULL;
+	}
+	free(data);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -1181,6 +1206,9 @@ faults_suite(void)
 	tcase_add_test(tc, t_flood_unread);
 	tcase_add_test(tc, t_stranded_session);
 	tcase_add_test(tc, t_half_closed);
+
+	tc = th_tcase(s, "memory", setup, teardown, 120);
+	tcase_add_test(tc, t_idle_big_frames);
 
 	tc = th_tcase(s, "fork-failure", setup, teardown_cg, 120);
 	tcase_add_test(tc, t_fork_failure);

@@ -13,6 +13,7 @@
  * Every test is skipped when the suite does not run as root.
  */
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -30,6 +31,8 @@
 #include "harness.h"
 #include "pmclient.h"
 #include "pmclient_int.h"
+#include "queue.pb-c.h"
+#include "wire.h"
 
 #define G_ADMIN		65531		/* admin_group in the config */
 
@@ -60,6 +63,11 @@ static int is_root;
 static pm_conn *conn2;			/* root's second connection */
 static pm_process *procs[MAX_PROCS];	/* root's workers */
 static pm_queue *rootq;			/* root's queue handle */
+#define MAX_HELD	16
+static pm_conn *held[MAX_HELD];		/* root's extra connections */
+static pm_queue *heldq[MAX_HELD];	/* root's extra queue handles */
+static int rawfd[MAX_HELD] = { -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1 };		/* root's raw connections */
 
 /* ---- set-up ---- */
 
@@ -141,6 +149,15 @@ teardown(void)
 		proc_free(&procs[i]);
 	pm_queue_free(rootq);
 	rootq = NULL;
+	for (i = 0; i < MAX_HELD; i++) {
+		pm_queue_free(heldq[i]);
+		heldq[i] = NULL;
+		pm_disconnect(held[i]);
+		held[i] = NULL;
+		if (rawfd[i] >= 0)
+			close(rawfd[i]);
+		rawfd[i] = -1;
+	}
 	pm_disconnect(conn2);
 	conn2 = NULL;
 	pm_disconnect(conn);
@@ -1401,6 +1418,348 @@ START_TEST(t_allow_uids)
 }
 END_TEST
 
+/* ---- each uid's share of the bounds in all ---- */
+
+static void
+setup_shares(void)
+{
+	start_with("max_clients_per_uid = 4\nmax_queues = 16\n"
+	    "max_queues_per_uid = 2\nmax_queue_waiters = 16\n"
+	    "max_queue_waiters_per_uid = 2\nmax_item_size = 200000\n"
+	    "max_total_queue_bytes_per_uid = 300000\n"
+	    "max_queue_fd_items_per_uid = 1\n");
+}
+
+#define SHARE_INLINE	50000		/* bytes: inline, under 64 KiB */
+#define SHARE_MEMFD	100000		/* bytes: travels as a memfd */
+
+/* Fills the queue shares of c's uid: two queues (names qn), one memfd
+ * item, bytes; then takes the memfd item back.  0 or a say() code. */
+static int
+fill_shares(pm_conn *c, const char *const qn[2], pm_queue *q[2], char *data)
+{
+	pm_bytes b;
+	int i, r;
+
+	for (i = 0; i < 2; i++)
+		if ((q[i] = pm_queue_open(c, qn[i], 0, PM_Q_CREATE)) == NULL)
+			return say(20, "queue %s: %s", qn[i], pm_last_message());
+	if (pm_queue_open(c, "one-more", 0, PM_Q_CREATE) != NULL ||
+	    pm_last_error() != PM_ELIMIT ||
+	    strstr(pm_last_message(), "max_queues_per_uid") == NULL)
+		return say(21, "3rd queue: %d (%s)", pm_last_error(),
+		    pm_last_message());
+	/* items by memfd: one */
+	if ((r = pm_queue_put(q[1], data, SHARE_MEMFD, 0)) != PM_OK)
+		return say(22, "memfd item: %d %s", r, pm_last_message());
+	if ((r = pm_queue_put(q[1], data, SHARE_MEMFD, 0)) != PM_ELIMIT ||
+	    strstr(pm_last_message(), "max_queue_fd_items_per_uid") == NULL)
+		return say(23, "2nd memfd item: %d (%s)", r, pm_last_message());
+	/* bytes: 100000 + 4 x 50000, then no more */
+	for (i = 0; i < 4; i++)
+		if ((r = pm_queue_put(q[0], data, SHARE_INLINE, 0)) != PM_OK)
+			return say(24, "put %d: %d %s", i, r,
+			    pm_last_message());
+	if ((r = pm_queue_put(q[0], data, SHARE_INLINE, 0)) != PM_ELIMIT ||
+	    strstr(pm_last_message(), "max_total_queue_bytes_per_uid") ==
+	    NULL)
+		return say(25, "over bytes: %d (%s)", r, pm_last_message());
+	/* the memfd item got: its bytes and fd no longer count */
+	if (pm_queue_get(q[1], &b, 5) != PM_OK || b.len != SHARE_MEMFD)
+		return say(26, "get: %s", pm_last_message());
+	pm_bytes_free(&b);
+	if ((r = pm_queue_put(q[0], data, SHARE_INLINE, 0)) != PM_OK)
+		return say(27, "put after a get: %d %s", r, pm_last_message());
+	return 0;
+}
+
+/* User a while root holds all its shares: gets its own. */
+static int
+shares_other(void *ud, int ctl)
+{
+	static const char *const qn[2] = { "a1", "a2" };
+	pm_queue *q[2] = { NULL, NULL };
+	pm_conn *c, *more;
+	pm_bytes b;
+	char *data;
+	int i, r;
+
+	(void)ud;
+	(void)ctl;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, th_free_conn);
+	if ((data = calloc(1, SHARE_MEMFD)) == NULL)
+		return say(2, "calloc");
+	th_child_own(data, free);
+	r = fill_shares(c, qn, q, data);
+	th_child_own(q[0], th_free_queue);
+	th_child_own(q[1], th_free_queue);
+	if (r != 0)
+		return r;
+	/* a blocked get parks (and times out) rather than being refused */
+	if ((r = pm_queue_get(q[1], &b, 0.2)) != PM_EEMPTY)
+		return say(3, "parked get: %d (%s)", r, pm_last_message());
+	for (i = 0; i < 3; i++) {
+		if ((more = pm_connect(pmd.sock)) == NULL)
+			return say(4, "connection %d: %s", i + 2,
+			    pm_last_message());
+		th_child_own(more, th_free_conn);
+	}
+	return 0;
+}
+
+/* A fork of root's with a get parked on name until an item comes. */
+static pid_t
+parked_getter(const char *name)
+{
+	pm_queue *q;
+	pm_conn *c;
+	pm_bytes b;
+	pid_t pid;
+
+	if ((pid = th_fork()) != 0)
+		return pid;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		th_child_exit(1);
+	th_child_own(c, th_free_conn);
+	if ((q = pm_queue_open(c, name, 0, 0)) == NULL)
+		th_child_exit(2);
+	th_child_own(q, th_free_queue);
+	if (pm_queue_get(q, &b, 60) != PM_OK)
+		th_child_exit(3);
+	pm_bytes_free(&b);
+	th_child_exit(0);
+}
+
+static int
+waitpid_code(pid_t pid)
+{
+	int st;
+
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+}
+
+/* Blocked gets on name (pmctl queues -a). */
+static int
+getters_on(const char *name)
+{
+	char out[16384], key[300], *at, *end;
+
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "--json", "queues", "-a", NULL), 0);
+	snprintf(key, sizeof(key), "\"name\": \"%s\"", name);
+	if ((at = strstr(out, key)) == NULL)
+		return -1;
+	if ((end = strchr(at, '}')) != NULL)
+		*end = '\0';
+	if ((at = strstr(at, "\"getters\": ")) == NULL)
+		return -1;
+	return atoi(at + strlen("\"getters\": "));
+}
+
+/*
+ * Every bound in all has a share per uid (connections, queues, blocked
+ * requests, bytes and memfd items held): root reaching each of its shares
+ * gets PM_ELIMIT naming it, while user a still gets its whole share.
+ */
+START_TEST(t_uid_shares)
+{
+	static const char *const qn[2] = { "r1", "r2" };
+	pm_queue *q[2] = { NULL, NULL };
+	struct user_proc u;
+	pid_t g[2];
+	pm_bytes b;
+	char *data;
+	int i, r;
+
+	NEED_ROOT();
+	/* queues, bytes, memfd items */
+	ck_assert_ptr_nonnull(data = calloc(1, SHARE_MEMFD));
+	r = fill_shares(conn, qn, q, data);
+	heldq[0] = q[0];
+	heldq[1] = q[1];
+	free(data);
+	ck_assert_int_eq(r, 0);
+	/* blocked requests: two parked, a third refused */
+	for (i = 0; i < 2; i++)
+		g[i] = parked_getter("r2");
+	TH_WAIT(getters_on("r2") == 2, 20);
+	ck_assert_int_eq(getters_on("r2"), 2);
+	r = pm_queue_get(q[1], &b, 5);
+	ck_assert_msg(r == PM_ELIMIT && strstr(pm_last_message(),
+	    "max_queue_waiters_per_uid") != NULL, "3rd blocked get: %d (%s)",
+	    r, pm_last_message());
+	/* connections: root has 3 (conn, two getters), one more, then no */
+	held[0] = pm_connect(pmd.sock);
+	ck_assert_ptr_nonnull(held[0]);
+	ck_assert_ptr_null(pm_connect(pmd.sock));
+	ck_assert_msg(pm_last_error() == PM_ELIMIT && strstr(pm_last_message(),
+	    "max_clients_per_uid") != NULL, "5th connection: %d (%s)",
+	    pm_last_error(), pm_last_message());
+	pm_disconnect(held[0]);
+	held[0] = NULL;
+	/* user a is served in full meanwhile */
+	u = as_user(&user_a, shares_other, NULL);
+	user_done(&u);
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(pm_queue_put(q[1], "x", 1, 5), PM_OK);
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(waitpid_code(g[i]), 0);
+}
+END_TEST
+
+/* Root's unread replies against max_buffer_bytes_per_uid. */
+static void
+setup_buffers(void)
+{
+	start_with("max_frame = 1048576\n"
+	    "max_buffer_bytes_per_uid = 3145728\n");
+}
+
+#define FEED_ITEM	60000		/* inline */
+#define FEED_BATCH	16		/* ~960 kB: one reply near max_frame */
+#define PART_LEN	1040000		/* part of a request: > a reply */
+
+/* User a takes a batch while root holds its buffer share. */
+static int
+buffers_other(void *ud, int ctl)
+{
+	pm_bytes out[FEED_BATCH];
+	pm_queue *q;
+	pm_conn *c;
+	size_t got, i;
+	int r;
+
+	(void)ud;
+	(void)ctl;
+	if ((c = pm_connect(pmd.sock)) == NULL)
+		return say(1, "connect: %s", pm_last_message());
+	th_child_own(c, th_free_conn);
+	if ((q = pm_queue_open(c, "feed", 0, 0)) == NULL)
+		return say(2, "open: %s", pm_last_message());
+	th_child_own(q, th_free_queue);
+	if ((r = pm_queue_get_many(q, out, FEED_BATCH, &got, 10)) != PM_OK)
+		return say(3, "get_many: %d (%s)", r, pm_last_message());
+	for (i = 0; i < got; i++)
+		pm_bytes_free(&out[i]);
+	return got == FEED_BATCH ? 0 : say(4, "got %zu", got);
+}
+
+/* The type of the first frame waiting on fd (nothing consumed). */
+static uint32_t
+peek_type(int fd)
+{
+	struct pm_hdr h;
+
+	ck_assert(th_readable(fd, 30));
+	ck_assert_int_eq(recv(fd, &h, sizeof(h), MSG_PEEK | MSG_WAITALL),
+	    (ssize_t)sizeof(h));
+	return h.type;
+}
+
+/* Reads an error frame from fd: its code, its message in msg. */
+static int
+read_error(int fd, char *msg, size_t cap)
+{
+	struct wire_in in;
+	struct pm_frame f;
+	Pm__Error *e;
+	int code;
+
+	wire_in_init(&in, 0);
+	th_raw_next(fd, &in, &f, 30);
+	ck_assert_uint_eq(f.type, PM__TYPE__T_ERROR);
+	ck_assert_ptr_nonnull(e = pm__error__unpack(NULL, f.len, f.data));
+	code = e->code;
+	snprintf(msg, cap, "%s", e->message ? e->message : "");
+	pm__error__free_unpacked(e, NULL);
+	wire_in_free(&in);
+	return code;
+}
+
+/*
+ * Replies root's connections leave unread count in root's buffer share:
+ * past it a big reply is PM_ELIMIT naming max_buffer_bytes_per_uid (the
+ * items stay queued), a request arriving then is dropped with the
+ * connection, and user a's batch comes as usual.
+ */
+START_TEST(t_uid_buffers)
+{
+	Pm__QueueGet g = PM__QUEUE_GET__INIT;
+	pm_bytes items[FEED_BATCH];
+	struct user_proc u;
+	struct wire_in in;
+	struct pm_hdr h;
+	char msg[512], *data;
+	int i, n, refused = -1;
+	size_t k, got;
+
+	NEED_ROOT();
+	ck_assert_ptr_nonnull(data = calloc(1, PART_LEN));
+	for (k = 0; k < FEED_BATCH; k++) {
+		items[k].data = data;
+		items[k].len = FEED_ITEM;
+	}
+	rootq = pm_queue_open(conn, "feed", 0, PM_Q_CREATE | PM_Q_SHARED);
+	ck_assert_ptr_nonnull(rootq);
+	for (i = 0; i < MAX_HELD + 2; i++)
+		ck_assert_int_eq(pm_queue_put_many(rootq, items, FEED_BATCH,
+		    10), PM_OK);
+	/* raw connections of root's ask a batch each and never read it */
+	for (n = 0; n < MAX_HELD - 1 && refused < 0; n++) {
+		rawfd[n] = th_raw_hello(pmd.sock);
+		wire_in_init(&in, 0);
+		g.qid = th_raw_qopen(rawfd[n], &in, "feed");
+		wire_in_free(&in);
+		g.max = FEED_BATCH;
+		g.timeout = 0;
+		th_raw_send(rawfd[n], PM__QUEUE_TYPE__Q_GET, 3, &g.base);
+		if (peek_type(rawfd[n]) == PM__TYPE__T_ERROR)
+			refused = n;
+	}
+	ck_assert_msg(refused >= 2, "refused after %d batches held", refused);
+	ck_assert_int_eq(read_error(rawfd[refused], msg, sizeof(msg)),
+	    PM__CODE__C_LIMIT);
+	ck_assert_msg(strstr(msg, "max_buffer_bytes_per_uid") != NULL,
+	    "message: %s", msg);
+	/* the refused get took nothing */
+	ck_assert_int_eq(pm_queue_qsize(rootq),
+	    (long)(MAX_HELD + 2 - refused) * FEED_BATCH);
+	/* a request coming in while root is near its share (its part held
+	 * is bigger than the reply refused): dropped, with its connection */
+	rawfd[n] = th_raw_hello(pmd.sock);
+	memset(&h, 0, sizeof(h));
+	h.magic = PM_WIRE_MAGIC;
+	h.version = PM_WIRE_VERSION;
+	h.type = PM__QUEUE_TYPE__Q_PUT;
+	h.id = 9;
+	h.len = PART_LEN + 1000;
+	ck_assert_int_eq(send(rawfd[n], &h, sizeof(h), MSG_NOSIGNAL),
+	    (ssize_t)sizeof(h));
+	(void)!send(rawfd[n], data, PART_LEN, MSG_NOSIGNAL);
+	free(data);
+	ck_assert_int_eq(read_error(rawfd[n], msg, sizeof(msg)),
+	    PM__CODE__C_LIMIT);
+	ck_assert_msg(strstr(msg, "max_buffer_bytes_per_uid") != NULL,
+	    "message: %s", msg);
+	/* another uid is served */
+	u = as_user(&user_a, buffers_other, NULL);
+	user_done(&u);
+	/* root's share is back once its connections have gone */
+	for (i = 0; i <= n; i++) {
+		close(rawfd[i]);
+		rawfd[i] = -1;
+	}
+	TH_WAIT(pm_queue_get_many(rootq, items, FEED_BATCH, &got, 0) == PM_OK,
+	    10);
+	ck_assert_uint_eq(got, FEED_BATCH);
+	for (k = 0; k < got; k++)
+		pm_bytes_free(&items[k]);
+}
+END_TEST
+
 static Suite *
 priv_suite(void)
 {
@@ -1431,6 +1790,12 @@ priv_suite(void)
 
 	tc = th_tcase(s, "preload", setup_preload, teardown_preload, 120);
 	tcase_add_test(tc, t_preload_unreadable);
+
+	/* each uid's share of the bounds in all */
+	tc = th_tcase(s, "shares", setup_shares, teardown, 120);
+	tcase_add_test(tc, t_uid_shares);
+	tc = th_tcase(s, "buffers", setup_buffers, teardown, 120);
+	tcase_add_test(tc, t_uid_buffers);
 
 	/* a pmd that is not root serves allowed uids' queues, not code */
 	tc = th_tcase(s, "allow", setup_allow, teardown, 120);

@@ -880,15 +880,19 @@ start_pmd_conf(const char *conf)
 static void
 setup_bounds(void)
 {
+	/* the bounds in all: each uid's share is set to all of it (a root
+	 * pmd gives each uid a part by default) */
 	start_pmd_conf("max_queues = 3\nmax_queue_items = 100\n"
 	    "max_queue_bytes = 10000\nmax_item_size = 1000\n"
-	    "max_total_queue_bytes = 15000\n");
+	    "max_total_queue_bytes = 15000\nmax_queues_per_uid = 3\n"
+	    "max_total_queue_bytes_per_uid = 15000\n");
 }
 
 static void
 setup_items(void)
 {
-	start_pmd_conf("max_item_size = 4194304\nmax_queue_fd_items = 2\n");
+	start_pmd_conf("max_item_size = 4194304\nmax_queue_fd_items = 2\n"
+	    "max_queue_fd_items_per_uid = 2\n");
 }
 
 /* max_queue_fd_items bounds the memfd items pmd holds. */

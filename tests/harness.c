@@ -29,6 +29,7 @@
 #include "pmclient.h"
 #include "wire.h"
 #include "pm.pb-c.h"
+#include "queue.pb-c.h"
 
 #define TH_MAX_ARGS	64
 #define TH_MAX_PMD	8
@@ -987,6 +988,25 @@ th_raw_next(int fd, struct wire_in *in, struct pm_frame *f, double secs)
 
 static gid_t	become_groups[NGROUPS_MAX];
 static int	become_ngroups = -1;
+
+uint64_t
+th_raw_qopen(int fd, struct wire_in *in, const char *name)
+{
+	Pm__QueueOpen o = PM__QUEUE_OPEN__INIT;
+	Pm__QueueOpenReply *r;
+	struct pm_frame f;
+	uint64_t qid;
+
+	o.name = (char *)(uintptr_t)name;
+	th_raw_send(fd, PM__QUEUE_TYPE__Q_OPEN, 2, &o.base);
+	th_raw_next(fd, in, &f, 30);
+	ck_assert_uint_eq(f.type, PM__QUEUE_TYPE__Q_OPEN_REPLY);
+	ck_assert_ptr_nonnull(r = pm__queue_open_reply__unpack(NULL, f.len,
+	    f.data));
+	qid = r->qid;
+	pm__queue_open_reply__free_unpacked(r, NULL);
+	return qid;
+}
 
 void
 th_become(uid_t uid, gid_t gid, const gid_t *groups, int ngroups)

@@ -146,6 +146,8 @@ void	 th_raw_send_fds(int fd, uint32_t type, uint32_t id,
 	    const ProtobufCMessage *m, const int *fds, int nfds);
 void	 th_raw_next(int fd, struct wire_in *in, struct pm_frame *f,
 	    double secs);
+/* A queue opened by name on a raw connection (its reply read): its qid. */
+uint64_t th_raw_qopen(int fd, struct wire_in *in, const char *name);
 
 /* Root only: the effective uid, gid and groups of another user until
  * th_unbecome(); what is connected meanwhile is that user's (pmd reads

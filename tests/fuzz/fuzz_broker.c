@@ -67,6 +67,8 @@ setup(void)
 	log_init(LOG_ERR_ - 1);
 	pmd->cfg.max_frame = 1u << 20;
 	pmd->cfg.socket = strdup("@pmd-fuzz");
+	if (config_finish(&pmd->cfg) == -1)
+		abort();
 	pmd->forker_fd = pmd->forker_pidfd = -1;
 	pmd->drain_fd = -1;
 	pmd->euid = geteuid();
