@@ -68,7 +68,8 @@ setup_bounds(void)
 {
 	start_pmd("max_dicts = 2\nmax_dict_keys = 10\nmax_dict_bytes = 1000\n"
 	    "max_dict_key_size = 16\nmax_dict_value_size = 200\n"
-	    "max_total_queue_bytes = 1500\n");
+	    "max_total_queue_bytes = 1500\n"
+	    "max_total_queue_bytes_per_uid = 1500\n");
 }
 
 static void

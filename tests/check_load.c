@@ -87,7 +87,9 @@ start(const char *const *args)
 {
 	raise_nofile();
 	base_self = th_fd_count(0);
-	ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
+	/* one uid's load: its shares are the whole bounds */
+	ck_assert_int_eq(th_pmd_start_conf(&pmd, "max_queues_per_uid = 1024\n"
+	    "max_queue_waiters_per_uid = 65536\n", args), 0);
 	base_pmd = th_fd_count(pmd.pid);
 	ck_assert_int_gt(base_pmd, 0);
 }

@@ -424,6 +424,31 @@ th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 }
 
 int
+th_pmd_start_conf(struct th_pmd *d, const char *conf,
+    const char *const extra_args[])
+{
+	const char *argv[TH_MAX_ARGS];
+	char path[64];
+	FILE *f;
+	int i, n = 0, r;
+
+	snprintf(path, sizeof(path), "/tmp/pmdtest-conf.%d", (int)getpid());
+	if ((f = fopen(path, "w")) == NULL)
+		return -1;
+	fputs(conf, f);
+	fclose(f);
+	argv[n++] = "--config";
+	argv[n++] = path;
+	for (i = 0; extra_args != NULL && extra_args[i] != NULL &&
+	    n < TH_MAX_ARGS - 1; i++)
+		argv[n++] = extra_args[i];
+	argv[n] = NULL;
+	r = pmd_start(d, argv, 0, NULL);
+	unlink(path);
+	return r;
+}
+
+int
 th_pmd_start_nofile(struct th_pmd *d, const char *const extra_args[],
     long nofile)
 {

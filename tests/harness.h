@@ -28,6 +28,9 @@ struct th_pmd {
 /* Start pmd on dir/pmd.sock with --ready-fd and wait (10 s) for READY.
  * extra_args: NULL-terminated, may be NULL.  0 or -1 (nothing left). */
 int	 th_pmd_start(struct th_pmd *, const char *const extra_args[]);
+/* The same with a config file holding conf (key = value lines). */
+int	 th_pmd_start_conf(struct th_pmd *, const char *conf,
+	    const char *const extra_args[]);
 /* The same, pmd started with RLIMIT_NOFILE soft = hard = nofile (> 0). */
 int	 th_pmd_start_nofile(struct th_pmd *, const char *const extra_args[],
 	    long nofile);
