@@ -443,7 +443,7 @@ th_pmd_start_conf(struct th_pmd *d, const char *conf,
 	    n < TH_MAX_ARGS - 1; i++)
 		argv[n++] = extra_args[i];
 	argv[n] = NULL;
-	r = pmd_start(d, argv, 0, NULL);
+	r = pmd_start(d, argv, 0, NULL, NULL);
 	unlink(path);
 	return r;
 }
