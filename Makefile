@@ -144,7 +144,12 @@ $(B)/examples/%: $(B)/examples/%.o $(LIBA)
 	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB)
 
 $(B)/tests/check_%: $(B)/tests/check_%.o $(TEST_O) $(LIBA)
-	$(CC) $(LDSAN) -o $@ $< $(TEST_O) $(LIBA) $(LIBPB) $(LIBCHECK)
+	$(CC) $(LDSAN) $(TEST_LDFLAGS) -o $@ $< $(TEST_O) $(LIBA) $(LIBPB) \
+	    $(LIBCHECK)
+
+# Fork pools find their task functions in the program by name (dlsym):
+# the program exports its symbols.
+$(B)/tests/check_start: TEST_LDFLAGS = -rdynamic
 
 $(B)/bench/%: $(B)/bench/%.o $(LIBA)
 	$(CC) $(LDSAN) -o $@ $< $(LIBA) $(LIBPB) -lm

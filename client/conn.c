@@ -31,6 +31,10 @@
 static pthread_mutex_t private_lock = PTHREAD_MUTEX_INITIALIZER;
 static char private_addr[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
+/* Every live connection, so that a forked worker lets go of them all. */
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pm_conn *conns;
+
 static int	conn_handle_frame(pm_conn *, struct pm_frame *);
 static int	conn_process(pm_conn *);
 static void	watch_free_all(pm_conn *);
@@ -139,6 +143,11 @@ conn_open(const char *path)
 	wire_in_init(&c->in, PM_WIRE_MAX_FRAME);
 	c->in.keep_lost = 1;	/* a reply whose fds were lost fails alone */
 	wire_out_init(&c->out);
+	pthread_mutex_lock(&conns_lock);
+	if ((c->all_next = conns) != NULL)
+		conns->all_prev = c;
+	conns = c;
+	pthread_mutex_unlock(&conns_lock);
 	if (conn_hello(c) != PM_OK) {
 		int code = pm_last_error();
 		char msg[256];
@@ -407,6 +416,14 @@ pm_disconnect(pm_conn *c)
 
 	if (c == NULL)
 		return;
+	pthread_mutex_lock(&conns_lock);
+	if (c->all_prev != NULL)
+		c->all_prev->all_next = c->all_next;
+	else
+		conns = c->all_next;
+	if (c->all_next != NULL)
+		c->all_next->all_prev = c->all_prev;
+	pthread_mutex_unlock(&conns_lock);
 	sub_notify(c, PMC_EV_DETACH, NULL);
 	while ((p = c->pending) != NULL)
 		pmc_pending_free(c, p);
@@ -1079,4 +1096,48 @@ pm_dispatch(pm_conn *c, double timeout)
 	if (r != PM_ETIMEDOUT)
 		return r;
 	return pmc_ok();
+}
+
+/* ---- fork: a forked worker lets go of its parent's connections ---- */
+
+/* Held across a fork, so the child sees a whole list. */
+void
+pmc_conns_hold(void)
+{
+	pthread_mutex_lock(&conns_lock);
+}
+
+void
+pmc_conns_release(void)
+{
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/*
+ * In a forked child, with the list held: every connection of the parent
+ * becomes a husk.  Its socket, epoll set and watched fds are the
+ * parent's (shared with it): the subscribers close their own fds without
+ * a word to pmd or to the epoll set (PMC_EV_FORKED) and are dropped, and
+ * the connection closes its copies.  Calls on it fail PM_ECONN;
+ * pm_disconnect frees it.
+ */
+void
+pmc_conns_forked(void)
+{
+	struct pmc_watch *w;
+	pm_conn *c;
+
+	for (c = conns; c != NULL; c = c->all_next) {
+		sub_notify(c, PMC_EV_FORKED, NULL);
+		sub_free_all(c);
+		for (w = c->watches; w != NULL; w = w->next)
+			w->dead = 1;
+		watch_free_all(c);
+		if (c->fd >= 0)
+			close(c->fd);
+		if (c->epfd >= 0)
+			close(c->epfd);
+		c->fd = c->epfd = -1;
+		c->lost = 1;
+	}
 }

@@ -121,12 +121,31 @@ const char	*pm_task_name(pm_task *t);
 pid_t		 pm_task_parent_pid(pm_task *t);
 
 /* ---- Process ---- */
+/* Start methods, as Python's: PM_START_FORKSERVER (pmd's forker, the
+ * default), PM_START_SPAWN (pmd starts the worker by execve of a fresh
+ * runner: a new address-space layout, nothing of the forker's memory),
+ * PM_START_FORK (a fork of the caller, running a function of its own). */
+enum { PM_START_FORKSERVER = 0, PM_START_SPAWN = 1, PM_START_FORK = 2 };
+
 pm_process	*pm_process_new(pm_conn *c, const char *module,
 		    const char *function, const void *arg, size_t len);
 /* envp NULL: the caller's environment.  path without '/' is looked up in
  * the worker's $PATH. */
 pm_process	*pm_process_new_exec(pm_conn *c, const char *path,
 		    char *const argv[], char *const envp[]);
+/* Start method fork: the worker is a fork of the caller and runs fn (any
+ * function of this program) with the pm_task_* calls; it sees the
+ * caller's memory as it was at pm_process_start.  c may be NULL: no pmd
+ * at all.  With a connection pmd lists the worker (pmctl ps, kind fork),
+ * signals it and ends a daemonic one when c closes; either way this
+ * process is its parent and reaps it (a caller that reaps every child
+ * itself, or ignores SIGCHLD, takes its exit status away). */
+pm_process	*pm_process_new_fn(pm_conn *c, pm_task_fn *fn, const void *arg,
+		    size_t len);
+/* Before start (after: PM_ESTATE).  PM_START_SPAWN or _FORKSERVER for
+ * module and program targets, PM_START_FORK only for pm_process_new_fn;
+ * anything else PM_EINVAL. */
+int		 pm_process_set_start_method(pm_process *p, int method);
 int		 pm_process_set_name(pm_process *p, const char *name);
 int		 pm_process_set_daemon(pm_process *p, int daemonic);
 /* The worker gets a copy of parent_fd as child_fd (0..1023); parent_fd -1
@@ -185,6 +204,13 @@ typedef struct pm_pool_opts {
 	const void	*initarg;
 	size_t		 initarglen;
 	int		 maxtasksperchild; /* 0: no limit; < 0: PM_EINVAL */
+	uint64_t	 memory_max;	/* 0; a cap is not supported yet */
+	uint64_t	 maxmemoryperchild; /* 0; not supported yet */
+	/* PM_START_FORKSERVER (0), PM_START_SPAWN, or PM_START_FORK: workers
+	 * forked from the caller; with module NULL the task and initializer
+	 * names are looked up in the calling program (dlsym RTLD_DEFAULT:
+	 * link it with -rdynamic). */
+	int		 start_method;
 } pm_pool_opts;
 /* Runs once per result, success or failure, from pm_dispatch() or any
  * blocking call on the caller's thread. */

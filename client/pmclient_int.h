@@ -70,6 +70,8 @@ struct pm_conn {
 	struct pmc_sub	*subs;		/* told of exits, loss, detach */
 	int		 sub_dead;	/* some subscriber awaits freeing */
 	int		 in_notify;	/* inside subscribers' callbacks */
+	struct pm_conn	*all_next;	/* every live connection (conn.c) */
+	struct pm_conn	*all_prev;
 };
 
 /* error.c */
@@ -118,10 +120,13 @@ void	 pmc_watch_del(pm_conn *, int fd);
  * a callback; conn.c calls each in turn and names no object kind.
  * PMC_EV_EXITED passes the Pm__Exited, the others NULL.  On
  * PMC_EV_DETACH the connection is going: every subscriber is removed
- * after the call (a handle must forget c).  A callback may add or
+ * after the call (a handle must forget c).  PMC_EV_FORKED runs in a
+ * forked worker (pmc_fork): the fds a subscriber holds are its parent's,
+ * so it closes them, touching neither pmd nor the epoll set nor any
+ * process, and forgets c; then it is removed.  A callback may add or
  * remove subscribers.
  */
-enum { PMC_EV_EXITED = 1, PMC_EV_LOST, PMC_EV_DETACH };
+enum { PMC_EV_EXITED = 1, PMC_EV_LOST, PMC_EV_DETACH, PMC_EV_FORKED };
 typedef void pmc_sub_fn(pm_conn *c, int event, const void *ev, void *ud);
 struct pmc_sub;
 /* NULL with PM_ENOMEM set. */
@@ -129,6 +134,46 @@ struct pmc_sub *pmc_sub_add(pm_conn *, pmc_sub_fn *, void *ud);
 void	 pmc_sub_del(pm_conn *, struct pmc_sub *);
 /* The ud of c's live subscriber with fn (one per connection), or NULL. */
 void	*pmc_sub_find(pm_conn *, pmc_sub_fn *);
+
+/* conn.c: the list of connections, held across a fork; in the child
+ * pmc_conns_forked turns each into a husk (see PMC_EV_FORKED). */
+void	 pmc_conns_hold(void);
+void	 pmc_conns_release(void);
+void	 pmc_conns_forked(void);
+
+/* ---- fork.c: the fork start method ---- */
+#define PMC_FORK_REFUSED	127	/* a forked worker pmd did not take */
+#define PMC_FN_NAME_MAX		256
+
+/* A child this process forked: it reaps it. */
+struct pmc_child {
+	pid_t		 pid;
+	pid_t		 owner;		/* its parent: us, unless we are a fork */
+	int		 is_pidfd;	/* the sentinel is a pidfd (else a pipe) */
+	int		 reaped;
+	int		 code;		/* exit code once reaped, -signo */
+	int		 lost;		/* reaped by someone else: code unknown */
+};
+
+/* What pmd is told of a forked worker. */
+struct pmc_adopt {
+	const char	*name;
+	const char	*target;
+	int		 daemonic;
+	uint64_t	 pool;		/* 0: a Process */
+	int		 stats_fd;	/* pool: tasks-done memfd, or -1 */
+};
+
+pid_t	 pmc_fork(struct pmc_child *, int *sentinel);
+int	 pmc_child_reap(struct pmc_child *, int block);
+int	 pmc_child_signal(struct pmc_child *, int sig);
+void	 pmc_child_orphan(struct pmc_child *);
+int	 pmc_fork_gate(int channel);
+int	 pmc_fork_go(int channel);
+void	 pmc_fork_report(int channel, uint32_t type, const ProtobufCMessage *);
+void	 pmc_fn_name(pm_task_fn *, char *buf, size_t len);
+struct pmc_pending *pmc_adopt_send(pm_conn *, const struct pmc_child *,
+	    int sentinel, const struct pmc_adopt *);
 
 /* process.c: for pmctl run's exit status: execve's errno when the
  * program could not be run, else 0. */
@@ -194,6 +239,14 @@ void	 pmc_seg_close(struct pmc_seg *);
 int	 pmc_obj_open(pm_conn *, const char *name, int kind, int flags,
 	    int own, size_t size, pmc_seg_init_fn *, const void *ud,
 	    struct pmc_seg *);
+
+/* poolworker.c: a pool worker's task loop; never returns.  h: the
+ * module's handle (RTLD_DEFAULT: the program's own functions), module:
+ * how a missing function's error names where it looked ("module
+ * /x.so"), stats: the shared tasks-done counter or NULL. */
+void	 pmc_pool_worker_loop(void *h, const char *module, int channel,
+	    struct pm_task *t, uint32_t maxtasks, volatile uint64_t *stats)
+	    __attribute__((noreturn));
 
 /* ---- pool.c: Pool and AsyncResult (issue 3) ----
  * Each pool subscribes to its connection: pool workers end through the

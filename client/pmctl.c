@@ -402,6 +402,8 @@ kind_name(Pm__Kind kind, int json)
 		return "exec";
 	case PM__KIND__K_POOL:
 		return "pool";
+	case PM__KIND__K_FORK:
+		return "fork";
 	default:
 		return json ? "function" : "func";
 	}

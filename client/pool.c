@@ -4,17 +4,22 @@
  * batches over each worker's channel (proto/pool.proto), straight between
  * this process and the worker, driven by the connection's turns (watches
  * on the channels; no threads).  A worker that dies fails the tasks it was
- * running and is replaced; tasks it had not started run elsewhere.
+ * running and is replaced; tasks it had not started run elsewhere.  With
+ * start method fork the workers are forks of this process (fork.c), which
+ * reaps them itself; pmd lists them.
  */
 #include <sys/types.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +142,11 @@ struct pmc_pw {
 	int		 killed;	/* by us; record kept until Exited */
 	int		 closing;	/* channel closed by us, idle pool */
 	int		 dead;		/* record to free */
+	/* start method fork: our child; pidfd is its sentinel */
+	int		 forked;
+	struct pmc_child child;
+	struct pmc_pending *adopt;	/* pmd's answer, then the go */
+	int		 sentinel_watched;
 };
 
 struct pm_pool {
@@ -144,7 +154,8 @@ struct pm_pool {
 	struct pmc_sub	*sub;		/* on conn: exits, loss, detach */
 	uint64_t	 id;
 	int		 nproc;
-	char		*module;
+	int		 method;	/* PM_START_* */
+	char		*module;	/* NULL: the program's own (fork) */
 	char		*init;
 	void		*initarg;
 	size_t		 initarglen;
@@ -185,6 +196,8 @@ static int	pw_start_report(struct pmc_pw *, struct pm_frame *);
 static void	pw_start_failed(struct pmc_pw *, int, const char *);
 static void	pw_start_lost(struct pmc_pw *);
 static void	pw_io_cb(pm_conn *, int, unsigned, void *);
+static void	pw_exited(struct pmc_pw *, int);
+static void	pw_sentinel_cb(pm_conn *, int, unsigned, void *);
 static void	job_unref(pm_result *);
 
 /* ---- small helpers ---- */
@@ -544,6 +557,17 @@ static void
 pw_release(struct pmc_pw *w)
 {
 	pw_close_channel(w);
+	if (w->forked) {
+		/* ours to reap, now: what is released is over */
+		if (pmc_child_signal(&w->child, SIGKILL) == 0)
+			pmc_child_reap(&w->child, 1);
+		if (w->sentinel_watched && w->pool->conn != NULL)
+			pmc_watch_del(w->pool->conn, w->pidfd);
+		w->sentinel_watched = 0;
+		if (w->adopt != NULL && w->pool->conn != NULL)
+			pmc_pending_free(w->pool->conn, w->adopt);
+		w->adopt = NULL;
+	}
 	if (w->pidfd >= 0)
 		close(w->pidfd);
 	w->pidfd = -1;
@@ -569,6 +593,10 @@ pw_kill(struct pmc_pw *w)
 
 	if (w->dead || w->exited)
 		return;
+	if (w->forked) {
+		pmc_child_signal(&w->child, SIGKILL);
+		return;
+	}
 	if (w->pidfd >= 0 && (pidfd_send_signal(w->pidfd, SIGKILL, NULL,
 	    0) == 0 || errno != ENOSYS))
 		return;
@@ -1147,6 +1175,7 @@ pool_dispatch(pm_pool *p)
 /* ---- spawning ---- */
 
 static void	spawn_done(pm_conn *, struct pmc_pending *, void *);
+static int	pw_fork(pm_pool *);
 
 static int
 pw_spawn(pm_pool *p)
@@ -1159,6 +1188,8 @@ pw_spawn(pm_pool *p)
 	char name[64];
 	int n = 0, i, fd;
 
+	if (p->method == PM_START_FORK)
+		return pw_fork(p);
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return pmc_err(PM_ENOMEM, "out of memory");
 	w->pool = p;
@@ -1192,6 +1223,8 @@ pw_spawn(pm_pool *p)
 	s.child_fds = child;
 	s.maxtasks = (uint32_t)p->maxtasks;
 	s.pool = p->id;
+	s.start_method = p->method == PM_START_SPAWN ?
+	    PM__START_METHOD__S_SPAWN : PM__START_METHOD__S_FORKSERVER;
 	if ((pd = pmc_send(p->conn, PM__TYPE__T_SPAWN, &s.base, fds, n,
 	    &pm__spawn_reply__descriptor)) == NULL) {
 		free(w);
@@ -1209,6 +1242,221 @@ sys:
 		close(fds[--n]);
 	free(w);
 	return i;
+}
+
+/* ---- start method fork: workers forked from this process ---- */
+
+/* In the forked worker: a start failure, told on the channel. */
+static void __attribute__((noreturn, format(printf, 3, 4)))
+fork_start_fail(int channel, int code, const char *fmt, ...)
+{
+	Pm__StartError e = PM__START_ERROR__INIT;
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e.code = code;
+	e.message = msg;
+	pmc_fork_report(channel, PM__TYPE__T_START_FAILED, &e.base);
+	_exit(PMC_FORK_REFUSED);
+}
+
+/* In the forked worker: the pool's fds at their numbers (the channel
+ * moved above them all); nothing else is closed. */
+static void
+fork_pool_fds(const pm_pool *p, int *channel)
+{
+	int src[PMC_POOL_MAX_FDS], top = 2, fd, i;
+
+	if (p->nfds == 0)
+		return;
+	for (i = 0; i < p->nfds; i++)
+		if (p->child_fds[i] > top)
+			top = p->child_fds[i];
+	if ((fd = fcntl(*channel, F_DUPFD_CLOEXEC, top + 1)) == -1)
+		goto fail;
+	close(*channel);
+	*channel = fd;
+	for (i = 0; i < p->nfds; i++)
+		if ((src[i] = fcntl(p->parent_fds[i], F_DUPFD_CLOEXEC,
+		    top + 1)) == -1)
+			goto fail;
+	for (i = 0; i < p->nfds; i++) {
+		if (dup2(src[i], p->child_fds[i]) == -1)
+			goto fail;
+		close(src[i]);
+	}
+	return;
+fail:
+	fork_start_fail(*channel, PM__CODE__C_SYS, "cannot lay out the pool "
+	    "worker's fds: %s", strerror(errno));
+}
+
+/*
+ * The forked pool worker: once pmd has taken it on, it finds its
+ * functions (in the module, or in this program when there is none), runs
+ * the initializer, says it started and runs tasks until the channel
+ * closes.  Never returns.
+ */
+static void __attribute__((noreturn))
+fork_pool_child(const pm_pool *p, const char *name, int channel, int stats,
+    const char *address, pid_t parent)
+{
+	static struct pm_task t;
+	Pm__Started m = PM__STARTED__INIT;
+	volatile uint64_t *count = NULL;
+	char label[PMC_FN_NAME_MAX + 16];
+	pm_task_fn *init = NULL;
+	void *h = RTLD_DEFAULT, *map;
+	int rc;
+
+	if (pmc_fork_gate(channel) == -1)
+		_exit(PMC_FORK_REFUSED);	/* pmd did not take it */
+	map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED,
+	    stats, 0);
+	if (map != MAP_FAILED)
+		count = map;
+	close(stats);
+	fork_pool_fds(p, &channel);
+	if (p->module != NULL && (h = dlopen(p->module, RTLD_NOW)) == NULL)
+		fork_start_fail(channel, PM__CODE__C_NOENT, "cannot load "
+		    "module %s: %s", p->module, dlerror());
+	snprintf(label, sizeof(label), p->module ? "module %s" : "%s",
+	    p->module ? p->module : "the calling program (linked with "
+	    "-rdynamic?)");
+	if (p->init != NULL &&
+	    (init = (pm_task_fn *)dlsym(h, p->init)) == NULL)
+		fork_start_fail(channel, PM__CODE__C_NOENT, "no initializer "
+		    "%s in %s", p->init, label);
+	memset(&t, 0, sizeof(t));
+	t.channel = -1;
+	t.address = address;
+	t.name = name;
+	t.parent_pid = parent;
+	if (init != NULL) {
+		t.arg = p->initarg;
+		t.arglen = p->initarglen;
+		rc = init(&t);
+		if (t.error != NULL || rc != 0)
+			fork_start_fail(channel, PM__CODE__C_TASK, "initializer "
+			    "%s failed: %s", p->init, t.error ? t.error :
+			    "nonzero return");
+		free(t.result);
+		t.result = NULL;
+		t.returned = 0;
+		t.arg = NULL;
+		t.arglen = 0;
+	}
+	m.pid = getpid();
+	pmc_fork_report(channel, PM__TYPE__T_STARTED, &m.base);
+	pmc_pool_worker_loop(h, label, channel, &t, (uint32_t)p->maxtasks,
+	    count);
+}
+
+/* pmd's answer to the Adopt: the worker may go on, or is ended. */
+static void
+adopt_done(pm_conn *c, struct pmc_pending *pd, void *ud)
+{
+	struct pmc_pw *w = ud;
+	pm_pool *p = w->pool;
+
+	pool_enter(p);
+	w->adopt = NULL;
+	if (pd->code != PM_OK || pd->msg == NULL) {
+		pw_start_failed(w, pd->code != PM_OK ? pd->code : PM_EPROTO,
+		    pd->message ? pd->message : "pmd did not take the worker");
+	} else {
+		w->wid = ((Pm__AdoptReply *)pd->msg)->wid;
+		(void)pmc_fork_go(w->channel);	/* died? its sentinel says */
+	}
+	pmc_pending_free(c, pd);
+	pool_leave(p);
+}
+
+/* The tasks-done counter pmd's ps reads, shared with the worker. */
+static int
+stats_memfd(void)
+{
+	int fd;
+
+	if ((fd = memfd_create("pm-pool-stats", MFD_CLOEXEC)) == -1)
+		return -1;
+	if (ftruncate(fd, sizeof(uint64_t)) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+pw_fork(pm_pool *p)
+{
+	struct pmc_adopt a;
+	struct pmc_pw *w;
+	const char *address = p->conn->address;	/* p->conn: NULL in the child */
+	char name[64];
+	pid_t pid, me = getpid();
+	int sp[2], stats, rc;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return pmc_err(PM_ENOMEM, "out of memory");
+	w->pool = p;
+	w->pidfd = w->channel = -1;
+	w->forked = 1;
+	snprintf(name, sizeof(name), "PoolWorker-%llu-%u",
+	    (unsigned long long)p->id, ++p->nspawned);
+	if ((stats = stats_memfd()) == -1) {
+		free(w);
+		return pmc_err_sys("memfd_create");
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		close(stats);
+		free(w);
+		return pmc_err_sys("socketpair");
+	}
+	/* listed before the fork: the worker's memory still reaches it */
+	w->dead = 1;
+	w->next = p->workers;
+	p->workers = w;
+	if ((pid = pmc_fork(&w->child, &w->pidfd)) == 0) {
+		close(sp[0]);
+		fork_pool_child(p, name, sp[1], stats, address, me);
+	}
+	close(sp[1]);
+	if (pid == -1) {
+		close(sp[0]);
+		close(stats);
+		return pm_last_error();		/* swept, being dead */
+	}
+	w->dead = 0;
+	w->pid = pid;
+	w->channel = sp[0];
+	fcntl(w->channel, F_SETFL, O_NONBLOCK);
+	wire_in_init(&w->in, PM_WIRE_MAX_FRAME);
+	wire_out_init(&w->out);
+	w->starting = 1;
+	memset(&a, 0, sizeof(a));
+	a.name = name;
+	a.target = p->module ? p->module : "(the calling program)";
+	a.daemonic = 1;
+	a.pool = p->id;
+	a.stats_fd = stats;
+	w->adopt = pmc_adopt_send(p->conn, &w->child, w->pidfd, &a);
+	close(stats);
+	if (w->adopt == NULL ||
+	    (rc = pmc_watch_add(p->conn, w->pidfd, EPOLLIN, pw_sentinel_cb,
+	    w)) != PM_OK) {
+		rc = pm_last_error();
+		pw_release(w);		/* kills and reaps it */
+		return rc;
+	}
+	w->sentinel_watched = 1;
+	w->adopt->done_fn = adopt_done;
+	w->adopt->done_ud = w;
+	pw_watch(w, EPOLLIN);		/* for its start report */
+	return PM_OK;
 }
 
 /* Work is queued but no worker is left or coming: fail it. */
@@ -1323,11 +1571,14 @@ pw_start_report(struct pmc_pw *w, struct pm_frame *f)
 	int code;
 
 	if (f->type == PM__TYPE__T_STARTED) {
-		if (f->nfds != 1 || (m = pm__started__unpack(NULL, f->len,
-		    f->data)) == NULL)
+		/* a forked one: no fd (its pidfd is ours already) */
+		if (f->nfds != (w->forked ? 0 : 1) || (m = pm__started__unpack(
+		    NULL, f->len, f->data)) == NULL)
 			return -1;
-		w->pid = m->pid;
-		w->pidfd = wire_frame_take(f, 0);
+		if (!w->forked) {
+			w->pid = m->pid;
+			w->pidfd = wire_frame_take(f, 0);
+		}
 		pm__started__free_unpacked(m, NULL);
 		w->starting = 0;
 		return 0;
@@ -1403,31 +1654,78 @@ pool_idle_check(pm_pool *p)
 
 /* ---- events from the connection ---- */
 
+/* w has ended with code: what it said last, then settle it. */
+static void
+pw_exited(struct pmc_pw *w, int code)
+{
+	pm_pool *p = w->pool;
+
+	pool_enter(p);
+	w->exited = 1;
+	w->exitcode = code;
+	if (w->killed || w->closing)
+		pw_release(w);
+	else {
+		if (w->channel >= 0)
+			pw_read(w, 1);	/* what it said last */
+		if (w->starting)
+			pw_start_lost(w);
+		pw_finish(w);
+	}
+	pool_fill(p);
+	pool_dispatch(p);
+	pool_leave(p);
+}
+
 static void
 pool_exited(pm_pool *p, const Pm__Exited *ev)
 {
 	struct pmc_pw *w;
 
-	for (w = p->workers; w != NULL; w = w->next) {
-		if (w->dead || w->spawn != NULL || w->wid != ev->wid)
-			continue;
-		pool_enter(p);
-		w->exited = 1;
-		w->exitcode = ev->exitcode;
-		if (w->killed || w->closing)
-			pw_release(w);
-		else {
-			if (w->channel >= 0)
-				pw_read(w, 1);	/* what it said last */
-			if (w->starting)
-				pw_start_lost(w);
-			pw_finish(w);
+	for (w = p->workers; w != NULL; w = w->next)
+		if (!w->dead && w->spawn == NULL && !w->forked &&
+		    w->wid == ev->wid) {
+			pw_exited(w, ev->exitcode);
+			return;
 		}
-		pool_fill(p);
-		pool_dispatch(p);
-		pool_leave(p);
+}
+
+/* A forked worker's sentinel: it has ended; we reap it. */
+static void
+pw_sentinel_cb(pm_conn *c, int fd, unsigned events, void *ud)
+{
+	struct pmc_pw *w = ud;
+
+	if (w->dead || w->exited || pmc_child_reap(&w->child, 0) == 0)
 		return;
+	pmc_watch_del(c, w->pidfd);
+	w->sentinel_watched = 0;
+	pw_exited(w, w->child.code);
+}
+
+/* In a forked worker: the pool is the parent's; its fds are closed,
+ * nothing else is touched (its workers are not ours). */
+static void
+pool_forked(pm_pool *p)
+{
+	struct pmc_pw *w;
+
+	for (w = p->workers; w != NULL; w = w->next) {
+		if (w->channel >= 0)
+			close(w->channel);
+		if (w->pidfd >= 0)
+			close(w->pidfd);
+		w->channel = w->pidfd = -1;
+		w->events = 0;
+		w->sentinel_watched = 0;
+		w->spawn = w->adopt = NULL;
+		w->child.reaped = 1;
+		w->dead = 1;
 	}
+	p->lost = 1;
+	p->state = PS_TERMINATED;
+	p->conn = NULL;
+	p->sub = NULL;
 }
 
 /* Ends every worker and fails every task not answered with code. */
@@ -1500,6 +1798,9 @@ pool_event_cb(pm_conn *c, int event, const void *ev, void *ud)
 	case PMC_EV_DETACH:
 		pool_detach(p);
 		break;
+	case PMC_EV_FORKED:
+		pool_forked(p);
+		break;
 	}
 }
 
@@ -1557,8 +1858,18 @@ pool_check_opts(pm_conn *c, const pm_pool_opts *o, const int *child_fds,
 	if (o->maxtasksperchild < 0)
 		return pmc_err(PM_EINVAL, "maxtasksperchild %d < 0",
 		    o->maxtasksperchild);
-	if (o->module == NULL || *o->module == '\0')
-		return pmc_err(PM_EINVAL, "a pool needs a module");
+	if (o->memory_max != 0 || o->maxmemoryperchild != 0)
+		return pmc_err(PM_EINVAL, "memory_max and maxmemoryperchild are "
+		    "not supported yet: leave them 0");
+	if (o->start_method != PM_START_FORKSERVER &&
+	    o->start_method != PM_START_SPAWN &&
+	    o->start_method != PM_START_FORK)
+		return pmc_err(PM_EINVAL, "unknown start method %d",
+		    o->start_method);
+	if ((o->module == NULL || *o->module == '\0') &&
+	    o->start_method != PM_START_FORK)
+		return pmc_err(PM_EINVAL, "a pool needs a module (or start "
+		    "method fork, to run functions of this program)");
 	if (o->initarg == NULL && o->initarglen > 0)
 		return pmc_err(PM_EINVAL, "NULL initarg with nonzero length");
 	if (o->initarglen > PMC_POOL_MAX_INITARG)
@@ -1604,14 +1915,16 @@ pm_pool_new_fds(pm_conn *c, const pm_pool_opts *o, const int *child_fds,
 	p->id = atomic_fetch_add(&pool_counter, 1) + 1;
 	p->nproc = o->processes ? o->processes : pm_cpu_count();
 	p->maxtasks = o->maxtasksperchild;
-	if ((p->module = pmc_module_path(o->module)) == NULL) {
+	p->method = o->start_method;
+	if (o->module != NULL && *o->module != '\0' &&
+	    (p->module = pmc_module_path(o->module)) == NULL) {
 		free(p);
 		return NULL;
 	}
 	if (o->initializer != NULL && *o->initializer != '\0')
 		p->init = strdup(o->initializer);
 	p->initarg = malloc(o->initarglen ? o->initarglen : 1);
-	if (p->module == NULL || p->initarg == NULL ||
+	if (p->initarg == NULL ||
 	    (o->initializer && *o->initializer && p->init == NULL)) {
 		free(p->module);
 		free(p->init);

@@ -1,10 +1,13 @@
 /*
  * process.c - pm_process: one worker running a task function or a program,
  * with Python's Process semantics (start, join, exitcode, terminate).
+ * pmd starts it (forkserver or spawn), or this process forks it (fork:
+ * pm_process_new_fn) and is its parent.
  */
 #include <sys/types.h>
 #include <sys/pidfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +39,10 @@ struct pmc_fdmap {
 struct pm_process {
 	pm_conn		*conn;		/* NULL once the connection is gone */
 	enum pstate	 state;
-	Pm__Kind	 kind;
+	Pm__Kind	 kind;		/* K_FORK: pm_process_new_fn */
+	int		 method;	/* PM_START_* */
+	pm_task_fn	*fn;		/* K_FORK */
+	struct pmc_child child;		/* K_FORK: our child */
 	char		*name;
 	char		*module;
 	char		*function;
@@ -77,6 +83,9 @@ static atomic_uint process_counter;
 
 static int	process_started(pm_process *, int64_t);
 static void	process_unstart(pm_process *);
+static int	process_start_fork(pm_process *);
+static void	process_forget(pm_process *);
+static void	process_read_result(pm_process *);
 
 /* ---- the connection's table of processes ----
  * One per connection, subscribed to it: started processes whose end is
@@ -185,7 +194,29 @@ table_event_cb(pm_conn *c, int event, const void *ev, void *ud)
 		free(t->procs);
 		free(t);
 		break;
+	case PMC_EV_FORKED:
+		for (i = 0; i < t->n; i++)
+			process_forget(t->procs[i]);
+		free(t->procs);
+		free(t);
+		break;
 	}
+}
+
+/* In a forked worker: the parent's process, whose fds are the parent's
+ * and whose child is not ours.  Calls on it find it ended or lost. */
+static void
+process_forget(pm_process *p)
+{
+	p->conn = NULL;
+	p->lost = 1;
+	p->child.reaped = 1;
+	p->child.lost = 1;
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	if (p->channel >= 0)
+		close(p->channel);
+	p->pidfd = p->channel = -1;
 }
 
 int
@@ -222,7 +253,7 @@ process_alloc(pm_conn *c, Pm__Kind kind)
 	pm_process *p;
 	char name[32];
 
-	if (c == NULL) {
+	if (c == NULL && kind != PM__KIND__K_FORK) {
 		pmc_err(PM_EINVAL, "no connection");
 		return NULL;
 	}
@@ -234,9 +265,11 @@ process_alloc(pm_conn *c, Pm__Kind kind)
 		goto nomem;
 	p->conn = c;
 	p->kind = kind;
+	p->method = kind == PM__KIND__K_FORK ? PM_START_FORK :
+	    PM_START_FORKSERVER;
 	p->pidfd = -1;
 	p->channel = -1;
-	if (table_add(c, p) == -1)
+	if (c != NULL && table_add(c, p) == -1)
 		goto nomem;
 	return p;
 nomem:
@@ -340,6 +373,34 @@ pm_process_new(pm_conn *c, const char *module, const char *function,
 }
 
 pm_process *
+pm_process_new_fn(pm_conn *c, pm_task_fn *fn, const void *arg, size_t len)
+{
+	pm_process *p;
+
+	if (fn == NULL) {
+		pmc_err(PM_EINVAL, "a fork Process needs a function");
+		return NULL;
+	}
+	if (arg == NULL && len > 0) {
+		pmc_err(PM_EINVAL, "NULL argument with nonzero length");
+		return NULL;
+	}
+	if ((p = process_alloc(c, PM__KIND__K_FORK)) == NULL)
+		return NULL;
+	p->fn = fn;
+	if ((p->arg = malloc(len ? len : 1)) == NULL) {
+		pm_process_free(p);
+		pmc_err(PM_ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (len > 0)
+		memcpy(p->arg, arg, len);
+	p->arglen = len;
+	pmc_ok();
+	return p;
+}
+
+pm_process *
 pm_process_new_exec(pm_conn *c, const char *path, char *const argv[],
     char *const envp[])
 {
@@ -387,6 +448,35 @@ pm_process_set_name(pm_process *p, const char *name)
 		return pmc_err(PM_ENOMEM, "out of memory");
 	free(p->name);
 	p->name = n;
+	return pmc_ok();
+}
+
+int
+pm_process_set_start_method(pm_process *p, int method)
+{
+	int rc;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	switch (method) {
+	case PM_START_FORKSERVER:
+	case PM_START_SPAWN:
+		if (p->kind == PM__KIND__K_FORK)
+			return pmc_err(PM_EINVAL, "%s runs a function of this "
+			    "program: only PM_START_FORK can start it",
+			    p->name);
+		break;
+	case PM_START_FORK:
+		if (p->kind != PM__KIND__K_FORK)
+			return pmc_err(PM_EINVAL, "PM_START_FORK starts "
+			    "pm_process_new_fn processes; %s names a %s",
+			    p->name, p->kind == PM__KIND__K_EXEC ? "program" :
+			    "module");
+		break;
+	default:
+		return pmc_err(PM_EINVAL, "unknown start method %d", method);
+	}
+	p->method = method;
 	return pmc_ok();
 }
 
@@ -607,9 +697,13 @@ pm_process_start(pm_process *p)
 
 	if ((rc = before_start(p)) != PM_OK)
 		return rc;
+	if (p->kind == PM__KIND__K_FORK)
+		return process_start_fork(p);
 	if (p->conn == NULL)
 		return pmc_err(PM_ECONN, "connection to pmd closed");
 	s.kind = p->kind;
+	s.start_method = p->method == PM_START_SPAWN ?
+	    PM__START_METHOD__S_SPAWN : PM__START_METHOD__S_FORKSERVER;
 	s.module = p->module ? p->module : (char *)(uintptr_t)"";
 	s.function = p->function ? p->function : (char *)(uintptr_t)"";
 	s.arg.data = p->arg;
@@ -673,6 +767,10 @@ pm_process_start(pm_process *p)
 static void
 process_unstart(pm_process *p)
 {
+	if (p->kind == PM__KIND__K_FORK && pmc_child_signal(&p->child,
+	    SIGKILL) == 0)
+		pmc_child_reap(&p->child, 1);
+	memset(&p->child, 0, sizeof(p->child));
 	if (p->pidfd >= 0)
 		close(p->pidfd);
 	if (p->channel >= 0)
@@ -768,6 +866,193 @@ process_started(pm_process *p, int64_t deadline)
 	return rc;
 }
 
+/* ---- fork: the caller forks the worker ---- */
+
+/* In the forked worker: the fds, group and limits asked for, as pmd's
+ * worker runtime lays them (but no fd is closed: a fork keeps them). */
+static int
+fork_child_setup(pm_process *p, int *channel, char *err, size_t len)
+{
+	struct rlimit rl;
+	int src[PMC_PROCESS_MAX_FDS], top = 2, fd, i;
+
+	for (i = 0; i < p->nfdmap; i++)
+		if (p->fdmap[i].child > top)
+			top = p->fdmap[i].child;
+	if (p->nfdmap > 0) {
+		if ((fd = fcntl(*channel, F_DUPFD_CLOEXEC, top + 1)) == -1)
+			goto sys;
+		close(*channel);
+		*channel = fd;
+		for (i = 0; i < p->nfdmap; i++)
+			if ((src[i] = p->fdmap[i].parent) >= 0 &&
+			    (src[i] = fcntl(src[i], F_DUPFD_CLOEXEC,
+			    top + 1)) == -1)
+				goto sys;
+		for (i = 0; i < p->nfdmap; i++)
+			if (src[i] < 0)
+				close(p->fdmap[i].child);
+			else if (dup2(src[i], p->fdmap[i].child) == -1)
+				goto sys;
+		for (i = 0; i < p->nfdmap; i++)
+			if (src[i] >= 0)
+				close(src[i]);
+	}
+	if (p->new_pgrp && setpgid(0, 0) == -1)
+		goto sys;
+	for (i = 0; i < p->nrl; i++) {
+		rl.rlim_cur = p->rl[i].soft;
+		rl.rlim_max = p->rl[i].hard;
+		if (setrlimit(p->rl[i].resource, &rl) == -1) {
+			snprintf(err, len, "rlimit %d: %s", p->rl[i].resource,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	if (p->has_nice && setpriority(PRIO_PROCESS, 0, p->nice) == -1) {
+		snprintf(err, len, "nice %d: %s", p->nice, strerror(errno));
+		return -1;
+	}
+	if (p->cwd != NULL && chdir(p->cwd) == -1) {
+		snprintf(err, len, "cannot enter directory %s: %s", p->cwd,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+sys:
+	snprintf(err, len, "cannot lay out the worker's fds: %s",
+	    strerror(errno));
+	return -1;
+}
+
+/* The forked worker: runs fn as pmd's runtime runs a task function, and
+ * _exits with its code (no atexit handler of the parent runs). */
+static void __attribute__((noreturn))
+fork_child(pm_process *p, int channel, int gate, const char *address,
+    pid_t parent)
+{
+	struct pm_task t;
+	char err[512];
+	int rc;
+
+	if (gate && pmc_fork_gate(channel) == -1)
+		_exit(PMC_FORK_REFUSED);	/* pmd did not take it */
+	memset(&t, 0, sizeof(t));
+	t.channel = channel;
+	if (fork_child_setup(p, &t.channel, err, sizeof(err)) == -1) {
+		pm_task_fail(&t, "%s", err);
+		pmc_task_run_process(NULL, &t);
+		pmc_task_clear(&t);
+		_exit(PMC_FORK_REFUSED);
+	}
+	t.arg = p->arg;
+	t.arglen = p->arglen;
+	t.address = address;
+	t.name = p->name;
+	t.parent_pid = parent;
+	rc = pmc_task_run_process(p->fn, &t);
+	pmc_task_clear(&t);
+	fflush(NULL);
+	_exit(rc);
+}
+
+/* pmd lists the worker before it runs: a refusal (a worker bound, say)
+ * ends it unstarted. */
+static int
+process_adopt(pm_process *p)
+{
+	struct pmc_adopt a;
+	struct pmc_pending *pd;
+	char target[PMC_FN_NAME_MAX];
+	int rc;
+
+	pmc_fn_name(p->fn, target, sizeof(target));
+	memset(&a, 0, sizeof(a));
+	a.name = p->name;
+	a.target = target;
+	a.daemonic = p->daemonic;
+	a.stats_fd = -1;
+	if ((pd = pmc_adopt_send(p->conn, &p->child, p->pidfd, &a)) == NULL)
+		return pm_last_error();
+	rc = pmc_wait(p->conn, pd, wire_deadline(PMC_SPAWN_TIMEOUT));
+	if (rc == PM_OK && pd->msg != NULL)
+		p->wid = ((Pm__AdoptReply *)pd->msg)->wid;
+	pmc_pending_free(p->conn, pd);
+	return rc;
+}
+
+static int
+process_start_fork(pm_process *p)
+{
+	const char *address = NULL;
+	pid_t pid, me = getpid();
+	int sp[2], rc, gate = p->conn != NULL;
+
+	if (p->conn != NULL && (p->conn->lost || p->lost))
+		return pmc_err(PM_ECONN, "connection to pmd lost");
+	if (p->conn != NULL)
+		address = p->conn->address;
+	/* (in the child p->conn is gone: p is one of the parent's there) */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1)
+		return pmc_err_sys("socketpair");
+	if ((pid = pmc_fork(&p->child, &p->pidfd)) == 0) {
+		close(sp[0]);
+		fork_child(p, sp[1], gate, address, me);
+	}
+	close(sp[1]);
+	if (pid == -1) {
+		close(sp[0]);
+		return pm_last_error();
+	}
+	p->pid = pid;
+	p->channel = sp[0];
+	fcntl(p->channel, F_SETFL, O_NONBLOCK);
+	wire_in_init(&p->chin, PM_WIRE_MAX_FRAME);
+	p->chin.read_min = PMC_CHANNEL_READ;
+	if (p->conn != NULL) {
+		if ((rc = process_adopt(p)) != PM_OK) {
+			process_unstart(p);
+			return rc;
+		}
+		(void)pmc_fork_go(p->channel);	/* it may have been killed */
+	}
+	p->state = P_RUNNING;
+	return pmc_ok();
+}
+
+/* 1 once our forked worker has ended (then settled), else 0. */
+static int
+process_fork_poll(pm_process *p, int block)
+{
+	if (p->state != P_RUNNING || pmc_child_reap(&p->child, block) == 0)
+		return p->state == P_ENDED;
+	p->state = P_ENDED;
+	p->exitcode = p->child.code;
+	return 1;
+}
+
+/* Until it ends: the pidfd, with our connection's traffic kept flowing
+ * while there is one (a fork does not need it: it is our child). */
+static int
+process_wait_fork(pm_process *p, int64_t deadline)
+{
+	int r;
+
+	while (!process_fork_poll(p, 0)) {
+		if (p->conn != NULL && !p->lost && !p->conn->lost)
+			r = pmc_wait_fd(p->conn, p->pidfd, deadline);
+		else if ((r = wire_wait(p->pidfd, POLLIN, deadline)) < 0)
+			return pmc_err_sys("poll");
+		if (r == 0)
+			return pmc_err(PM_ETIMEDOUT, "%s still running",
+			    p->name);
+		if (r < 0 && p->conn != NULL && !p->conn->lost)
+			return r;
+	}
+	process_read_result(p);
+	return pmc_ok();
+}
+
 /* ---- end ---- */
 
 static void
@@ -836,6 +1121,8 @@ process_wait(pm_process *p, int64_t deadline)
 {
 	int r;
 
+	if (p->kind == PM__KIND__K_FORK)
+		return process_wait_fork(p, deadline);
 	while (p->state == P_RUNNING) {
 		if (p->lost || p->conn == NULL)
 			return pmc_err(PM_ECONN, "connection to pmd lost; "
@@ -865,6 +1152,13 @@ pm_process_join(pm_process *p, double timeout)
 static void
 process_poll(pm_process *p)
 {
+	if (p->kind == PM__KIND__K_FORK) {
+		if (process_fork_poll(p, 0) && p->conn != NULL &&
+		    !p->conn->lost)
+			while (pmc_pump(p->conn, 0) == PM_OK)
+				;
+		return;
+	}
 	if (p->state != P_RUNNING || p->conn == NULL || p->lost)
 		return;
 	while (pmc_pump(p->conn, 0) == PM_OK && p->state == P_RUNNING)
@@ -941,6 +1235,10 @@ pm_process_exitcode(pm_process *p, int *code)
 	process_poll(p);
 	if (p->state != P_ENDED)
 		return pmc_err(PM_ESTATE, "%s is still running", p->name);
+	if (p->child.lost)
+		return pmc_err(PM_ESYS, "the exit status of %s was taken by "
+		    "another wait (SIGCHLD ignored, or a wait for any child)",
+		    p->name);
 	*code = p->exitcode;
 	return pmc_ok();
 }
@@ -1015,6 +1313,12 @@ pm_process_signal(pm_process *p, int sig)
 		return pmc_err(PM_ESTATE, "%s was not started", p->name);
 	if (p->state == P_ENDED || p->pidfd < 0)
 		return pmc_ok();
+	if (p->kind == PM__KIND__K_FORK) {
+		if (pmc_child_signal(&p->child, sig) == -1)
+			return pmc_err(errno == EPERM ? PM_EPERM : PM_ESYS,
+			    "signal %s: %s", p->name, strerror(errno));
+		return pmc_ok();
+	}
 	if (pidfd_send_signal(p->pidfd, sig, NULL, 0) == -1) {
 		if (errno == ESRCH)
 			return pmc_ok();
@@ -1081,6 +1385,8 @@ pm_process_free(pm_process *p)
 		return;
 	if (p->conn != NULL)
 		table_del(p->conn, p);
+	if (p->kind == PM__KIND__K_FORK)
+		pmc_child_orphan(&p->child);	/* reaped later if it runs */
 	if (p->pidfd >= 0)
 		close(p->pidfd);
 	if (p->channel >= 0)

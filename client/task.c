@@ -143,7 +143,7 @@ task_send_result(struct pm_task *t)
 int
 pmc_task_run_process(pm_task_fn *fn, struct pm_task *t)
 {
-	int rc = fn(t);
+	int rc = fn != NULL ? fn(t) : 0;	/* NULL: report t's error */
 
 	if (t->conn != NULL) {
 		pm_disconnect(t->conn);

@@ -480,6 +480,7 @@ static const struct {
 	{ PM__TYPE__T_STATUS,	handle_status },
 	{ PM__TYPE__T_PS,	handle_ps },
 	{ PM__TYPE__T_PING,	handle_ping },
+	{ PM__TYPE__T_ADOPT,	handle_adopt },
 	{ PM__TYPE__T_SHUTDOWN,	handle_shutdown },
 	/* queues.c */
 	{ PM__QUEUE_TYPE__Q_OPEN,	handle_q_open },

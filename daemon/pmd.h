@@ -222,6 +222,8 @@ struct worker {
 	double		 cpu_max;	/* CPUs, 0 none */
 	char		*cg_mem;	/* its cgroup (v2, or v1 memory) */
 	char		*cg_cpu;	/* its v1 cpu cgroup */
+	Pm__StartMethod	 method;
+	int		 adopted;	/* forked by its client, which reaps it */
 };
 
 TAILQ_HEAD(sessionq, session);
@@ -246,7 +248,8 @@ struct pmd {
 	struct sessionq	 sessions;
 	int		 nsessions;
 	struct workerq	 workers;
-	int		 nworkers;
+	int		 nworkers;	/* our children */
+	int		 nadopted;	/* clients' forks we list (Adopt) */
 	uint64_t	 next_wid;
 	uint64_t	 next_session;
 	/* the forker */
@@ -333,6 +336,7 @@ void	forker_stop(void);
 void	handle_spawn(struct session *, struct pm_frame *);
 void	handle_signal(struct session *, struct pm_frame *);
 void	handle_ps(struct session *, struct pm_frame *);
+void	handle_adopt(struct session *, struct pm_frame *);
 void	workers_owner_gone(struct session *);
 void	workers_terminate_all(int sig);
 int	workers_count_uid(uid_t);
@@ -437,13 +441,6 @@ int	forker_main(struct pmd_config *, const char *socket_path)
  * Fork frame's, the last one the memfd holding the request. */
 void	worker_main(const struct pmd_config *, const char *socket_path,
 	    uint64_t wid, int *fds, int nfds, int broker)
-	    __attribute__((noreturn));
-
-struct pm_task;
-/* poolworker.c: a pool worker's task loop (issue 3); never returns.
- * h: the loaded module; stats: the shared tasks-done counter or NULL. */
-void	pool_worker_loop(void *h, const char *module, int channel,
-	    struct pm_task *t, uint32_t maxtasks, volatile uint64_t *stats)
 	    __attribute__((noreturn));
 
 #endif

@@ -282,7 +282,7 @@ run_pool(const struct pmd_config *cfg, const char *sock_path,
     const Pm__Fork *f, int channel, volatile uint64_t *stats)
 {
 	const Pm__Spawn *s = f->spec;
-	char path[PMD_MAX_PATH];
+	char path[PMD_MAX_PATH], label[PMD_MAX_PATH + 8];
 	static struct pm_task t;
 	pm_task_fn *init = NULL;
 	void *h;
@@ -313,7 +313,8 @@ run_pool(const struct pmd_config *cfg, const char *sock_path,
 	}
 	report_started();
 	status_fd = -1;			/* the channel is the tasks' now */
-	pool_worker_loop(h, path, channel, &t, s->maxtasks, stats);
+	snprintf(label, sizeof(label), "module %s", path);
+	pmc_pool_worker_loop(h, label, channel, &t, s->maxtasks, stats);
 }
 
 static void __attribute__((noreturn))

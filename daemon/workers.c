@@ -1,7 +1,9 @@
 /*
  * workers.c - the broker's worker table: asking the forker for workers,
  * learning whether they started, reaping them through pidfds, reporting
- * exact exit status to their owner, and ending them.
+ * exact exit status to their owner, and ending them.  Workers a client
+ * forked itself (start method fork) are adopted: listed, signalled and
+ * ended with their owner, but reaped by the client.
  */
 #include <sys/mman.h>
 #include <sys/pidfd.h>
@@ -530,6 +532,35 @@ rate_of(uid_t uid, double now)
 	return pick;
 }
 
+/* Who may have workers, and the worker bounds, spawned and adopted
+ * alike; else an error reply. */
+static int
+workers_room(struct session *s, uint32_t id)
+{
+	if (pmd->euid != 0 && s->uid != pmd->euid) {
+		/* it cannot switch uids: never run code as more than the
+		 * client */
+		session_error(s, id, PM__CODE__C_PERM, "pmd runs as uid %u and "
+		    "starts workers for that uid only (allow_uids lets uid %u "
+		    "use its queues, not run code as uid %u)",
+		    (unsigned)pmd->euid, (unsigned)s->uid,
+		    (unsigned)pmd->euid);
+		return 0;
+	}
+	if (pmd->nworkers + pmd->nadopted >= pmd->cfg.max_workers) {
+		session_error(s, id, PM__CODE__C_LIMIT,
+		    "pmd runs its maximum of %d workers", pmd->cfg.max_workers);
+		return 0;
+	}
+	if (workers_count_uid(s->uid) >= pmd->cfg.max_workers_per_uid) {
+		session_error(s, id, PM__CODE__C_LIMIT,
+		    "uid %u runs its maximum of %d workers", s->uid,
+		    pmd->cfg.max_workers_per_uid);
+		return 0;
+	}
+	return 1;
+}
+
 static int
 spawn_allowed(struct session *s, uint32_t id)
 {
@@ -544,27 +575,8 @@ spawn_allowed(struct session *s, uint32_t id)
 		session_error(s, id, PM__CODE__C_SYS, "no forker running");
 		return 0;
 	}
-	if (pmd->euid != 0 && s->uid != pmd->euid) {
-		/* it cannot switch uids: never run code as more than the
-		 * client */
-		session_error(s, id, PM__CODE__C_PERM, "pmd runs as uid %u and "
-		    "starts workers for that uid only (allow_uids lets uid %u "
-		    "use its queues, not run code as uid %u)",
-		    (unsigned)pmd->euid, (unsigned)s->uid,
-		    (unsigned)pmd->euid);
+	if (!workers_room(s, id))
 		return 0;
-	}
-	if (pmd->nworkers >= pmd->cfg.max_workers) {
-		session_error(s, id, PM__CODE__C_LIMIT,
-		    "pmd runs its maximum of %d workers", pmd->cfg.max_workers);
-		return 0;
-	}
-	if (workers_count_uid(s->uid) >= pmd->cfg.max_workers_per_uid) {
-		session_error(s, id, PM__CODE__C_LIMIT,
-		    "uid %u runs its maximum of %d workers", s->uid,
-		    pmd->cfg.max_workers_per_uid);
-		return 0;
-	}
 	if (pmd->cfg.spawn_rate > 0) {
 		now = now_mono();
 		rt = rate_of(s->uid, now);
@@ -648,6 +660,8 @@ worker_new(struct session *s, uint32_t id, const Pm__Spawn *sp)
 	w->spawn_id = id;
 	w->uid = s->uid;
 	w->kind = sp->kind;
+	w->method = sp->start_method == PM__START_METHOD__S_SPAWN ?
+	    PM__START_METHOD__S_SPAWN : PM__START_METHOD__S_FORKSERVER;
 	w->daemonic = sp->daemonic;
 	w->forker_gen = pmd->forker_gen;
 	return w;
@@ -876,7 +890,7 @@ workers_terminate_all(int sig)
 	struct worker *w;
 
 	TAILQ_FOREACH(w, &pmd->workers, entry)
-		if (w->pidfd >= 0)
+		if (w->pidfd >= 0 && !w->adopted)
 			pidfd_send_signal(w->pidfd, sig, NULL, 0);
 }
 
@@ -939,14 +953,15 @@ handle_ps(struct session *s, struct pm_frame *f)
 	}
 	all = q->all && session_is_admin(s);
 	pm__ps__free_unpacked(q, NULL);
-	if (pmd->nworkers > 0 &&
-	    ((info = calloc((size_t)pmd->nworkers, sizeof(*info))) == NULL ||
-	    (ptrs = calloc((size_t)pmd->nworkers, sizeof(*ptrs))) == NULL)) {
+	n = (size_t)(pmd->nworkers + pmd->nadopted);
+	if (n > 0 && ((info = calloc(n, sizeof(*info))) == NULL ||
+	    (ptrs = calloc(n, sizeof(*ptrs))) == NULL)) {
 		free(info);
 		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
+	n = 0;
 	TAILQ_FOREACH(w, &pmd->workers, entry) {
 		if (w->state != W_RUNNING || (!all && w->uid != s->uid))
 			continue;
@@ -963,6 +978,7 @@ handle_ps(struct session *s, struct pm_frame *f)
 		    (now.tv_nsec - w->started.tv_nsec) / 1e9;
 		info[n].pool = w->pool;
 		info[n].tasks = pool_stats_read(w);
+		info[n].start_method = w->method;
 		ptrs[n] = &info[n];
 		n++;
 	}
@@ -971,4 +987,190 @@ handle_ps(struct session *s, struct pm_frame *f)
 	session_send(s, PM__TYPE__T_PS_REPLY, f->id, &r.base, NULL, 0);
 	free(info);
 	free(ptrs);
+}
+
+/* ---- adopted workers: forked by their client (start method fork) ---- */
+
+/* The pid a pidfd stands for (/proc/self/fdinfo); <= 0 once reaped. */
+static pid_t
+pidfd_pid(int pidfd)
+{
+	char path[64], line[128];
+	long pid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Pid: %ld", &pid) == 1)
+			break;
+	fclose(f);
+	return (pid_t)pid;
+}
+
+/*
+ * 0 when pid is a child of the session's process with its uid (real,
+ * effective, saved and fs); else an error reply was sent.  From
+ * /proc/pid/status, which a zombie keeps until it is reaped.
+ */
+static int
+adopt_check_proc(struct session *s, uint32_t id, pid_t pid)
+{
+	char path[64], line[256];
+	long ppid = -1, u[4] = { -1, -1, -1, -1 };
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "re")) == NULL) {
+		session_error(s, id, PM__CODE__C_NOENT, "no process %d",
+		    (int)pid);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "PPid: %ld", &ppid) == 1)
+			continue;
+		if (sscanf(line, "Uid: %ld %ld %ld %ld", &u[0], &u[1], &u[2],
+		    &u[3]) == 4)
+			break;
+	}
+	fclose(f);
+	if (ppid != (long)s->pid) {
+		session_error(s, id, PM__CODE__C_PERM, "process %d is not a "
+		    "child of pid %d", (int)pid, (int)s->pid);
+		return -1;
+	}
+	if (u[0] != (long)s->uid || u[1] != (long)s->uid ||
+	    u[2] != (long)s->uid || u[3] != (long)s->uid) {
+		session_error(s, id, PM__CODE__C_PERM, "process %d does not "
+		    "run as uid %u", (int)pid, s->uid);
+		return -1;
+	}
+	return 0;
+}
+
+/* The process's pidfd, checked to be the pid named; -1 with a reply. */
+static int
+adopt_pidfd(struct session *s, struct pm_frame *f, const Pm__Adopt *a)
+{
+	int pidfd;
+
+	if (a->pid <= 0) {
+		session_error(s, f->id, PM__CODE__C_INVAL, "bad pid %d",
+		    a->pid);
+		return -1;
+	}
+	if (!a->has_pidfd) {
+		if ((pidfd = pidfd_open(a->pid, 0)) == -1)
+			session_error(s, f->id, errno == ESRCH ?
+			    PM__CODE__C_NOENT : PM__CODE__C_SYS,
+			    "pidfd_open %d: %s", a->pid, strerror(errno));
+		return pidfd;
+	}
+	pidfd = wire_frame_take(f, 0);
+	if (pidfd_pid(pidfd) != a->pid) {
+		session_error(s, f->id, PM__CODE__C_INVAL, "the fd given is "
+		    "not a pidfd of process %d", a->pid);
+		close(pidfd);
+		return -1;
+	}
+	return pidfd;
+}
+
+static void
+adopted_end_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct worker *w = arg;
+
+	/* ended: its client reaps it and knows its status */
+	log_debug("worker %llu (pid %d, adopted) ended",
+	    (unsigned long long)w->wid, (int)w->pid);
+	TAILQ_REMOVE(&pmd->workers, w, entry);
+	pmd->nadopted--;
+	worker_free(w);
+}
+
+static struct worker *
+adopt_new(struct session *s, const Pm__Adopt *a, int pidfd, int stats_fd)
+{
+	struct worker *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	w->pidfd = pidfd;
+	w->stats_fd = stats_fd;
+	w->client_channel = -1;
+	if ((w->name = strndup(a->name ? a->name : "", PMD_MAX_NAME)) ==
+	    NULL || (w->target = strndup(a->target ? a->target : "",
+	    PMD_MAX_NAME)) == NULL || (w->ev = event_new(pmd->base, pidfd,
+	    EV_READ, adopted_end_cb, w)) == NULL) {
+		w->pidfd = w->stats_fd = -1;	/* the caller's still */
+		worker_free(w);
+		return NULL;
+	}
+	w->wid = ++pmd->next_wid;
+	w->state = W_RUNNING;
+	w->pid = a->pid;
+	w->owner = s;
+	w->owner_pid = s->pid;
+	w->uid = s->uid;
+	w->kind = a->pool != 0 ? PM__KIND__K_POOL : PM__KIND__K_FORK;
+	w->method = PM__START_METHOD__S_FORK;
+	w->daemonic = a->daemonic;
+	w->pool = a->pool;
+	w->adopted = 1;
+	clock_gettime(CLOCK_MONOTONIC, &w->started);
+	return w;
+}
+
+void
+handle_adopt(struct session *s, struct pm_frame *f)
+{
+	Pm__AdoptReply r = PM__ADOPT_REPLY__INIT;
+	struct worker *w;
+	Pm__Adopt *a;
+	int pidfd = -1, stats_fd = -1, nfds;
+
+	if ((a = pm__adopt__unpack(NULL, f->len, f->data)) == NULL) {
+		session_error(s, f->id, PM__CODE__C_PROTO, "malformed adopt");
+		return;
+	}
+	nfds = (a->has_pidfd ? 1 : 0) + (a->has_stats ? 1 : 0);
+	if (f->nfds != nfds) {
+		session_error(s, f->id, PM__CODE__C_INVAL, "adopt: %d fds "
+		    "for %d", f->nfds, nfds);
+		goto done;
+	}
+	if (pmd->stopping) {
+		session_error(s, f->id, PM__CODE__C_STATE, "pmd is stopping");
+		goto done;
+	}
+	if (!workers_room(s, f->id) || (pidfd = adopt_pidfd(s, f, a)) == -1)
+		goto done;
+	if (adopt_check_proc(s, f->id, a->pid) == -1)
+		goto done;
+	/* still unreaped now, so the /proc we read was this process's */
+	if (pidfd_send_signal(pidfd, 0, NULL, 0) == -1) {
+		session_error(s, f->id, PM__CODE__C_NOENT, "process %d has "
+		    "been reaped", a->pid);
+		goto done;
+	}
+	if (a->has_stats)
+		stats_fd = wire_frame_take(f, a->has_pidfd ? 1 : 0);
+	if ((w = adopt_new(s, a, pidfd, stats_fd)) == NULL) {
+		session_error(s, f->id, PM__CODE__C_NOMEM, "out of memory");
+		goto done;
+	}
+	pidfd = stats_fd = -1;
+	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
+	pmd->nadopted++;
+	event_add(w->ev, NULL);
+	r.wid = w->wid;
+	session_send(s, PM__TYPE__T_ADOPT_REPLY, f->id, &r.base, NULL, 0);
+done:
+	if (pidfd >= 0)
+		close(pidfd);
+	if (stats_fd >= 0)
+		close(stats_fd);
+	pm__adopt__free_unpacked(a, NULL);
 }

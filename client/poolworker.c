@@ -2,7 +2,8 @@
  * poolworker.c - a pool worker's task loop: read a batch of tasks from the
  * channel, run each through its function (looked up once by name), and
  * write the answers back in batches; data of 64 KiB or more goes by sealed
- * memfd.  Frame layout: proto/pool.proto.
+ * memfd.  Frame layout: proto/pool.proto.  Run by pmd's worker runtime
+ * and by workers a fork pool forked from its caller.
  */
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -17,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pmd.h"
 #include "pmclient_int.h"
 #include "pool.pb-c.h"
 
@@ -257,8 +257,8 @@ run_one(pm_task_fn *fn, struct pm_task *t, const char *fname,
 	free(t->error);
 	t->error = NULL;
 	if (fn == NULL) {
-		snprintf(msg, sizeof(msg), "no function %s in module %s",
-		    fname, module);
+		snprintf(msg, sizeof(msg), "no function %s in %s", fname,
+		    module);
 		out_error(PM__CODE__C_NOENT, msg);
 	} else {
 		rc = fn(t);
@@ -354,8 +354,8 @@ run_frame(void *h, const char *module, struct pm_task *t,
 }
 
 void
-pool_worker_loop(void *h, const char *module, int channel, struct pm_task *t,
-    uint32_t maxtasks, volatile uint64_t *stats)
+pmc_pool_worker_loop(void *h, const char *module, int channel,
+    struct pm_task *t, uint32_t maxtasks, volatile uint64_t *stats)
 {
 	struct wire_in in;
 	struct pm_frame f;
