@@ -7,7 +7,9 @@
  */
 #include <sys/types.h>
 #include <sys/pidfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <dlfcn.h>
@@ -129,10 +131,12 @@ pmc_fork(struct pmc_child *ch, int *sentinel)
 	return pid;
 }
 
-/* 1 when it has ended (ch->code set), 0 while it runs; block waits. */
+/* 1 when it has ended (ch->code and ch->ru set), 0 while it runs;
+ * block waits.  The raw waitid: glibc's drops the child's rusage. */
 int
 pmc_child_reap(struct pmc_child *ch, int block)
 {
+	struct rusage ru;
 	siginfo_t si;
 	int r;
 
@@ -144,8 +148,9 @@ pmc_child_reap(struct pmc_child *ch, int block)
 	}
 	for (;;) {
 		memset(&si, 0, sizeof(si));
-		r = waitid(P_PID, (id_t)ch->pid, &si,
-		    WEXITED | (block ? 0 : WNOHANG));
+		memset(&ru, 0, sizeof(ru));
+		r = (int)syscall(SYS_waitid, P_PID, (id_t)ch->pid, &si,
+		    WEXITED | (block ? 0 : WNOHANG), &ru);
 		if (r == -1 && errno == EINTR)
 			continue;
 		break;
@@ -160,6 +165,11 @@ pmc_child_reap(struct pmc_child *ch, int block)
 		return 1;
 	}
 	ch->code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+	ch->ru.user_s = (double)ru.ru_utime.tv_sec +
+	    (double)ru.ru_utime.tv_usec / 1e6;
+	ch->ru.sys_s = (double)ru.ru_stime.tv_sec +
+	    (double)ru.ru_stime.tv_usec / 1e6;
+	ch->ru.maxrss_kb = (uint64_t)ru.ru_maxrss;
 	return 1;
 }
 

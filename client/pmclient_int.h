@@ -153,6 +153,7 @@ struct pmc_child {
 	int		 reaped;
 	int		 code;		/* exit code once reaped, -signo */
 	int		 lost;		/* reaped by someone else: code unknown */
+	pm_rusage	 ru;		/* once reaped */
 };
 
 /* What pmd is told of a forked worker. */

@@ -1028,6 +1028,7 @@ process_fork_poll(pm_process *p, int block)
 		return p->state == P_ENDED;
 	p->state = P_ENDED;
 	p->exitcode = p->child.code;
+	p->ru = p->child.ru;
 	return 1;
 }
 

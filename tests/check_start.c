@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -26,7 +27,7 @@
 pm_task_fn st_read_global, st_exit_code, st_raise, st_fail, st_big,
     st_block, st_introspect, st_write_fd, st_stdio, st_parent_conn,
     st_task_conn, st_square, st_init_global, st_read_init, st_die,
-    st_my_pid;
+    st_my_pid, st_burn;
 
 static struct th_pmd pmd;
 static pm_conn *conn;
@@ -208,6 +209,25 @@ int
 st_die(pm_task *t)
 {
 	raise(SIGKILL);
+	return 0;
+}
+
+/* 50 ms of CPU and 16 MiB touched: for pm_process_rusage. */
+int
+st_burn(pm_task *t)
+{
+	struct timespec ts;
+	size_t n = 16u << 20, i;
+	volatile char *m = malloc(n);
+
+	if (m == NULL)
+		return 1;
+	for (i = 0; i < n; i += 4096)
+		m[i] = 1;
+	do
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	while (ts.tv_sec == 0 && ts.tv_nsec < 50000000);
+	free((void *)(uintptr_t)m);
 	return 0;
 }
 
@@ -567,6 +587,24 @@ START_TEST(t_fork_settings)
 	    "error: %s", pm_process_error(p));
 	pm_process_free(p);
 	out_fds[0] = out_fds[1] = -1;
+}
+END_TEST
+
+/* The CPU and memory of an ended forked worker, from our own waitid. */
+START_TEST(t_fork_rusage)
+{
+	pm_process *p;
+	pm_rusage ru;
+
+	p = fork_new(st_burn, NULL);
+	ck_assert_int_eq(pm_process_rusage(p, &ru), PM_ESTATE);
+	ck_assert_int_eq(th_run_process(p, 30), 0);
+	ck_assert_int_eq(pm_process_rusage(p, &ru), PM_OK);
+	ck_assert_msg(ru.user_s + ru.sys_s >= 0.04 && ru.user_s + ru.sys_s < 60,
+	    "cpu %f+%f", ru.user_s, ru.sys_s);
+	ck_assert_msg(ru.maxrss_kb >= 16 * 1024, "maxrss %llu kB",
+	    (unsigned long long)ru.maxrss_kb);
+	pm_process_free(p);
 }
 END_TEST
 
@@ -953,6 +991,7 @@ start_suite(void)
 	tcase_add_test(tc, t_fork_misuse);
 	tcase_add_test(tc, t_fork_settings);
 	tcase_add_test(tc, t_fork_leaks);
+	tcase_add_test(tc, t_fork_rusage);
 
 	tc = th_tcase(s, "fork-pmd", setup_pmd, teardown_pmd, 120);
 	tcase_add_test(tc, t_fork_global);
