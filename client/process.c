@@ -990,6 +990,10 @@ process_start_fork(pm_process *p)
 
 	if (p->conn != NULL && (p->conn->lost || p->lost))
 		return pmc_err(PM_ECONN, "connection to pmd lost");
+	if (p->memory_max != 0 || p->cpu_max != 0)
+		return pmc_err(PM_EINVAL, "%s: memory and CPU caps are set by "
+		    "pmd on the workers it starts; a forked worker cannot have "
+		    "them (yet)", p->name);
 	if (p->conn != NULL)
 		address = p->conn->address;
 	/* (in the child p->conn is gone: p is one of the parent's there) */

@@ -543,6 +543,10 @@ START_TEST(t_fork_misuse)
 	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_FORKSERVER),
 	    PM_EINVAL);
 	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_FORK), PM_OK);
+	/* caps are pmd's to set: never silently without them */
+	ck_assert_int_eq(pm_process_set_memory_max(p, 64u << 20), PM_OK);
+	ck_assert_int_eq(pm_process_start(p), PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_memory_max(p, 0), PM_OK);
 	ck_assert_int_eq(pm_process_start(p), PM_OK);
 	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_FORK),
 	    PM_ESTATE);
