@@ -155,11 +155,7 @@ env_scale(void)
 static int
 slow_build(void)
 {
-	const char *b = getenv("PM_BUILD");
-	size_t bl = b ? strlen(b) : 0;
-
-	return getenv("PM_VALGRIND") != NULL ||
-	    (bl >= 9 && strcmp(b + bl - 9, "build-san") == 0);
+	return th_valgrind() || th_sanitized();
 }
 
 static int

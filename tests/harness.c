@@ -129,6 +129,15 @@ th_lowest_free_fd(pid_t pid)
 }
 
 int
+th_sanitized(void)
+{
+	const char *b = getenv("PM_BUILD");
+	size_t bl = b ? strlen(b) : 0;
+
+	return bl >= 9 && strcmp(b + bl - 9, "build-san") == 0;
+}
+
+int
 th_valgrind(void)
 {
 	const char *v = getenv("PM_VALGRIND");

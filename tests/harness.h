@@ -74,6 +74,9 @@ int	 th_run_suite(Suite *s);
 
 /* 1 under make valgrind ($PM_VALGRIND): fewer rounds, looser hang bounds. */
 int	 th_valgrind(void);
+/* 1 under make check SANITIZE=1 ($PM_BUILD is build-san): ASan's
+ * quarantine keeps freed memory, so RSS is only indicative. */
+int	 th_sanitized(void);
 
 /*
  * Forked fake clients.  make valgrind checks every process for leaks when
