@@ -204,8 +204,14 @@ typedef struct pm_pool_opts {
 	const void	*initarg;
 	size_t		 initarglen;
 	int		 maxtasksperchild; /* 0: no limit; < 0: PM_EINVAL */
-	uint64_t	 memory_max;	/* 0; a cap is not supported yet */
-	uint64_t	 maxmemoryperchild; /* 0; not supported yet */
+	/* each worker's memory cap in bytes, as pm_process_set_memory_max:
+	 * a worker killed under it fails its task with PM_EWORKER, "out of
+	 * memory (memory_max 64 MiB)", and is replaced */
+	uint64_t	 memory_max;
+	/* a worker whose RSS is above this many bytes after a task frame
+	 * answers it and leaves; the pool replaces it (Celery's
+	 * worker_max_memory_per_child); 0: no limit */
+	uint64_t	 maxmemoryperchild;
 	/* PM_START_FORKSERVER (0), PM_START_SPAWN, or PM_START_FORK: workers
 	 * forked from the caller; with module NULL the task and initializer
 	 * names are looked up in the calling program (dlsym RTLD_DEFAULT:
@@ -241,6 +247,9 @@ pm_iter		*pm_pool_imap_unordered(pm_pool *p, const char *fn,
 /* PM_EDONE after the last result; a failed task gives its error in order. */
 int		 pm_iter_next(pm_iter *it, double timeout, pm_bytes *out);
 void		 pm_iter_free(pm_iter *it);
+/* Grows at once; shrinks as workers finish their current tasks (idle
+ * ones at once).  processes < 1: PM_EINVAL; after close: PM_ESTATE. */
+int		 pm_pool_resize(pm_pool *p, int processes);
 int		 pm_pool_close(pm_pool *p);	/* no new tasks */
 int		 pm_pool_terminate(pm_pool *p);	/* pending: PM_ECANCELLED */
 int		 pm_pool_join(pm_pool *p);	/* after close or terminate */

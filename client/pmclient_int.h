@@ -244,9 +244,11 @@ int	 pmc_obj_open(pm_conn *, const char *name, int kind, int flags,
 /* poolworker.c: a pool worker's task loop; never returns.  h: the
  * module's handle (RTLD_DEFAULT: the program's own functions), module:
  * how a missing function's error names where it looked ("module
- * /x.so"), stats: the shared tasks-done counter or NULL. */
+ * /x.so"), stats: the shared tasks-done counter or NULL, maxmemory:
+ * leave when the RSS passes it after a frame of tasks (0 never). */
 void	 pmc_pool_worker_loop(void *h, const char *module, int channel,
-	    struct pm_task *t, uint32_t maxtasks, volatile uint64_t *stats)
+	    struct pm_task *t, uint32_t maxtasks, uint64_t maxmemory,
+	    volatile uint64_t *stats)
 	    __attribute__((noreturn));
 
 /* ---- pool.c: Pool and AsyncResult (issue 3) ----

@@ -147,6 +147,9 @@ struct pmc_pw {
 	struct pmc_child child;
 	struct pmc_pending *adopt;	/* pmd's answer, then the go */
 	int		 sentinel_watched;
+	int		 oom_killed;	/* pmd: the OOM killer, under memory_max */
+	int		 retiring;	/* it leaves (maxmemoryperchild) */
+	int		 retire;	/* resized away: no new tasks */
 };
 
 struct pm_pool {
@@ -160,6 +163,8 @@ struct pm_pool {
 	void		*initarg;
 	size_t		 initarglen;
 	int		 maxtasks;
+	uint64_t	 memory_max;
+	uint64_t	 maxmemory;	/* maxmemoryperchild */
 	int		 child_fds[PMC_POOL_MAX_FDS];
 	int		 parent_fds[PMC_POOL_MAX_FDS];	/* our dups */
 	int		 nfds;
@@ -190,6 +195,7 @@ static atomic_uint pool_counter;
 static void	pool_dispatch(pm_pool *);
 static void	pool_fill(pm_pool *);
 static void	pool_idle_check(pm_pool *);
+static int	pool_count(pm_pool *, int *);
 static void	pool_destroy(pm_pool *);
 static void	pw_finish(struct pmc_pw *);
 static int	pw_start_report(struct pmc_pw *, struct pm_frame *);
@@ -514,6 +520,7 @@ static int
 pw_live(const struct pmc_pw *w)
 {
 	return !w->dead && !w->killed && !w->closing && !w->eof &&
+	    !w->retiring && !w->retire &&
 	    !w->exited && w->spawn == NULL && !w->starting &&
 	    w->channel >= 0 &&
 	    (w->pool->maxtasks == 0 || w->done < (uint64_t)w->pool->maxtasks);
@@ -678,7 +685,19 @@ pw_finish(struct pmc_pw *w)
 
 	if (w->dead)
 		return;
-	if (!w->exited)
+	if (w->retiring) {		/* it answered all it started */
+		pw_give_back(w, 0, PM_EWORKER, "retired", NULL);
+		pw_release(w);
+		pool_fill(p);
+		pool_dispatch(p);
+		pool_idle_check(p);
+		return;
+	}
+	if (w->exited && w->oom_killed) {
+		snprintf(msg, sizeof(msg), "worker %d: ", (int)w->pid);
+		pmc_oom_text(msg + strlen(msg), sizeof(msg) - strlen(msg),
+		    p->memory_max);
+	} else if (!w->exited)
 		snprintf(msg, sizeof(msg), "worker %d died", (int)w->pid);
 	else if (w->exitcode < 0)
 		snprintf(msg, sizeof(msg), "worker %d died (signal %d)",
@@ -814,6 +833,8 @@ pw_results(struct pmc_pw *w, struct pm_frame *f)
 	if (f->type != PM__POOL_TYPE__POOL_RESULTS || f->nfds > 1 ||
 	    (r = pm__pool_results__unpack(NULL, f->len, f->data)) == NULL)
 		return -1;
+	if (r->retiring)
+		w->retiring = 1;
 	/* check the whole frame before taking anything */
 	scan = r->items.data;
 	end = scan + r->items.len;
@@ -936,6 +957,36 @@ pw_read(struct pmc_pw *w, int drain)
 	}
 }
 
+/*
+ * pm_pool_resize's shrinking: while more workers live or start than
+ * nproc, an idle one has its channel closed (it leaves), else a busy one
+ * gets no new tasks; a retired one goes once its tasks are answered.
+ */
+static void
+pool_trim(pm_pool *p)
+{
+	struct pmc_pw *w, *busy;
+	int live, spawning;
+
+	for (;;) {
+		live = pool_count(p, &spawning);
+		if (live + spawning <= p->nproc || live == 0)
+			break;
+		busy = NULL;
+		for (w = p->workers; w != NULL; w = w->next)
+			if (pw_live(w) && (busy == NULL ||
+			    pw_outstanding(w) < pw_outstanding(busy)))
+				busy = w;
+		busy->retire = 1;
+	}
+	for (w = p->workers; w != NULL; w = w->next)
+		if (w->retire && !w->dead && !w->closing && w->channel >= 0 &&
+		    pw_outstanding(w) == 0) {
+			w->closing = 1;
+			pw_close_channel(w);
+		}
+}
+
 static void
 pw_io_cb(pm_conn *c, int fd, unsigned events, void *ud)
 {
@@ -947,6 +998,7 @@ pw_io_cb(pm_conn *c, int fd, unsigned events, void *ud)
 		pw_flush(w);
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		pw_read(w, 0);
+	pool_trim(p);
 	pool_dispatch(p);
 	pool_idle_check(p);
 	pool_leave(p);
@@ -1225,6 +1277,8 @@ pw_spawn(pm_pool *p)
 	s.pool = p->id;
 	s.start_method = p->method == PM_START_SPAWN ?
 	    PM__START_METHOD__S_SPAWN : PM__START_METHOD__S_FORKSERVER;
+	s.memory_max = p->memory_max;
+	s.maxmemory = p->maxmemory;
 	if ((pd = pmc_send(p->conn, PM__TYPE__T_SPAWN, &s.base, fds, n,
 	    &pm__spawn_reply__descriptor)) == NULL) {
 		free(w);
@@ -1352,7 +1406,7 @@ fork_pool_child(const pm_pool *p, const char *name, int channel, int stats,
 	m.pid = getpid();
 	pmc_fork_report(channel, PM__TYPE__T_STARTED, &m.base);
 	pmc_pool_worker_loop(h, label, channel, &t, (uint32_t)p->maxtasks,
-	    count);
+	    p->maxmemory, count);
 }
 
 /* pmd's answer to the Adopt: the worker may go on, or is ended. */
@@ -1685,6 +1739,7 @@ pool_exited(pm_pool *p, const Pm__Exited *ev)
 	for (w = p->workers; w != NULL; w = w->next)
 		if (!w->dead && w->spawn == NULL && !w->forked &&
 		    w->wid == ev->wid) {
+			w->oom_killed = ev->oom_killed;
 			pw_exited(w, ev->exitcode);
 			return;
 		}
@@ -1858,9 +1913,11 @@ pool_check_opts(pm_conn *c, const pm_pool_opts *o, const int *child_fds,
 	if (o->maxtasksperchild < 0)
 		return pmc_err(PM_EINVAL, "maxtasksperchild %d < 0",
 		    o->maxtasksperchild);
-	if (o->memory_max != 0 || o->maxmemoryperchild != 0)
-		return pmc_err(PM_EINVAL, "memory_max and maxmemoryperchild are "
-		    "not supported yet: leave them 0");
+	if (pmc_check_caps(o->memory_max, 0) != PM_OK)
+		return PM_EINVAL;
+	if (o->memory_max != 0 && o->start_method == PM_START_FORK)
+		return pmc_err(PM_EINVAL, "memory_max needs pmd's workers: "
+		    "start method fork cannot be capped");
 	if (o->start_method != PM_START_FORKSERVER &&
 	    o->start_method != PM_START_SPAWN &&
 	    o->start_method != PM_START_FORK)
@@ -1916,6 +1973,8 @@ pm_pool_new_fds(pm_conn *c, const pm_pool_opts *o, const int *child_fds,
 	p->nproc = o->processes ? o->processes : pm_cpu_count();
 	p->maxtasks = o->maxtasksperchild;
 	p->method = o->start_method;
+	p->memory_max = o->memory_max;
+	p->maxmemory = o->maxmemoryperchild;
 	if (o->module != NULL && *o->module != '\0' &&
 	    (p->module = pmc_module_path(o->module)) == NULL) {
 		free(p);
@@ -2366,6 +2425,28 @@ pm_iter_free(pm_iter *it)
 	pm_result_cancel(it->job);
 	pm_result_free(it->job);
 	free(it);
+}
+
+int
+pm_pool_resize(pm_pool *p, int processes)
+{
+	if (p == NULL)
+		return pmc_err(PM_EINVAL, "no pool");
+	if (processes < 1 || processes > PMC_POOL_MAX_PROCESSES)
+		return pmc_err(PM_EINVAL, "processes %d out of range 1-%d",
+		    processes, PMC_POOL_MAX_PROCESSES);
+	if (p->state != PS_RUN)
+		return pmc_err(PM_ESTATE, "the pool is closed or terminated");
+	if (p->lost || p->conn == NULL)
+		return pmc_err(PM_ECONN, "connection to pmd lost");
+	pool_enter(p);
+	p->nproc = processes;
+	p->spawn_blocked = 0;
+	pool_trim(p);
+	pool_fill(p);
+	pool_dispatch(p);
+	pool_leave(p);
+	return pmc_ok();
 }
 
 int

@@ -353,9 +353,39 @@ run_frame(void *h, const char *module, struct pm_task *t,
 	return i;
 }
 
+/* Our resident set in bytes, 0 unknown. */
+static uint64_t
+pw_rss(void)
+{
+	unsigned long long size, rss;
+	FILE *fp;
+	int n;
+
+	if ((fp = fopen("/proc/self/statm", "re")) == NULL)
+		return 0;
+	n = fscanf(fp, "%llu %llu", &size, &rss);
+	fclose(fp);
+	return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+/* maxmemoryperchild: tell the pool we leave (it sends our unstarted
+ * frames to others), then go. */
+static void __attribute__((noreturn))
+pw_retire(void)
+{
+	Pm__PoolResults r = PM__POOL_RESULTS__INIT;
+
+	r.retiring = 1;
+	if (wire_out_frame(&wout, PM__POOL_TYPE__POOL_RESULTS, 0, &r.base,
+	    NULL, 0) == 0)
+		(void)wire_out_flush_wait(&wout, chan, -1);
+	pw_exit(0);
+}
+
 void
 pmc_pool_worker_loop(void *h, const char *module, int channel,
-    struct pm_task *t, uint32_t maxtasks, volatile uint64_t *stats)
+    struct pm_task *t, uint32_t maxtasks, uint64_t maxmemory,
+    volatile uint64_t *stats)
 {
 	struct wire_in in;
 	struct pm_frame f;
@@ -378,6 +408,8 @@ pmc_pool_worker_loop(void *h, const char *module, int channel,
 				__atomic_store_n(stats, done, __ATOMIC_RELAXED);
 			if (maxtasks > 0 && done >= maxtasks)
 				pw_exit(0);	/* retired; the pool replaces us */
+			if (maxmemory > 0 && pw_rss() > maxmemory)
+				pw_retire();
 		}
 		if (r == -1)
 			pw_exit(PW_EXIT_PROTO);

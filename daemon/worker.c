@@ -314,7 +314,8 @@ run_pool(const struct pmd_config *cfg, const char *sock_path,
 	report_started();
 	status_fd = -1;			/* the channel is the tasks' now */
 	snprintf(label, sizeof(label), "module %s", path);
-	pmc_pool_worker_loop(h, label, channel, &t, s->maxtasks, stats);
+	pmc_pool_worker_loop(h, label, channel, &t, s->maxtasks,
+	    s->maxmemory, stats);
 }
 
 static void __attribute__((noreturn))

@@ -1,7 +1,8 @@
 /*
  * check_memory.c - memory and CPU against a real pmd: rusage of ended
  * Processes, memory and CPU caps through cgroups, OOM kills reported,
- * no cgroup left behind.
+ * no cgroup left behind; pools with memory_max, maxmemoryperchild and
+ * resize.
  */
 #include <sys/types.h>
 
@@ -253,6 +254,153 @@ START_TEST(t_no_cgroup_left)
 }
 END_TEST
 
+/* ---- pools ---- */
+
+static pm_pool *
+new_pool(int n, uint64_t memory_max, uint64_t maxmem)
+{
+	pm_pool_opts o;
+	pm_pool *p;
+
+	memset(&o, 0, sizeof(o));
+	o.processes = n;
+	o.module = modpath;
+	o.memory_max = memory_max;
+	o.maxmemoryperchild = maxmem;
+	p = pm_pool_new(conn, &o);
+	ck_assert_msg(p != NULL, "pm_pool_new: %s", pm_last_message());
+	return p;
+}
+
+static int
+apply_pid(pm_pool *p, const char *fn, const char *arg)
+{
+	pm_bytes out;
+	char buf[32];
+	int r;
+
+	r = pm_pool_apply(p, fn, arg, strlen(arg), &out);
+	ck_assert_msg(r == PM_OK, "apply %s %s: %d %s", fn, arg, r,
+	    pm_last_message());
+	ck_assert_uint_lt(out.len, sizeof(buf));
+	memcpy(buf, out.data, out.len);
+	buf[out.len] = '\0';
+	pm_bytes_free(&out);
+	return atoi(buf);
+}
+
+/* workers of pmd: its children but the forker */
+static int
+pmd_workers(void)
+{
+	return th_children(pmd.pid, NULL, 0) - 1;
+}
+
+static void
+wait_workers(int n)
+{
+	double end = th_now() + 30;
+
+	while (pmd_workers() != n && th_now() < end)
+		th_sleep(0.02);
+	ck_assert_int_eq(pmd_workers(), n);
+}
+
+START_TEST(t_pool_oom)
+{
+	const char *sizes[] = { "16", "256", "16", "8" };
+	pm_result *r[4];
+	pm_bytes out;
+	pm_pool *p;
+	int i, rc;
+
+	p = new_pool(2, 64 * MiB, 0);
+	for (i = 0; i < 4; i++)
+		ck_assert_ptr_nonnull(r[i] = pm_pool_apply_async(p, "grow",
+		    sizes[i], strlen(sizes[i]), NULL, NULL));
+	for (i = 0; i < 4; i++) {
+		rc = pm_result_get(r[i], 60, &out);
+		if (i == 1) {
+			ck_assert_int_eq(rc, PM_EWORKER);
+			ck_assert_ptr_nonnull(strstr(pm_result_error(r[i]),
+			    "out of memory (memory_max 64 MiB)"));
+		} else {
+			ck_assert_msg(rc == PM_OK, "task %d: %d %s", i, rc,
+			    pm_result_error(r[i]));
+			pm_bytes_free(&out);
+		}
+		pm_result_free(r[i]);
+	}
+	/* the pool goes on */
+	ck_assert_int_gt(apply_pid(p, "mypid", ""), 0);
+	pm_pool_free(p);
+
+	ck_assert_ptr_null(pm_pool_new(conn, &(pm_pool_opts){ .processes = 1,
+	    .module = modpath, .memory_max = 100 }));
+	ck_assert_int_eq(pm_last_error(), PM_EINVAL);
+}
+END_TEST
+
+/* A worker that grew past maxmemoryperchild answers its task and is
+ * replaced; one under it stays. */
+START_TEST(t_maxmemoryperchild)
+{
+	pm_pool *p;
+	int a, b, c, d;
+
+	p = new_pool(1, 0, 64 * MiB);
+	a = apply_pid(p, "keep", "40");		/* ~40 MiB: stays */
+	b = apply_pid(p, "mypid", "");
+	ck_assert_int_eq(a, b);
+	c = apply_pid(p, "keep", "40");		/* ~80 MiB: leaves after */
+	ck_assert_int_eq(c, a);
+	d = apply_pid(p, "mypid", "");
+	ck_assert_int_ne(d, a);
+	ck_assert_int_eq(apply_pid(p, "mypid", ""), d);
+	pm_pool_free(p);
+}
+END_TEST
+
+START_TEST(t_resize)
+{
+	pm_result *r[3];
+	pm_bytes out;
+	pm_pool *p;
+	int i;
+
+	p = new_pool(1, 0, 0);
+	wait_workers(1);
+	ck_assert_int_eq(pm_pool_resize(p, 0), PM_EINVAL);
+	ck_assert_int_eq(pm_pool_resize(p, -3), PM_EINVAL);
+	ck_assert_int_eq(pm_pool_resize(NULL, 2), PM_EINVAL);
+	ck_assert_int_eq(pm_pool_resize(p, 3), PM_OK);
+	wait_workers(3);
+	/* three long tasks on three workers, then shrink under them: they
+	 * all finish, and the pool goes down to one */
+	for (i = 0; i < 3; i++)
+		ck_assert_ptr_nonnull(r[i] = pm_pool_apply_async(p, "spin",
+		    "800", 3, NULL, NULL));
+	th_sleep(0.2);
+	ck_assert_int_eq(pm_pool_resize(p, 1), PM_OK);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(pm_result_get(r[i], 60, &out), PM_OK);
+		pm_bytes_free(&out);
+		pm_result_free(r[i]);
+	}
+	wait_workers(1);
+	ck_assert_int_gt(apply_pid(p, "mypid", ""), 0);
+	/* idle ones go at once */
+	ck_assert_int_eq(pm_pool_resize(p, 2), PM_OK);
+	wait_workers(2);
+	ck_assert_int_eq(pm_pool_resize(p, 1), PM_OK);
+	wait_workers(1);
+	ck_assert_int_eq(pm_pool_close(p), PM_OK);
+	ck_assert_int_eq(pm_pool_resize(p, 2), PM_ESTATE);
+	ck_assert_int_eq(pm_pool_join(p), PM_OK);
+	pm_pool_free(p);
+}
+END_TEST
+
 static Suite *
 memory_suite(void)
 {
@@ -266,6 +414,10 @@ memory_suite(void)
 	tcase_add_test(tc, t_cpu_cap);
 	tcase_add_test(tc, t_caps_bad);
 	tcase_add_test(tc, t_no_cgroup_left);
+	tc = th_tcase(s, "pool", setup, teardown, 120);
+	tcase_add_test(tc, t_pool_oom);
+	tcase_add_test(tc, t_maxmemoryperchild);
+	tcase_add_test(tc, t_resize);
 	return s;
 }
 
