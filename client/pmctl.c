@@ -420,7 +420,7 @@ cmd_ps(int argc, char **argv)
 	json_object *arr = NULL, *o;
 	size_t i;
 	int r, all = 0;
-	char *dummy = NULL, pool[24], tasks[24];
+	char *dummy = NULL, pool[24], tasks[24], mem[24], cpu[24];
 
 	if ((r = sub_opts_only(argc, argv, "ps [--json] [-a]", "a", &all,
 	    &dummy)) != 0)
@@ -433,9 +433,10 @@ cmd_ps(int argc, char **argv)
 	if (opt_json)
 		arr = json_object_new_array();
 	else
-		printf("%7s %6s %6s %-4s %-3s %7s %8s %6s %8s  %-16s %s\n",
-		    "PID", "WID", "UID", "KIND", "DMN", "OWNER", "AGE", "POOL",
-		    "TASKS", "NAME", "TARGET");
+		printf("%7s %6s %6s %-4s %-3s %7s %8s %6s %8s %8s %7s %6s %5s"
+		    "  %-16s %s\n", "PID", "WID", "UID", "KIND", "DMN", "OWNER",
+		    "AGE", "POOL", "TASKS", "RSS", "CPU", "MEMMAX", "CPUMAX",
+		    "NAME", "TARGET");
 	for (i = 0; i < s->n_workers; i++) {
 		w = s->workers[i];
 		if (opt_json) {
@@ -452,6 +453,12 @@ cmd_ps(int argc, char **argv)
 			add_int(o, "pool", (int64_t)w->pool);
 			add_str(o, "name", w->name);
 			add_str(o, "target", w->target);
+			add_int(o, "rss_kb", (int64_t)w->rss_kb);
+			json_object_object_add(o, "cpu_s",
+			    json_object_new_double(w->cpu_s));
+			add_int(o, "memory_max", (int64_t)w->memory_max);
+			json_object_object_add(o, "cpu_max",
+			    json_object_new_double(w->cpu_max));
 			json_object_array_add(arr, o);
 			continue;
 		}
@@ -465,10 +472,26 @@ cmd_ps(int argc, char **argv)
 			snprintf(pool, sizeof(pool), "-");
 			snprintf(tasks, sizeof(tasks), "-");
 		}
-		printf("%7d %6llu %6u %-4s %-3s %7d %7.1fs %6s %8s  %-16s %s\n",
-		    w->pid, (unsigned long long)w->wid, w->uid,
+		/* caps: "-" for none; MiB when whole */
+		if (w->memory_max == 0)
+			snprintf(mem, sizeof(mem), "-");
+		else if (w->memory_max % (1u << 20) == 0)
+			snprintf(mem, sizeof(mem), "%lluM",
+			    (unsigned long long)(w->memory_max >> 20));
+		else
+			snprintf(mem, sizeof(mem), "%llu",
+			    (unsigned long long)w->memory_max);
+		if (w->cpu_max > 0)
+			snprintf(cpu, sizeof(cpu), "%.2f", w->cpu_max);
+		else
+			snprintf(cpu, sizeof(cpu), "-");
+		printf("%7d %6llu %6u %-4s %-3s %7d %7.1fs %6s %8s %7lluK "
+		    "%6.2fs %6s %5s  %-16s %s\n", w->pid,
+		    (unsigned long long)w->wid, w->uid,
 		    kind_name(w->kind, 0), w->daemonic ? "yes" : "no",
-		    w->owner_pid, w->age, pool, tasks, w->name, w->target);
+		    w->owner_pid, w->age, pool, tasks,
+		    (unsigned long long)w->rss_kb, w->cpu_s, mem, cpu,
+		    w->name, w->target);
 	}
 	if (opt_json)
 		json_out(arr);

@@ -936,6 +936,35 @@ done:
 	pm__signal__free_unpacked(r, NULL);
 }
 
+/* A worker's RSS (kB) and CPU seconds so far, from /proc; 0 unknown. */
+static void
+worker_usage(pid_t pid, uint64_t *rss_kb, double *cpu_s)
+{
+	unsigned long long size, rss, ut, st;
+	char path[64], buf[1024], *p;
+	long tck = sysconf(_SC_CLK_TCK);
+	FILE *fp;
+
+	*rss_kb = 0;
+	*cpu_s = 0;
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	if ((fp = fopen(path, "re")) != NULL) {
+		if (fscanf(fp, "%llu %llu", &size, &rss) == 2)
+			*rss_kb = rss * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+		fclose(fp);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fp = fopen(path, "re")) == NULL)
+		return;
+	/* after the name's last ')': fields 3 on; utime, stime are 14, 15 */
+	if (fgets(buf, sizeof(buf), fp) != NULL &&
+	    (p = strrchr(buf, ')')) != NULL &&
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+	    "%llu %llu", &ut, &st) == 2 && tck > 0)
+		*cpu_s = (double)(ut + st) / (double)tck;
+	fclose(fp);
+}
+
 void
 handle_ps(struct session *s, struct pm_frame *f)
 {
@@ -978,6 +1007,9 @@ handle_ps(struct session *s, struct pm_frame *f)
 		    (now.tv_nsec - w->started.tv_nsec) / 1e9;
 		info[n].pool = w->pool;
 		info[n].tasks = pool_stats_read(w);
+		info[n].memory_max = w->memory_max;
+		info[n].cpu_max = w->cpu_max;
+		worker_usage(w->pid, &info[n].rss_kb, &info[n].cpu_s);
 		info[n].start_method = w->method;
 		ptrs[n] = &info[n];
 		n++;

@@ -254,6 +254,38 @@ START_TEST(t_no_cgroup_left)
 }
 END_TEST
 
+/* ---- what pmctl shows ---- */
+
+START_TEST(t_pmctl_ps)
+{
+	static char out[65536];
+	pm_process *p;
+	char *at;
+
+	p = new_task("hold", "24");
+	ck_assert_int_eq(pm_process_set_memory_max(p, 64 * MiB), PM_OK);
+	ck_assert_int_eq(pm_process_set_cpu_max(p, 0.5), PM_OK);
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	th_sleep(1.0);		/* it touches its memory and burns some CPU */
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "ps", "--json", NULL), 0);
+	ck_assert_msg(strstr(out, "\"memory_max\": 67108864") != NULL, "%s",
+	    out);
+	ck_assert_msg(strstr(out, "\"cpu_max\": 0.5") != NULL, "%s", out);
+	ck_assert_ptr_nonnull(at = strstr(out, "\"rss_kb\": "));
+	ck_assert_msg(atol(at + 10) >= 20 * 1024, "%s", out);
+	ck_assert_ptr_nonnull(at = strstr(out, "\"cpu_s\": "));
+	ck_assert_msg(atof(at + 9) > 0, "%s", out);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "ps", NULL), 0);
+	ck_assert_msg(strstr(out, "RSS") && strstr(out, "MEMMAX") &&
+	    strstr(out, " 64M ") && strstr(out, " 0.50 "), "%s", out);
+	ck_assert_int_eq(pm_process_kill(p), PM_OK);
+	ck_assert_int_eq(pm_process_join(p, 60), PM_OK);
+	pm_process_free(p);
+}
+END_TEST
+
 /* ---- pools ---- */
 
 static pm_pool *
@@ -414,6 +446,7 @@ memory_suite(void)
 	tcase_add_test(tc, t_cpu_cap);
 	tcase_add_test(tc, t_caps_bad);
 	tcase_add_test(tc, t_no_cgroup_left);
+	tcase_add_test(tc, t_pmctl_ps);
 	tc = th_tcase(s, "pool", setup, teardown, 120);
 	tcase_add_test(tc, t_pool_oom);
 	tcase_add_test(tc, t_maxmemoryperchild);

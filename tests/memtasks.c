@@ -16,7 +16,7 @@
 #include "pmclient.h"
 #include "taskutil.h"
 
-pm_task_fn grow, keep, spin, burn, mypid;
+pm_task_fn grow, keep, hold, spin, burn, mypid;
 
 static char *
 touch_mib(long mib)
@@ -58,6 +58,20 @@ keep(pm_task *t)
 	if (touch_mib(mib) == NULL)
 		return pm_task_fail(t, "mmap %ld MiB failed", mib);
 	return mypid(t);
+}
+
+/* arg: MiB to take and touch, then burn CPU until killed. */
+int
+hold(pm_task *t)
+{
+	char buf[32];
+	long mib = strtol(arg_str(t, buf, sizeof(buf)), NULL, 10);
+	volatile uint64_t x = 0;
+
+	if (touch_mib(mib) == NULL)
+		return pm_task_fail(t, "mmap %ld MiB failed", mib);
+	for (;;)
+		x++;
 }
 
 /* arg: milliseconds of wall time to spend burning CPU. */
