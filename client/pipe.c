@@ -316,7 +316,7 @@ pipe_unpack(pm_pipe *p, size_t n, int *got, int ngot, pm_bytes *out,
  * its size (0: nothing came, see pipe_nothing), 1 to wait again, or a
  * code. */
 static int
-pipe_recvmsg(pm_pipe *p, size_t *len, int *got, int *ngot)
+pipe_recvmsg(pm_pipe *p, int block, size_t *len, int *got, int *ngot)
 {
 	union pipe_cbuf cbuf;
 	struct msghdr msg;
@@ -330,8 +330,8 @@ pipe_recvmsg(pm_pipe *p, size_t *len, int *got, int *ngot)
 	msg.msg_iovlen = 1;
 	msg.msg_control = cbuf.buf;
 	msg.msg_controllen = sizeof(cbuf.buf);
-	if ((n = recvmsg(p->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) ==
-	    -1) {
+	if ((n = recvmsg(p->fd, &msg, (block ? 0 : MSG_DONTWAIT) |
+	    MSG_CMSG_CLOEXEC)) == -1) {
 		/* EAGAIN: taken by another holder; ECONNRESET: the peer
 		 * left unread data behind, reported once before the rest */
 		if (errno == EINTR || errno == EAGAIN || errno == ECONNRESET)
@@ -385,7 +385,7 @@ int
 pm_pipe_recv_fds(pm_pipe *p, pm_bytes *out, int *fds, size_t maxfds,
     size_t *nfds, double timeout)
 {
-	int got[PIPE_ALL_FDS], ngot = 0, r;
+	int got[PIPE_ALL_FDS], ngot = 0, block, r;
 	int64_t deadline;
 	size_t n = 0;
 
@@ -399,15 +399,17 @@ pm_pipe_recv_fds(pm_pipe *p, pm_bytes *out, int *fds, size_t maxfds,
 		return pmc_err(PM_EINVAL, "pm_pipe_recv: bad argument");
 	if (p->rbuf == NULL && (p->rbuf = malloc(PIPE_RBUF)) == NULL)
 		return pmc_err(PM_ENOMEM, "out of memory");
+	/* without a timeout, recvmsg itself waits (one system call); with
+	 * one, or on an fd someone made non-blocking, poll waits */
 	deadline = wire_deadline(timeout);
-	for (;;) {
-		r = wire_wait(p->fd, POLLIN, deadline);
-		if (r == 0)
-			return pmc_err(PM_ETIMEDOUT, "no message within %g s",
-			    timeout);
-		if (r == -1)
+	for (block = deadline < 0;; block = 0) {
+		if (!block && (r = wire_wait(p->fd, POLLIN, deadline)) <= 0) {
+			if (r == 0)
+				return pmc_err(PM_ETIMEDOUT, "no message "
+				    "within %g s", timeout);
 			return pmc_err_sys("poll");
-		if ((r = pipe_recvmsg(p, &n, got, &ngot)) == 1)
+		}
+		if ((r = pipe_recvmsg(p, block, &n, got, &ngot)) == 1)
 			continue;
 		if (r != PM_OK)
 			return r;
