@@ -244,8 +244,11 @@ START_TEST(t_socket_activate)
 	    10);
 	ck_assert_msg(access(sock, F_OK) == 0, "no listening socket");
 
-	/* the first connection activates pmd */
-	c = pm_connect(sock);
+	/* the first connection activates pmd; the socket file appears at
+	 * bind, a moment before listen (refused until then) */
+	c = NULL;
+	TH_WAIT((c = pm_connect(sock)) != NULL ||
+	    pm_last_error() != PM_ECONN, 10);
 	ck_assert_msg(c != NULL, "pm_connect: %s", pm_last_message());
 	ck_assert_int_eq(pm_daemon_pid(c), pid);
 	p = pm_process_new(c, th_module(), "noop", NULL, 0);
