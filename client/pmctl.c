@@ -393,6 +393,163 @@ cmd_status(int argc, char **argv)
 	return EX_OK;
 }
 
+/* ---- stats: counters since start ---- */
+
+/* The q quantile of the start latency histogram: the upper bound of
+ * the bucket it falls in (Prometheus' histogram_quantile interpolates;
+ * a bound is honest about the resolution). */
+static double
+stats_quantile(const Pm__StatusReply *s, double q)
+{
+	uint64_t want;
+	size_t i;
+
+	if (s->start_count == 0 || s->n_start_bucket == 0)
+		return 0;
+	want = (uint64_t)(q * (double)s->start_count + 0.999999);
+	for (i = 0; i < s->n_start_bucket && i < s->n_start_le; i++)
+		if (s->start_bucket[i] >= want)
+			return s->start_le[i];
+	return -1;			/* above the last bound */
+}
+
+static void
+prom(const char *name, const char *type, const char *help, double v)
+{
+	printf("# HELP pmd_%s %s\n# TYPE pmd_%s %s\npmd_%s %.15g\n", name,
+	    help, name, type, name, v);
+}
+
+static void
+stats_prometheus(const Pm__StatusReply *s)
+{
+	size_t i;
+
+	prom("uptime_seconds", "gauge", "Seconds since pmd started.",
+	    s->uptime);
+	prom("workers_started_total", "counter", "Workers started.",
+	    (double)s->spawned);
+	prom("workers_failed_total", "counter", "Worker starts that failed.",
+	    (double)s->spawn_failed);
+	prom("workers_oom_killed_total", "counter",
+	    "Workers killed by the OOM killer under their memory_max.",
+	    (double)s->oom_killed);
+	prom("workers_reaped_total", "counter", "Workers ended and reaped.",
+	    (double)s->reaped);
+	prom("workers", "gauge", "Workers running now.", (double)s->workers);
+	prom("pool_tasks_total", "counter", "Tasks done by pool workers.",
+	    (double)s->pool_tasks);
+	prom("queue_items_in_total", "counter", "Items put on queues.",
+	    (double)s->queue_puts);
+	prom("queue_items_out_total", "counter", "Items taken from queues.",
+	    (double)s->queue_gets);
+	prom("objects", "gauge", "Named shared objects held.",
+	    (double)s->objects);
+	prom("clients", "gauge", "Clients connected.", (double)s->clients);
+	prom("bytes_held", "gauge", "Queue, dict and object bytes held.",
+	    (double)s->bytes_held);
+	prom("requests_total", "counter", "Requests served.",
+	    (double)s->requests);
+	printf("# HELP pmd_start_seconds Worker start latency, from the "
+	    "spawn request to the worker's report.\n"
+	    "# TYPE pmd_start_seconds histogram\n");
+	for (i = 0; i < s->n_start_bucket && i < s->n_start_le; i++)
+		printf("pmd_start_seconds_bucket{le=\"%g\"} %llu\n",
+		    s->start_le[i], (unsigned long long)s->start_bucket[i]);
+	printf("pmd_start_seconds_bucket{le=\"+Inf\"} %llu\n"
+	    "pmd_start_seconds_sum %.9g\npmd_start_seconds_count %llu\n",
+	    (unsigned long long)s->start_count, s->start_sum,
+	    (unsigned long long)s->start_count);
+}
+
+static void
+stats_json(const Pm__StatusReply *s)
+{
+	json_object *o = json_object_new_object();
+
+	add_int(o, "workers_started", (int64_t)s->spawned);
+	add_int(o, "workers_failed", (int64_t)s->spawn_failed);
+	add_int(o, "workers_oom_killed", (int64_t)s->oom_killed);
+	add_int(o, "workers_reaped", (int64_t)s->reaped);
+	add_int(o, "workers", s->workers);
+	add_int(o, "pool_tasks", (int64_t)s->pool_tasks);
+	add_int(o, "queue_items_in", (int64_t)s->queue_puts);
+	add_int(o, "queue_items_out", (int64_t)s->queue_gets);
+	add_int(o, "objects", s->objects);
+	add_int(o, "clients", s->clients);
+	add_int(o, "bytes_held", (int64_t)s->bytes_held);
+	add_int(o, "requests", (int64_t)s->requests);
+	add_int(o, "starts", (int64_t)s->start_count);
+	json_object_object_add(o, "start_p50",
+	    json_object_new_double(stats_quantile(s, 0.5)));
+	json_object_object_add(o, "start_p90",
+	    json_object_new_double(stats_quantile(s, 0.9)));
+	json_object_object_add(o, "start_p99",
+	    json_object_new_double(stats_quantile(s, 0.99)));
+	json_out(o);
+}
+
+static void
+stats_text(const Pm__StatusReply *s)
+{
+	printf("workers started:    %llu (%llu failed, %llu OOM-killed, "
+	    "%u running)\n", (unsigned long long)s->spawned,
+	    (unsigned long long)s->spawn_failed,
+	    (unsigned long long)s->oom_killed, s->workers);
+	printf("start latency:      p50 <= %gs, p90 <= %gs, p99 <= %gs "
+	    "(%llu starts; -1: above %gs)\n", stats_quantile(s, 0.5),
+	    stats_quantile(s, 0.9), stats_quantile(s, 0.99),
+	    (unsigned long long)s->start_count,
+	    s->n_start_le ? s->start_le[s->n_start_le - 1] : 0);
+	printf("pool tasks:         %llu\n", (unsigned long long)s->pool_tasks);
+	printf("queue items:        %llu in, %llu out\n",
+	    (unsigned long long)s->queue_puts,
+	    (unsigned long long)s->queue_gets);
+	printf("objects:            %u\n", s->objects);
+	printf("clients:            %u\n", s->clients);
+	printf("bytes held:         %llu\n", (unsigned long long)s->bytes_held);
+}
+
+static int
+cmd_stats(int argc, char **argv)
+{
+	static const char usage[] = "stats [--json | --prometheus]";
+	Pm__Status q = PM__STATUS__INIT;
+	struct pmc_pending *p;
+	char *av[16];
+	pm_conn *c;
+	int r, i, n = 0, prometheus = 0;
+
+	for (i = 0; i < argc && n < 15; i++)
+		if (strcmp(argv[i], "--prometheus") == 0)
+			prometheus = 1;
+		else
+			av[n++] = argv[i];
+	av[n] = NULL;
+	if (i < argc) {
+		bad_usage(usage, "too many arguments");
+		return EX_USAGE;
+	}
+	if ((r = sub_opts_only(n, av, usage, NULL, NULL, NULL)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	if (prometheus && opt_json) {
+		bad_usage(usage, "--json or --prometheus, not both");
+		return EX_USAGE;
+	}
+	if ((r = request("stats", PM__TYPE__T_STATUS, &q.base,
+	    &pm__status_reply__descriptor, &c, &p)) != EX_OK)
+		return r;
+	if (prometheus)
+		stats_prometheus((Pm__StatusReply *)p->msg);
+	else if (opt_json)
+		stats_json((Pm__StatusReply *)p->msg);
+	else
+		stats_text((Pm__StatusReply *)p->msg);
+	pmc_pending_free(c, p);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
 /* A worker's kind as ps shows it; json spells "function" out. */
 static const char *
 kind_name(Pm__Kind kind, int json)
@@ -1098,6 +1255,7 @@ static const struct {
 } cmds[] = {
 	{ "status", cmd_status, "status [--json]" },
 	{ "ps",	    cmd_ps,	"ps [--json] [-a]" },
+	{ "stats",  cmd_stats,	"stats [--json | --prometheus]" },
 	{ "kill",   cmd_kill,	"kill [-s SIGNAL] PID" },
 	{ "run",    cmd_run,	"run [--name NAME] -- PROGRAM [ARG...]" },
 	{ "ping",   cmd_ping,	"ping" },

@@ -427,6 +427,8 @@ static void
 handle_status(struct session *s, struct pm_frame *f)
 {
 	Pm__StatusReply r = PM__STATUS_REPLY__INIT;
+	double le[PMD_START_BUCKETS];
+	uint64_t bucket[PMD_START_BUCKETS];
 	struct timespec ts;
 	char sock[PATH_MAX];
 
@@ -449,6 +451,11 @@ handle_status(struct session *s, struct pm_frame *f)
 	r.forker_pid = pmd->forker_pid;
 	r.private_ = pmd->cfg.private_mode;
 	r.requests = pmd->requests;
+	r.queue_puts = pmd->queue_puts;
+	r.queue_gets = pmd->queue_gets;
+	r.objects = (uint32_t)objects_count();
+	r.bytes_held = queues_bytes() + objects_bytes();
+	workers_stats(&r, le, bucket);
 	session_send(s, PM__TYPE__T_STATUS_REPLY, f->id, &r.base, NULL, 0);
 }
 

@@ -476,3 +476,15 @@ objects_free_all(void)
 	HASH_ITER(hh, objects, o, tmp)
 		object_remove(o);
 }
+
+int
+objects_count(void)
+{
+	return nobjects;
+}
+
+uint64_t
+objects_bytes(void)
+{
+	return total_bytes;
+}

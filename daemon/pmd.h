@@ -90,6 +90,11 @@ extern int pmd_hash_oom;
 #define PMD_MAX_LISTENERS	1024	/* listeners in all */
 #define PMD_MAX_LISTEN_BACKLOG	128	/* connects (accepts) waiting, each */
 
+/* Start latency histogram (spawn request to the worker's report), s. */
+#define PMD_START_BOUNDS { 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, \
+	0.1, 0.25, 0.5, 1.0, 2.5, 5.0 }
+#define PMD_START_BUCKETS	13
+
 /* What the forker ignores; a worker sets them back to default. */
 #define FORKER_IGNORED_SIGNALS	{ SIGINT, SIGTERM, SIGHUP, SIGPIPE }
 
@@ -213,6 +218,7 @@ struct worker {
 	char		*name;
 	char		*target;
 	struct timespec	 started;
+	double		 requested;	/* now_mono() of the spawn request */
 	/* pool workers (issue 3) */
 	uint64_t	 pool;		/* pool id from the Spawn, 0 none */
 	int		 stats_fd;	/* memfd: tasks done at 0, -1 none */
@@ -282,6 +288,12 @@ struct pmd {
 	uint64_t	 reaped;
 	uint64_t	 spawn_failed;
 	uint64_t	 oom_killed;
+	uint64_t	 pool_tasks;	/* done by reaped pool workers */
+	uint64_t	 queue_puts;	/* items in and out of queues */
+	uint64_t	 queue_gets;
+	uint64_t	 start_hist[PMD_START_BUCKETS]; /* start latency */
+	double		 start_sum;
+	uint64_t	 start_count;
 	uint64_t	 requests;
 };
 
@@ -339,6 +351,7 @@ void	handle_ps(struct session *, struct pm_frame *);
 void	handle_adopt(struct session *, struct pm_frame *);
 void	workers_owner_gone(struct session *);
 void	workers_terminate_all(int sig);
+void	workers_stats(Pm__StatusReply *, double *le, uint64_t *bucket);
 int	workers_count_uid(uid_t);
 
 /* queues.c: named queues, parked requests */
@@ -355,7 +368,9 @@ void	queues_session_gone(struct session *);	/* drops its parked requests */
 /* 1-255 bytes without control characters: a name in any namespace. */
 int	name_valid(const char *name);
 void	queues_free_all(void);
-uint64_t queues_bytes(void);			/* payload held, parked puts too */
+uint64_t queues_bytes(void);
+int	objects_count(void);
+uint64_t objects_bytes(void);			/* payload held, parked puts too */
 
 /* dicts.c: shared dicts */
 void	handle_d_open(struct session *, struct pm_frame *);

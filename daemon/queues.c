@@ -186,6 +186,7 @@ ring_push(struct queue *q, const struct qitem *items, size_t n)
 		q->bytes += items[i].len;
 	}
 	q->puts += n;
+	pmd->queue_puts += n;
 	if (q->flags & PM_Q_JOINABLE)
 		q->unfinished += n;
 }
@@ -393,6 +394,7 @@ queue_deliver(struct queue *q, struct session *s, uint32_t id, uint32_t max)
 		item_free(&it);
 	}
 	q->gets += n;
+	pmd->queue_gets += n;
 	if (q->flags & PM_Q_JOINABLE)
 		q->outstanding += n;
 }

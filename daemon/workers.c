@@ -34,6 +34,7 @@ static void	worker_kill_cb(evutil_socket_t, short, void *);
 static void	worker_free(struct worker *);
 static void	worker_end(struct worker *);
 static void	forker_restart(void);
+static uint64_t	pool_stats_read(const struct worker *);
 static void	forker_forked(struct pm_frame *);
 
 /* ---- the forker ---- */
@@ -324,12 +325,57 @@ forker_write_cb(evutil_socket_t fd, short ev, void *arg)
 	forker_flush();
 }
 
+/* One start's latency into the histogram. */
+static void
+start_observe(double secs)
+{
+	static const double le[PMD_START_BUCKETS] = PMD_START_BOUNDS;
+	int i;
+
+	if (secs < 0)
+		secs = 0;
+	for (i = 0; i < PMD_START_BUCKETS; i++)
+		if (secs <= le[i]) {
+			pmd->start_hist[i]++;
+			break;
+		}
+	pmd->start_sum += secs;
+	pmd->start_count++;
+}
+
+/* The counters pmctl stats shows, into r; le and bucket have
+ * PMD_START_BUCKETS room. */
+void
+workers_stats(Pm__StatusReply *r, double *le, uint64_t *bucket)
+{
+	static const double bounds[PMD_START_BUCKETS] = PMD_START_BOUNDS;
+	struct worker *w;
+	uint64_t sum = 0;
+	int i;
+
+	r->oom_killed = pmd->oom_killed;
+	r->pool_tasks = pmd->pool_tasks;
+	TAILQ_FOREACH(w, &pmd->workers, entry)
+		r->pool_tasks += pool_stats_read(w);
+	for (i = 0; i < PMD_START_BUCKETS; i++) {
+		sum += pmd->start_hist[i];
+		le[i] = bounds[i];
+		bucket[i] = sum;
+	}
+	r->n_start_le = r->n_start_bucket = PMD_START_BUCKETS;
+	r->start_le = le;
+	r->start_bucket = bucket;
+	r->start_sum = pmd->start_sum;
+	r->start_count = pmd->start_count;
+}
+
 /* The worker runs from now on; it reports its start itself. */
 static void
 worker_forked(struct worker *w)
 {
 	w->state = W_RUNNING;
 	pmd->spawned++;
+	start_observe(now_mono() - w->requested);
 	if ((w->ev = event_new(pmd->base, w->pidfd, EV_READ, worker_reap_cb,
 	    w)) == NULL)
 		fatal("%s: event_new", __func__);
@@ -664,6 +710,7 @@ worker_new(struct session *s, uint32_t id, const Pm__Spawn *sp)
 	    PM__START_METHOD__S_SPAWN : PM__START_METHOD__S_FORKSERVER;
 	w->daemonic = sp->daemonic;
 	w->forker_gen = pmd->forker_gen;
+	w->requested = now_mono();
 	return w;
 }
 
@@ -782,8 +829,10 @@ worker_free(struct worker *w)
 		event_free(w->kill_ev);
 	if (w->pidfd >= 0)
 		close(w->pidfd);
-	if (w->stats_fd >= 0)
+	if (w->stats_fd >= 0) {
+		pmd->pool_tasks += pool_stats_read(w);	/* counted as done */
 		close(w->stats_fd);
+	}
 	if (w->client_channel >= 0)
 		close(w->client_channel);
 	cgroup_remove(w);

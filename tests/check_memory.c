@@ -8,6 +8,7 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ new_task(const char *fn, const char *arg)
 	    pm_last_message());
 	return p;
 }
+
+static pm_pool	*new_pool(int, uint64_t, uint64_t);
 
 /* ---- rusage ---- */
 
@@ -286,6 +289,117 @@ START_TEST(t_pmctl_ps)
 }
 END_TEST
 
+/* ---- pmctl stats ---- */
+
+/* Each line of Prometheus text: "# HELP name text", "# TYPE name kind",
+ * or "name[{labels}] value"; returns the value of metric want (-1 if
+ * absent) and fails the test on a line that does not parse. */
+static double
+prom_value(char *text, const char *want)
+{
+	char *line, *save, *sp, *end, name[256];
+	double v, found = -1;
+	size_t nl;
+
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "# HELP pmd_", 11) == 0 ||
+		    strncmp(line, "# TYPE pmd_", 11) == 0) {
+			if (line[2] == 'T')
+				ck_assert_msg(strstr(line, " counter") ||
+				    strstr(line, " gauge") ||
+				    strstr(line, " histogram"), "%s", line);
+			continue;
+		}
+		ck_assert_msg(strncmp(line, "pmd_", 4) == 0, "bad line: %s",
+		    line);
+		ck_assert_ptr_nonnull(sp = strrchr(line, ' '));
+		nl = strcspn(line, "{ ");
+		ck_assert_uint_lt(nl, sizeof(name));
+		memcpy(name, line, nl);
+		name[nl] = '\0';
+		for (size_t k = 0; k < nl; k++)
+			ck_assert_msg(strchr("abcdefghijklmnopqrstuvwxyz_",
+			    name[k]) != NULL, "bad name: %s", line);
+		if (line[nl] == '{')
+			ck_assert_msg(strchr(line, '}') != NULL &&
+			    strstr(line, "=\"") != NULL, "bad labels: %s",
+			    line);
+		v = strtod(sp + 1, &end);
+		ck_assert_msg(*end == '\0' && end != sp + 1, "bad value: %s",
+		    line);
+		if (strcmp(name, want) == 0 && line[nl] == ' ')
+			found = v;
+	}
+	return found;
+}
+
+static double
+stat_now(const char *metric)
+{
+	static char out[65536];
+
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "stats", "--prometheus", NULL), 0);
+	return prom_value(out, metric);
+}
+
+START_TEST(t_stats)
+{
+	static const char *const m[] = { "pmd_workers_started_total",
+	    "pmd_workers_oom_killed_total", "pmd_pool_tasks_total",
+	    "pmd_start_seconds_count", "pmd_queue_items_in_total",
+	    "pmd_queue_items_out_total", "pmd_clients" };
+	double before[7], after[7];
+	static char out[65536];
+	pm_bytes in[5], res[5];
+	pm_process *p;
+	pm_pool *pool;
+	int i;
+
+	for (i = 0; i < 7; i++) {
+		before[i] = stat_now(m[i]);
+		ck_assert_msg(before[i] >= 0, "no %s", m[i]);
+	}
+	p = new_task("grow", "128");
+	ck_assert_int_eq(pm_process_set_memory_max(p, 32 * MiB), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 60), -9);
+	pm_process_free(p);
+	pool = new_pool(2, 0, 0);
+	for (i = 0; i < 5; i++) {
+		in[i].data = (void *)(uintptr_t)"";
+		in[i].len = 0;
+	}
+	ck_assert_int_eq(pm_pool_map(pool, "mypid", in, 5, 1, res), PM_OK);
+	for (i = 0; i < 5; i++)
+		pm_bytes_free(&res[i]);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "queue", "put", "--create", "statsq", "x", NULL), 0);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "queue", "get", "statsq", NULL), 0);
+	for (i = 0; i < 7; i++)
+		after[i] = stat_now(m[i]);
+	ck_assert(after[0] >= before[0] + 3);	/* a process, two workers */
+	ck_assert(after[1] == before[1] + 1);
+	ck_assert(after[2] >= before[2] + 5);
+	ck_assert(after[3] >= before[3] + 3);
+	ck_assert(after[4] == before[4] + 1);
+	ck_assert(after[5] == before[5] + 1);
+	ck_assert(after[6] >= 1);
+	pm_pool_free(pool);
+
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "stats", "--json", NULL), 0);
+	ck_assert_msg(strstr(out, "\"workers_oom_killed\": ") &&
+	    strstr(out, "\"start_p99\": "), "%s", out);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "stats", NULL), 0);
+	ck_assert_msg(strstr(out, "p50 <= "), "%s", out);
+	ck_assert_int_ne(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "stats", "--json", "--prometheus", NULL), 0);
+}
+END_TEST
+
 /* ---- pools ---- */
 
 static pm_pool *
@@ -447,6 +561,7 @@ memory_suite(void)
 	tcase_add_test(tc, t_caps_bad);
 	tcase_add_test(tc, t_no_cgroup_left);
 	tcase_add_test(tc, t_pmctl_ps);
+	tcase_add_test(tc, t_stats);
 	tc = th_tcase(s, "pool", setup, teardown, 120);
 	tcase_add_test(tc, t_pool_oom);
 	tcase_add_test(tc, t_maxmemoryperchild);
