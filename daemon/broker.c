@@ -252,20 +252,35 @@ session_is_admin(const struct session *s)
 	return 0;
 }
 
-static void
+/* The client's supplementary groups, which its workers take: as many as
+ * it has (when the first guess is short, the kernel says how many), up to
+ * PMD_MAX_GROUPS.  -1 when they cannot be read: no worker may run with
+ * fewer than its client has, so the client is refused. */
+static int
 session_peer(struct session *s)
 {
-	gid_t groups[PMD_MAX_GROUPS];
-	socklen_t len = sizeof(groups);
-	int n;
+	socklen_t len = 64 * sizeof(gid_t);
+	gid_t *groups;
+	int tries;
 
-	if (getsockopt(s->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1)
-		return;
-	n = (int)(len / sizeof(gid_t));
-	if (n > 0 && (s->groups = calloc((size_t)n, sizeof(gid_t))) != NULL) {
-		memcpy(s->groups, groups, (size_t)n * sizeof(gid_t));
-		s->ngroups = n;
+	for (tries = 0; tries < 2; tries++) {
+		if ((groups = malloc(len)) == NULL)
+			return -1;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_PEERGROUPS, groups,
+		    &len) == 0) {
+			s->ngroups = (int)(len / sizeof(gid_t));
+			if (s->ngroups == 0) {
+				free(groups);
+				groups = NULL;
+			}
+			s->groups = groups;
+			return 0;
+		}
+		free(groups);
+		if (errno != ERANGE || len > PMD_MAX_GROUPS * sizeof(gid_t))
+			return -1;
 	}
+	return -1;
 }
 
 /* Refuses a connection with a connection-level error (id 0). */
@@ -361,14 +376,22 @@ broker_accept_cb(evutil_socket_t lfd, short ev, void *arg)
 		free(s);
 		return;
 	}
+	s->fd = fd;
+	if (session_peer(s) == -1) {
+		log_warn("refused uid %u (pid %d): cannot read its groups: %s",
+		    cred.uid, cred.pid, strerror(errno));
+		refuse(fd, PM__CODE__C_SYS, "pmd cannot read the client's "
+		    "groups");
+		uid_use_put(use);
+		free(s);
+		return;
+	}
 	s->use = use;
 	use->sessions++;
 	s->id = ++pmd->next_session;
-	s->fd = fd;
 	s->uid = cred.uid;
 	s->gid = cred.gid;
 	s->pid = cred.pid;
-	session_peer(s);
 	wire_in_init(&s->in, pmd->cfg.max_frame);
 	s->in.keep_lost = 1;	/* a request whose fds were lost is refused */
 	wire_out_init(&s->out);

@@ -80,19 +80,21 @@ clone_worker(int *pidfd)
 	return pid;
 }
 
-/* A fork that failed: Forked{wid, sys_errno} to the broker (a worker that
- * was cloned sends its own Forked). */
+/* Forked to the broker: {wid, pid} + [pidfd] for a clone (pidfd taken),
+ * or {wid, sys_errno} for a fork that failed. */
 static void
-forker_reply(int sock, uint64_t wid, int err)
+forker_reply(int sock, uint64_t wid, pid_t pid, int err, int pidfd)
 {
 	Pm__Forked r = PM__FORKED__INIT;
 	struct wire_out out;
 
 	r.wid = wid;
+	r.pid = pid;
 	r.sys_errno = err;
 	wire_out_init(&out);
-	if (wire_out_frame(&out, PM__TYPE__T_FORKED, 0, &r.base, NULL,
-	    0) == -1 || wire_out_flush_wait(&out, sock, -1) == -1) {
+	if (wire_out_frame(&out, PM__TYPE__T_FORKED, 0, &r.base, &pidfd,
+	    pidfd >= 0 ? 1 : 0) == -1 ||
+	    wire_out_flush_wait(&out, sock, -1) == -1) {
 		wire_out_free(&out);
 		_exit(1);	/* the broker is gone or broken */
 	}
@@ -138,14 +140,15 @@ forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
 	if (pid == 0)
 		worker_main(cfg, sock_path, wid, f->fds, f->nfds, sock);
 	err = errno;
+	/* Both the worker and we tell the broker of a clone: the worker,
+	 * first thing, so that the broker knows every worker a client can
+	 * know of even if we die now; we, so that it knows (and reaps) one
+	 * that dies before it could say so.  The broker takes the first. */
 	if (pid == -1) {
 		forker_tell_client(f->fds[0], err);
-		forker_reply(sock, wid, err);
-	} else {
-		/* the worker tells the broker itself: even if we die now,
-		 * the broker learns of every worker a client can know of */
-		close(pidfd);
-	}
+		forker_reply(sock, wid, 0, err, -1);
+	} else
+		forker_reply(sock, wid, pid, 0, pidfd);
 	for (i = 0; i < f->nfds; i++)
 		close(f->fds[i]);
 	f->nfds = 0;
@@ -170,6 +173,7 @@ forker_main(struct pmd_config *cfg, const char *sock_path)
 	struct wire_in in;
 	struct pm_frame f;
 	static const int ignored[] = FORKER_IGNORED_SIGNALS;
+	sigset_t none;
 	const char *why;
 	ssize_t n;
 	int sock = cfg->forker_fd, r, i;
@@ -188,6 +192,8 @@ forker_main(struct pmd_config *cfg, const char *sock_path)
 			forker_default_signal(i);
 	for (i = 0; i < (int)(sizeof(ignored) / sizeof(int)); i++)
 		signal(ignored[i], SIG_IGN);
+	sigemptyset(&none);		/* blocked by the broker until exec */
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDNAMES");

@@ -2,6 +2,7 @@
  * pmd.c - main: options, the listening socket, the forker, the event loop,
  * systemd notification, and an orderly exit.
  */
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -20,6 +21,8 @@
 
 struct pmd *pmd;
 
+/* Raised for the broker only: the forker, and so every worker, gets the
+ * limit pmd started with back (forker_start). */
 static void
 raise_nofile(void)
 {
@@ -27,6 +30,7 @@ raise_nofile(void)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
+	pmd->nofile0 = rl;
 	rl.rlim_cur = rl.rlim_max > PMD_NOFILE_MAX ? PMD_NOFILE_MAX :
 	    rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
@@ -57,6 +61,12 @@ static void
 signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	broker_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void
+reap_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	workers_reap_orphans();
 }
 
 static void
@@ -152,10 +162,10 @@ cleanup(void)
 int
 main(int argc, char *argv[])
 {
-	struct event *sigterm, *sigint;
+	struct event *sigterm, *sigint, *sigchld;
 	const char *cfgpath;
 	static struct pmd state;
-	int r;
+	int r, subreaper = 0;
 
 	pmd = &state;
 	config_defaults(&pmd->cfg);
@@ -176,6 +186,9 @@ main(int argc, char *argv[])
 	pmd->listen_fd = pmd->forker_fd = pmd->forker_pidfd = -1;
 	pmd->drain_fd = -1;
 	pmd->euid = geteuid();
+	/* as PID 1 (in a container) or a subreaper, orphans become ours */
+	pmd->reaper = getpid() == 1 ||
+	    (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0 && subreaper);
 	clock_gettime(CLOCK_MONOTONIC, &pmd->start);
 	TAILQ_INIT(&pmd->sessions);
 	TAILQ_INIT(&pmd->workers);
@@ -194,10 +207,13 @@ main(int argc, char *argv[])
 	}
 	sigterm = evsignal_new(pmd->base, SIGTERM, signal_cb, NULL);
 	sigint = evsignal_new(pmd->base, SIGINT, signal_cb, NULL);
-	if (sigterm == NULL || sigint == NULL ||
+	sigchld = evsignal_new(pmd->base, SIGCHLD, reap_cb, NULL);
+	if (sigterm == NULL || sigint == NULL || sigchld == NULL ||
 	    evsignal_add(sigterm, NULL) == -1 ||
-	    evsignal_add(sigint, NULL) == -1)
+	    evsignal_add(sigint, NULL) == -1 ||
+	    (pmd->reaper && evsignal_add(sigchld, NULL) == -1))
 		fatal("cannot watch signals");
+	workers_reap_orphans();		/* orphans from before we watched */
 	log_info("pmd %s serving %s%s", PMD_VERSION, pmd->cfg.socket,
 	    pmd->cfg.private_mode ? " (private)" : "");
 	announce_ready();
@@ -206,6 +222,7 @@ main(int argc, char *argv[])
 	cleanup();
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sigchld);
 	if (pmd->accept_ev)
 		event_free(pmd->accept_ev);
 	if (pmd->accept_timer)

@@ -11,6 +11,7 @@
 #define PMD_H
 
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <stdint.h>
@@ -46,13 +47,14 @@ extern int pmd_hash_oom;
 #define PMD_MAX_NAME		256	/* worker name bytes */
 #define PMD_MAX_PATH		4096
 #define PMD_MAX_ARGS		4096	/* argv + envp entries */
-#define PMD_MAX_GROUPS		256	/* a client's groups a worker takes */
+#define PMD_MAX_GROUPS		65536	/* a client's groups (NGROUPS_MAX) */
 #define PMD_PRIVATE_IDLE	30.0	/* s a private pmd waits for a client */
 #define PMD_STATUS_PERIOD	1.0	/* s between STATUS= updates */
 #define PMD_ACCEPT_BACKOFF	0.1	/* s of accept pause when out of fds */
 #define PMD_RATE_UIDS		256	/* uids tracked by spawn_rate at once */
 #define PMD_FORKER_RETRY	1.0	/* s between forker restart attempts */
 #define PMD_MMAP_THRESHOLD	(128u << 10) /* larger allocations: own mmap */
+#define PMD_FORKER_STACK	(64u << 10) /* its stack until it execs */
 
 /* Queue bounds (queues.c); each is a config key. */
 #define PMD_MAX_QUEUES		1024	/* named queues in all */
@@ -283,6 +285,9 @@ struct pmd {
 	struct event	*watchdog_timer;
 	struct timespec	 start;
 	uid_t		 euid;
+	struct rlimit	 nofile0;	/* RLIMIT_NOFILE as pmd started */
+	int		 reaper;	/* PID 1 or a subreaper: orphans are
+					 * ours to reap */
 	/* counters */
 	uint64_t	 spawned;
 	uint64_t	 reaped;
@@ -353,6 +358,7 @@ void	workers_owner_gone(struct session *);
 void	workers_terminate_all(int sig);
 void	workers_stats(Pm__StatusReply *, double *le, uint64_t *bucket);
 int	workers_count_uid(uid_t);
+void	workers_reap_orphans(void);
 
 /* queues.c: named queues, parked requests */
 void	handle_q_open(struct session *, struct pm_frame *);

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +46,14 @@ forker_flush(void)
 	if (pmd->forker_fd < 0)
 		return;
 	if (wire_out_flush(&pmd->forker_out, pmd->forker_fd) == -1) {
-		log_warn("%s: %s", __func__, strerror(errno));
-		return;		/* its death is noticed through the pidfd */
+		/* A link that cannot be written is dead: the write event
+		 * would fire on and on, and the forker is ended, whose death
+		 * (through the pidfd) brings a new one. */
+		log_warn("%s: %s; restarting the forker", __func__,
+		    strerror(errno));
+		event_del(pmd->forker_wev);
+		pidfd_send_signal(pmd->forker_pidfd, SIGKILL, NULL, 0);
+		return;
 	}
 	if (wire_out_pending(&pmd->forker_out) > 0)
 		event_add(pmd->forker_wev, NULL);
@@ -54,13 +61,55 @@ forker_flush(void)
 		event_del(pmd->forker_wev);
 }
 
-/* Starts the forker: a fresh exec of ourselves, fed through a socketpair.
- * -1 (and why, in errno) when it cannot: nothing is left behind. */
+/*
+ * The forker's first moments: the child of clone(CLONE_VM | CLONE_VFORK)
+ * on a stack of its own, in our memory (we are suspended) until its exec,
+ * so system calls only.  Its socket becomes fd 3 and nothing else is
+ * kept; the fd limit goes back to the one pmd started with, which the
+ * forker's workers inherit.  Signals stay blocked across the exec (ours
+ * were blocked for the clone): forker_main unblocks them.
+ */
+static char forker_stack[PMD_FORKER_STACK] __attribute__((aligned(16)));
+
+struct forker_exec {
+	char		*const *argv;
+	int		 sock;
+	volatile int	 err;		/* why it could not exec */
+};
+
+static int __attribute__((no_sanitize_address))
+forker_exec_cb(void *arg)
+{
+	struct forker_exec *x = arg;
+
+	if ((x->sock == 3 ? fcntl(3, F_SETFD, 0) : dup2(x->sock, 3)) == -1) {
+		x->err = errno;
+		_exit(127);
+	}
+	close_range(4, ~0U, 0);
+	if (pmd->nofile0.rlim_max > 0)
+		setrlimit(RLIMIT_NOFILE, &pmd->nofile0);
+	execv("/proc/self/exe", x->argv);
+	x->err = errno;
+	_exit(127);
+}
+
+/*
+ * Starts the forker: a fresh exec of ourselves, fed through a socketpair.
+ * Neither at start nor at a restart is the broker forked: however much it
+ * holds (queues may hold GiBs), the child shares its memory until the
+ * exec, as with vfork (posix_spawn could not restore the fd limit), and
+ * its pidfd comes with it.  -1 (and why, in errno) when it cannot start,
+ * exec included: nothing is left behind.
+ */
 int
 forker_start(void)
 {
 	char fdarg[16], *argv[8 + 2 * PMD_MAX_PRELOAD];
-	int sp[2], argc = 0, i, err;
+	struct forker_exec x;
+	sigset_t all, old;
+	siginfo_t si;
+	int sp[2], argc = 0, i, err, pidfd = -1;
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1)
@@ -82,31 +131,29 @@ forker_start(void)
 	}
 	argv[argc] = NULL;
 	snprintf(fdarg, sizeof(fdarg), "3");
-	if ((pid = fork()) == -1) {
-		err = errno;
-		close(sp[0]);
-		close(sp[1]);
-		errno = err;
-		return -1;
-	}
-	if (pid == 0) {
-		if (dup2(sp[1], 3) == -1)
-			_exit(127);
-		close_range(4, ~0U, 0);
-		execv("/proc/self/exe", argv);
-		_exit(127);
-	}
+	x.argv = argv;
+	x.sock = sp[1];
+	x.err = 0;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = clone(forker_exec_cb, forker_stack + sizeof(forker_stack),
+	    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &x, &pidfd);
+	err = pid == -1 ? errno : x.err;
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sp[1]);
-	if ((pmd->forker_pidfd = pidfd_open(pid, 0)) == -1) {
-		err = errno;		/* out of fds: it cannot be watched */
-		kill(pid, SIGKILL);
-		while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+	if (pid != -1 && err != 0) {	/* it could not exec: it is gone */
+		while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) == -1 &&
+		    errno == EINTR)
 			;
+		close(pidfd);
+	}
+	if (pid == -1 || err != 0) {
 		close(sp[0]);
 		errno = err;
 		return -1;
 	}
 	pmd->forker_pid = pid;
+	pmd->forker_pidfd = pidfd;
 	pmd->forker_fd = sp[0];
 	fcntl(sp[0], F_SETFL, O_NONBLOCK);
 	wire_in_init(&pmd->forker_in, PMD_FORKER_FRAME);
@@ -222,6 +269,7 @@ forker_fail_pending(uint32_t gen)
 			spawn_fail(w, PM__CODE__C_SYS,
 			    "the forker died during this spawn");
 	}
+	workers_reap_orphans();
 }
 
 static void
@@ -284,6 +332,7 @@ forker_death_cb(evutil_socket_t fd, short ev, void *arg)
 		forker_fail_pending(pmd->forker_gen - 1);
 	if (!pmd->stopping)
 		forker_restart();
+	workers_reap_orphans();
 	broker_check_idle();
 }
 
@@ -397,8 +446,11 @@ forker_forked(struct pm_frame *f)
 		return;
 	}
 	if ((w = worker_find(r->wid)) == NULL || w->state != W_FORKING) {
-		log_err("%s: reply for unknown worker %llu", __func__,
-		    (unsigned long long)r->wid);
+		/* each clone is told of twice (forker.c): the second report
+		 * finds it known, or gone */
+		if (r->sys_errno != 0 || r->wid > pmd->next_wid)
+			log_err("%s: reply for unknown worker %llu", __func__,
+			    (unsigned long long)r->wid);
 		pm__forked__free_unpacked(r, NULL);
 		return;
 	}
@@ -415,6 +467,7 @@ forker_forked(struct pm_frame *f)
 	pm__forked__free_unpacked(r, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
 	worker_forked(w);
+	workers_reap_orphans();
 }
 
 static void
@@ -481,6 +534,38 @@ pool_stats_read(const struct worker *w)
 	    (ssize_t)sizeof(v))
 		return 0;
 	return v;
+}
+
+/*
+ * Orphans: as PID 1 in a container, or as a subreaper, pmd inherits every
+ * process whose parent dies (a worker's children), and must reap them.
+ * Workers are our children too, and their exit statuses are theirs, read
+ * through their pidfds: a zombie is reaped here only when it is neither
+ * the forker nor a worker we know of, and no worker is still to be
+ * announced (one dead at once could be it).  A wait sees one zombie at a
+ * time, so when it is someone else's this looks again later: on the next
+ * SIGCHLD, and after each worker reaped or announced.
+ */
+void
+workers_reap_orphans(void)
+{
+	struct worker *w;
+	siginfo_t si;
+
+	if (!pmd->reaper)
+		return;
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1 ||
+		    si.si_pid == 0 || si.si_pid == pmd->forker_pid)
+			return;
+		TAILQ_FOREACH(w, &pmd->workers, entry)
+			if (w->pid == si.si_pid || w->state == W_FORKING)
+				return;
+		if (waitid(P_PID, (id_t)si.si_pid, &si, WEXITED | WNOHANG) ==
+		    0)
+			log_debug("reaped orphan pid %d", (int)si.si_pid);
+	}
 }
 
 int
@@ -886,6 +971,7 @@ worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 	TAILQ_REMOVE(&pmd->workers, w, entry);
 	pmd->nworkers--;
 	worker_free(w);
+	workers_reap_orphans();
 	broker_check_idle();
 }
 

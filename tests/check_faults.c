@@ -5,15 +5,25 @@
  * client that floods requests and never reads the replies.  After each,
  * pmd serves on and is back to its fd count with no zombies.
  */
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <linux/sockios.h>
+#include <stddef.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,10 +50,10 @@ static pm_conn *pconn;
 static pm_process *pproc[2];
 
 static void
-start(const char *const *args, long nofile)
+start(const char *const *args, long nofile, void (*prep)(void))
 {
 	base_self = th_fd_count(0);
-	ck_assert_int_eq(th_pmd_start_nofile(&pmd, args, nofile), 0);
+	ck_assert_int_eq(th_pmd_start_prep(&pmd, args, nofile, prep), 0);
 	base_pmd = th_fd_count(pmd.pid);
 	ck_assert_int_gt(base_pmd, 0);
 	conn = pm_connect(pmd.sock);
@@ -54,7 +64,7 @@ start(const char *const *args, long nofile)
 static void
 setup(void)
 {
-	start(NULL, 0);
+	start(NULL, 0, NULL);
 }
 
 static void
@@ -276,6 +286,321 @@ START_TEST(t_spawn_at_max_frame)
 	ck_assert_int_eq(forker_pid(), forker);
 	serves(conn);
 	ck_assert_int_eq(forker_pid(), forker);
+	settled();
+}
+END_TEST
+
+/* ---- the forker's link broken ---- */
+
+/* A raw spawn of tasks.so:noop; its reply read, its channel closed. */
+static void
+raw_noop(int fd, struct wire_in *in, uint32_t id)
+{
+	Pm__Spawn sp = PM__SPAWN__INIT;
+	struct pm_frame f;
+
+	sp.kind = PM__KIND__K_FUNCTION;
+	sp.module = (char *)(uintptr_t)th_module();
+	sp.function = (char *)(uintptr_t)"noop";
+	th_raw_send(fd, PM__TYPE__T_SPAWN, id, &sp.base);
+	th_raw_next(fd, in, &f, 30);
+	ck_assert_msg(f.type == PM__TYPE__T_SPAWN_REPLY && f.id == id,
+	    "spawn %u: reply type %u", id, f.type);
+	wire_frame_close(&f);
+}
+
+/* Reads and drops what is queued on sock (its fds closed). */
+static void
+drain(int sock)
+{
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int) * PM_WIRE_MAX_FDS)];
+	} cbuf;
+	struct cmsghdr *c;
+	struct msghdr msg;
+	struct iovec iov;
+	char buf[65536];
+	int *fds, i, n;
+
+	for (;;) {
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = buf;
+		iov.iov_len = sizeof(buf);
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = cbuf.buf;
+		msg.msg_controllen = sizeof(cbuf.buf);
+		if (recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0)
+			return;
+		for (c = CMSG_FIRSTHDR(&msg); c != NULL;
+		    c = CMSG_NXTHDR(&msg, c)) {
+			fds = (int *)(void *)CMSG_DATA(c);
+			n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (i = 0; i < n; i++)
+				close(fds[i]);
+		}
+	}
+}
+
+/*
+ * The broker's writes to the forker fail while the forker lives: the
+ * forker is stopped with its socket full, so that pmd holds Fork frames
+ * and waits to write them; then its socket's reading side is shut (from
+ * a copy of the forker's fd) and emptied.  pmd's next write fails: it
+ * must not spin on the write event, and it ends that forker and starts
+ * a new one, which serves.
+ */
+START_TEST(t_forker_write_error)
+{
+	struct wire_in in;
+	pid_t forker, now = 0;
+	double cpu;
+	int pfd, sock, fd, q, last = -1, stuck = 0;
+	uint32_t id = 10;
+
+	serves(conn);
+	forker = th_pmd_forker(&pmd);
+	ck_assert_int_ge(pfd = (int)syscall(SYS_pidfd_open, forker, 0), 0);
+	sock = (int)syscall(SYS_pidfd_getfd, pfd, 3, 0);
+	ck_assert_msg(sock >= 0, "pidfd_getfd: %s", strerror(errno));
+	ck_assert_int_eq(kill(forker, SIGSTOP), 0);
+	TH_WAIT(th_pid_state(forker) == 'T', 10);
+	fd = th_raw_hello(pmd.sock);
+	wire_in_init(&in, 0);
+	while (stuck < 2 && id < 4000) {
+		raw_noop(fd, &in, ++id);
+		ck_assert_int_eq(ioctl(sock, SIOCINQ, &q), 0);
+		stuck = q == last ? stuck + 1 : 0;
+		last = q;
+	}
+	ck_assert_msg(stuck == 2, "the forker's socket never filled");
+	ck_assert_int_eq(shutdown(sock, SHUT_RD), 0);
+	drain(sock);
+	close(sock);
+	cpu = cpu_secs(pmd.pid);
+	th_sleep(2.0);
+	cpu = cpu_secs(pmd.pid) - cpu;
+	ck_assert_msg(cpu < 0.5, "pmd used %.2f s of CPU in 2 s after the "
+	    "write error", cpu);
+	TH_WAIT((now = forker_pid()) != forker && now > 0, 10);
+	ck_assert_msg(now != forker && now > 0, "the forker was not replaced");
+	close(pfd);
+	wire_in_free(&in);
+	close(fd);
+	serves(conn);
+	settled();
+}
+END_TEST
+
+/* ---- the forker started without forking the broker ---- */
+
+#if defined(__x86_64__)
+#define SECCOMP_ARCH	AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SECCOMP_ARCH	AUDIT_ARCH_AARCH64
+#endif
+
+/*
+ * In pmd's process before its exec, inherited by the forker and workers:
+ * fork(), and clone() without CLONE_VM, fail with EPERM.  A process that
+ * shares its parent's memory until it execs (vfork, posix_spawn) is let
+ * through, and so is clone3, whose flags a filter cannot read: the forker
+ * clones its workers with it.
+ */
+static void
+forbid_fork(void)
+{
+#ifdef SECCOMP_ARCH
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SECCOMP_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, nr)),
+#ifdef __NR_fork
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fork, 3, 0),
+#endif
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,	/* the flags' low half */
+		    offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_VM, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == -1)
+		_exit(126);
+#endif
+}
+
+static void
+setup_nofork(void)
+{
+	start(NULL, 0, forbid_fork);
+}
+
+/* pmd starts its forker, and a new one after the forker is killed,
+ * without ever forking itself (a broker may hold GiBs of queue data):
+ * it runs, restarts and serves under a filter that refuses fork. */
+START_TEST(t_forker_by_exec)
+{
+	pid_t old, now = 0;
+
+#ifndef SECCOMP_ARCH
+	fprintf(stderr, "%s: skipped (no seccomp filter for this arch)\n",
+	    __func__);
+	return;
+#endif
+	serves(conn);
+	old = forker_pid();
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	TH_WAIT((now = forker_pid()) != old && now > 0, 10);
+	ck_assert_msg(now != old && now > 0, "no new forker");
+	serves(conn);
+	settled();
+}
+END_TEST
+
+/* ---- orphans, and workers that die before they say so ---- */
+
+#define ORPHAN_PEERS	8
+
+static void
+subreaper(void)
+{
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		_exit(126);
+}
+
+static void
+setup_subreaper(void)
+{
+	start(NULL, 0, subreaper);
+}
+
+/*
+ * pmd as a subreaper (as PID 1 in a container it is one by nature): a
+ * worker's child that outlives it becomes pmd's, and must not stay a
+ * zombie once it exits.  The workers' own exit statuses still reach
+ * their owners (the reaper never takes them).
+ */
+START_TEST(t_orphans_reaped)
+{
+	char mod[PATH_MAX], pid[32];
+	pm_process *p, *ps[ORPHAN_PEERS];
+	pm_bytes b = { NULL, 0 };
+	pid_t orphan;
+	int round, i, code;
+
+	snprintf(mod, sizeof(mod), "%s/tests/isotasks.so", th_env("PM_BUILD"));
+	for (round = 0; round < 3; round++) {
+		p = pm_process_new(conn, mod, "orphan", "100", 3);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_int_eq(th_run_process(p, 30), 0);
+		ck_assert_int_eq(pm_process_result(p, &b), PM_OK);
+		snprintf(pid, sizeof(pid), "%.*s", (int)b.len,
+		    (const char *)b.data);
+		pm_bytes_free(&b);
+		pm_process_free(p);
+		ck_assert_int_gt(orphan = (pid_t)atoi(pid), 0);
+		/* workers ending while the orphan does keep their status */
+		for (i = 0; i < ORPHAN_PEERS; i++) {
+			ps[i] = pm_process_new(conn, th_module(), "ret7", NULL,
+			    0);
+			ck_assert_ptr_nonnull(ps[i]);
+			ck_assert_int_eq(pm_process_start(ps[i]), PM_OK);
+		}
+		for (i = 0; i < ORPHAN_PEERS; i++) {
+			ck_assert_int_eq(pm_process_join(ps[i], 30), PM_OK);
+			ck_assert_int_eq(pm_process_exitcode(ps[i], &code),
+			    PM_OK);
+			ck_assert_int_eq(code, 7);
+			pm_process_free(ps[i]);
+		}
+		TH_WAIT(th_pid_state(orphan) == 0, 10);
+		ck_assert_msg(th_pid_state(orphan) == 0, "orphan %d left in "
+		    "state %c", (int)orphan, th_pid_state(orphan));
+	}
+	settled();
+}
+END_TEST
+
+/* Status "workers": N of pmd (pmctl status --json). */
+static int
+workers_now(void)
+{
+	char out[4096], *at;
+
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "--json", "status", NULL), 0);
+	ck_assert_ptr_nonnull(at = strstr(out, "\"workers\": "));
+	return atoi(at + 11);
+}
+
+/* Waits for pid (traced by us) to report; its status. */
+static int
+traced_wait(pid_t pid)
+{
+	int st = 0;
+
+	ck_assert_int_eq(waitpid(pid, &st, __WALL), pid);
+	return st;
+}
+
+/*
+ * A worker killed the moment it is cloned, before it can tell the broker
+ * it exists (the forker is traced; its clone is SIGKILLed while still
+ * stopped at its start): the client's start fails, and pmd does not keep
+ * it as starting forever: its table empties and it is reaped.
+ */
+START_TEST(t_worker_dies_unannounced)
+{
+	pid_t forker, client, worker;
+	unsigned long msg = 0;
+	int st;
+
+	serves(conn);
+	settled();
+	forker = th_pmd_forker(&pmd);
+	ck_assert_msg(ptrace(PTRACE_SEIZE, forker, 0, PTRACE_O_TRACECLONE |
+	    PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK) == 0, "ptrace: %s",
+	    strerror(errno));
+	client = th_fork();
+	if (client == 0) {
+		pm_conn *c;
+		pm_process *p;
+		int r;
+
+		if ((c = pm_connect(pmd.sock)) == NULL)
+			th_child_exit(100);
+		th_child_own(c, th_free_conn);
+		p = pm_process_new(c, th_module(), "noop", NULL, 0);
+		th_child_own(p, th_free_process);
+		r = p != NULL ? pm_process_start(p) : PM_OK;
+		th_child_exit(r != PM_OK && *pm_last_message() != '\0' ? 0 :
+		    101);
+	}
+	st = traced_wait(forker);
+	ck_assert_msg(WIFSTOPPED(st) && (st >> 8) == (SIGTRAP |
+	    (PTRACE_EVENT_CLONE << 8)), "forker status 0x%x", st);
+	ck_assert_int_eq(ptrace(PTRACE_GETEVENTMSG, forker, 0, &msg), 0);
+	worker = (pid_t)msg;
+	ck_assert_int_eq(kill(worker, SIGKILL), 0);
+	do
+		st = traced_wait(worker);
+	while (!WIFSIGNALED(st) && !WIFEXITED(st));
+	ck_assert_int_eq(ptrace(PTRACE_DETACH, forker, 0, 0), 0);
+	ck_assert_int_eq(waitpid(client, &st, 0), client);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client: 0x%x",
+	    st);
+	TH_WAIT(workers_now() == 0 && th_zombies(pmd.pid) == 0, 10);
+	ck_assert_int_eq(workers_now(), 0);
+	ck_assert_int_eq(th_zombies(pmd.pid), 0);
+	serves(conn);
 	settled();
 }
 END_TEST
@@ -742,7 +1067,7 @@ END_TEST
 static void
 setup_nofile(void)
 {
-	start(NULL, NOFILE_LOW);
+	start(NULL, NOFILE_LOW, NULL);
 }
 
 START_TEST(t_out_of_fds)
@@ -1197,6 +1522,14 @@ faults_suite(void)
 	tcase_add_test(tc, t_forker_killed);
 	tcase_add_test(tc, t_forker_killed_in_flight);
 	tcase_add_test(tc, t_spawn_at_max_frame);
+	tcase_add_test(tc, t_forker_write_error);
+
+	tc = th_tcase(s, "nofork", setup_nofork, teardown, 120);
+	tcase_add_test(tc, t_forker_by_exec);
+
+	tc = th_tcase(s, "subreaper", setup_subreaper, teardown, 120);
+	tcase_add_test(tc, t_orphans_reaped);
+	tcase_add_test(tc, t_worker_dies_unannounced);
 
 	tc = th_tcase(s, "pmd-killed", NULL, teardown_private, 120);
 	tcase_add_test(tc, t_pmd_killed_private);

@@ -38,6 +38,7 @@
 
 static struct th_pmd pmd;
 static pm_conn *conn;
+static pm_conn *yconn;			/* user Y's, when a test makes one */
 static int base_pmd;
 static int is_root;
 static char mod[PATH_MAX + 64];		/* 0644 copy of isotasks.so */
@@ -90,6 +91,8 @@ setup(void)
 static void
 teardown(void)
 {
+	pm_disconnect(yconn);
+	yconn = NULL;
 	pm_disconnect(conn);
 	conn = NULL;
 	if (th_pid_alive(pmd.pid))
@@ -98,7 +101,7 @@ teardown(void)
 }
 
 /* The result of mod:fn(arg) run to its end on c (exit 0). */
-static __attribute__((unused)) char *
+static char *
 run_result(pm_conn *c, const char *fn, const char *arg)
 {
 	pm_process *p;
@@ -337,7 +340,6 @@ END_TEST
 /* ---- modules preloaded in the forker ---- */
 
 static char predir[PATH_MAX];
-static pm_conn *yconn;			/* user Y's */
 
 /* pmd preloading a copy of privtasks.so only root can read. */
 static void
@@ -356,8 +358,6 @@ setup_preload(void)
 static void
 teardown_preload(void)
 {
-	pm_disconnect(yconn);
-	yconn = NULL;
 	teardown();
 	th_rmtree(predir);
 }
@@ -392,6 +392,85 @@ START_TEST(t_preload_local)
 }
 END_TEST
 
+/* ---- what else a worker inherits ---- */
+
+/*
+ * A client with more groups than the 256 pmd used to read of a client
+ * (the kernel says ERANGE, and how many, to a short buffer): its worker
+ * takes all of them, not none.
+ */
+START_TEST(t_many_groups)
+{
+	gid_t g[MANY_GROUPS];
+	char *got, want[64];
+	pm_conn *c;
+	int i;
+
+	NEED_ROOT();
+	for (i = 0; i < MANY_GROUPS; i++)
+		g[i] = (gid_t)(70000 + i);
+	th_become(USER_Y, USER_Y, g, MANY_GROUPS);
+	c = pm_connect(pmd.sock);
+	th_unbecome();
+	ck_assert_msg(c != NULL, "connect: %s", pm_last_message());
+	yconn = c;
+	got = run_result(c, "groups", NULL);
+	snprintf(want, sizeof(want), "%d %u %u", MANY_GROUPS, 70000u,
+	    70000u + MANY_GROUPS - 1);
+	ck_assert_msg(strcmp(got, want) == 0, "worker's groups \"%s\", want "
+	    "\"%s\"", got, want);
+	free(got);
+}
+END_TEST
+
+#define NOFILE_SOFT	512
+
+/* pmd started with a soft fd limit below its hard one, which it raises
+ * for itself. */
+static void
+low_soft_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max > NOFILE_SOFT) {
+		rl.rlim_cur = NOFILE_SOFT;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void
+setup_nofile(void)
+{
+	start(NULL, NULL, 0, low_soft_nofile);
+}
+
+/* Workers get the soft fd limit pmd started with, not pmd's raised one
+ * (what a program started from a shell would get). */
+START_TEST(t_nofile_restored)
+{
+	struct rlimit rl;
+	char *got;
+	unsigned long long soft = 0, hard = 0;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_max <= NOFILE_SOFT || th_valgrind()) {
+		/* valgrind's limits are its own, not those pmd inherits */
+		fprintf(stderr, "%s: skipped (hard fd limit %llu%s)\n",
+		    __func__, (unsigned long long)rl.rlim_max,
+		    th_valgrind() ? ", valgrind" : "");
+		return;
+	}
+	ck_assert_int_eq(prlimit(pmd.pid, RLIMIT_NOFILE, NULL, &rl), 0);
+	ck_assert_uint_gt(rl.rlim_cur, NOFILE_SOFT);	/* pmd's, raised */
+	got = run_result(conn, "nofile_soft", NULL);
+	ck_assert_int_eq(sscanf(got, "%llu %llu", &soft, &hard), 2);
+	free(got);
+	ck_assert_msg(soft == NOFILE_SOFT, "worker's soft fd limit %llu, pmd "
+	    "started with %d", soft, NOFILE_SOFT);
+	ck_assert_uint_eq(hard, rl.rlim_max);
+}
+END_TEST
+
 static Suite *
 isolation_suite(void)
 {
@@ -403,6 +482,12 @@ isolation_suite(void)
 
 	tc = th_tcase(s, "preload", setup_preload, teardown_preload, 120);
 	tcase_add_test(tc, t_preload_local);
+
+	tc = th_tcase(s, "groups", setup, teardown, 120);
+	tcase_add_test(tc, t_many_groups);
+
+	tc = th_tcase(s, "nofile", setup_nofile, teardown, 120);
+	tcase_add_test(tc, t_nofile_restored);
 	return s;
 }
 

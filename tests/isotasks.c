@@ -29,8 +29,10 @@
 #define SCAN_MAX_NEEDLE	128
 #define SCAN_MAX_MAPS	(1u << 20)	/* bytes of /proc/self/maps */
 #define SCAN_FAILED	200		/* exit code: could not search */
+#define SCAN_MAX_MAP	(1ul << 30)	/* bigger: reserved space (ASan's
+					 * shadow), not data; skipped */
 
-pm_task_fn scan, has_symbol, nofile_soft, orphan;
+pm_task_fn scan, has_symbol, nofile_soft, orphan, groups;
 
 struct needles {			/* lives in the unscanned region */
 	int	 n;
@@ -175,7 +177,8 @@ scan(pm_task *t)
 		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %*s "
 		    "%511s", &start, &end, perms, name) < 3)
 			continue;
-		if (perms[0] != 'r' || strcmp(name, "[vvar]") == 0)
+		if (perms[0] != 'r' || strcmp(name, "[vvar]") == 0 ||
+		    end - start > SCAN_MAX_MAP)
 			continue;
 		/* around our own region (merged with a neighbour, maybe) */
 		if (start < self)
@@ -239,4 +242,24 @@ orphan(pm_task *t)
 	}
 	n = snprintf(buf, sizeof(buf), "%d", (int)pid);
 	return pm_task_return(t, buf, (size_t)n);
+}
+
+/* Result: "n min max" of this worker's supplementary groups. */
+int
+groups(pm_task *t)
+{
+	static gid_t g[65536];
+	gid_t lo = (gid_t)-1, hi = 0;
+	char out[64];
+	int n, i;
+
+	if ((n = getgroups((int)(sizeof(g) / sizeof(g[0])), g)) == -1)
+		return pm_task_fail(t, "getgroups failed");
+	for (i = 0; i < n; i++) {
+		lo = g[i] < lo ? g[i] : lo;
+		hi = g[i] > hi ? g[i] : hi;
+	}
+	n = snprintf(out, sizeof(out), "%d %u %u", n, (unsigned)(n ? lo : 0),
+	    (unsigned)hi);
+	return pm_task_return(t, out, (size_t)n);
 }
