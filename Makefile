@@ -18,9 +18,12 @@ INCDIR	?= $(PREFIX)/include
 PCDIR	?= $(LIBDIR)/pkgconfig
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+MANDIR	?= $(PREFIX)/share/man
+# mdoc pages: nothing to build, man renders them as they are
+MANS	= $(wildcard man/*.[0-9])
 DEBS	= build-essential pkg-config libevent-dev libprotobuf-c-dev \
 	  protobuf-c-compiler check python3 systemd valgrind libjson-c-dev \
-	  uthash-dev
+	  uthash-dev man-db groff-base
 PKGS	= libevent_core libprotobuf-c check json-c
 
 ifeq ($(SANITIZE),1)
@@ -73,7 +76,7 @@ UNITS	= $(patsubst systemd/%.in,$(B)/systemd/%,$(wildcard systemd/*.in))
 all: $(PMD) $(PMCTL) $(LIBSO) $(LIBA) $(MODULES) $(EXAMPLES) $(UNITS) \
      $(B)/libpmclient.pc $(B)/libpmclient-static.pc
 
-.PHONY: FORCE all deps check soak valgrind demo bench fuzz fuzz-deps install clean header-check
+.PHONY: FORCE man-check all deps check soak valgrind demo bench fuzz fuzz-deps install clean header-check
 .SECONDARY:
 
 deps:
@@ -176,8 +179,23 @@ TESTENV	= PM_SOAK_SCALE=$${PM_SOAK_SCALE:-$(SOAK_SCALE)} PMD_BIN=$(abspath $(PMD
 	  PM_TEST_MODULE=$(abspath $(B)/tests/tasks.so) \
 	  PM_BUILD=$(abspath $(B)) PM_SRC=$(abspath .)
 
+# Each page renders without a warning; libpmclient(3) names every call
+# of pmclient.h and every error code.
+man-check: $(MANS)
+	@for m in $(MANS); do \
+	    w=$$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l $$m 2>&1 >/dev/null); \
+	    if [ -n "$$w" ]; then echo "$$m: $$w"; exit 1; fi; \
+	done
+	@for n in $$(grep -oE '\bpm_[a-z_0-9]+ *\(' client/pmclient.h | \
+	    tr -d '( ' | sort -u | grep -vx 'pm_callback\|pm_task_fn') \
+	    $$(grep -oE '^#define PM_E[A-Z]+' client/pmclient.h | cut -c9- | sort -u); do \
+	    grep -qw -- "$$n" man/libpmclient.3 || \
+	    { echo "man/libpmclient.3 lacks $$n"; exit 1; }; \
+	done
+	@echo "man-check: $(MANS) render cleanly and list the API"
+
 check: deps
-	@$(MAKE) --no-print-directory all $(TESTS) header-check
+	@$(MAKE) --no-print-directory all $(TESTS) header-check man-check
 	@pass=0; fail=0; for t in $(TESTS); do \
 	    echo "== $$t"; \
 	    if $(TESTENV) $$t; then pass=$$((pass+1)); \
@@ -263,6 +281,10 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libpmclient.so
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)
 	install -m 644 client/pmclient.h $(DESTDIR)$(INCDIR)
+	for m in $(MANS); do \
+	    install -d $(DESTDIR)$(MANDIR)/man$${m##*.}; \
+	    install -m 644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}; \
+	done
 	@# the .pc file and units name the install-time paths
 	for pc in libpmclient libpmclient-static; do \
 	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
