@@ -263,8 +263,9 @@ fuzz-deps:
 	fi
 
 fuzz: deps fuzz-deps
-	@$(MAKE) --no-print-directory $(FB)/fuzz_wire $(FB)/fuzz_broker
-	@for h in wire broker; do \
+	@$(MAKE) --no-print-directory $(FB)/fuzz_wire $(FB)/fuzz_broker \
+	    $(FB)/fuzz_pipe
+	@for h in wire broker pipe; do \
 	    mkdir -p $(FB)/corpus-$$h; \
 	    echo "== fuzz_$$h for $(FUZZ_SECONDS) s"; \
 	    $(FB)/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -timeout=10 \

@@ -413,8 +413,10 @@ pm_pipe_recv_fds(pm_pipe *p, pm_bytes *out, int *fds, size_t maxfds,
 			continue;
 		if (r != PM_OK)
 			return r;
-		if (n == 0)
+		if (n == 0) {
+			close_all(got, ngot);	/* an empty packet's */
 			return pipe_nothing(p);
+		}
 		return pipe_unpack(p, n, got, ngot, out, fds, maxfds, nfds);
 	}
 }

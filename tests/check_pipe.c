@@ -671,9 +671,14 @@ START_TEST(t_bad_packets)
 	ck_assert_int_eq(pm_pipe_recv(a, &m, WAIT), PM_EPROTO);
 	ck_assert_int_eq(pm_pipe_send(b, "good", 4), PM_OK);
 	expect_msg(a, "good");
-	/* an empty packet */
+	/* an empty packet, also with an fd */
 	ck_assert_int_eq(send(pm_pipe_fd(b), "", 0, 0), 0);
 	ck_assert_int_eq(pm_pipe_recv(a, &m, WAIT), PM_EPROTO);
+	fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	raw_send(b, "", 0, fds, 1);
+	close(fds[0]);
+	ck_assert_int_eq(pm_pipe_recv(a, &m, WAIT), PM_EPROTO);
+	ck_assert_int_eq(th_fd_count(0), base);
 	ck_assert_int_eq(pm_pipe_send(b, "good", 4), PM_OK);
 	expect_msg(a, "good");
 	/* a header that claims fds which did not come */

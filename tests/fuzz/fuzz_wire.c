@@ -13,6 +13,7 @@
 #include "pm.pb-c.h"
 #include "pool.pb-c.h"
 #include "queue.pb-c.h"
+#include "dict.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -98,6 +99,42 @@ descriptor_of(uint32_t type)
 		return &pm__obj_list__descriptor;
 	case PM__TYPE__T_OBJ_LIST_REPLY:
 		return &pm__obj_list_reply__descriptor;
+	case PM__DICT_TYPE__D_OPEN:
+		return &pm__dict_open__descriptor;
+	case PM__DICT_TYPE__D_OPEN_REPLY:
+		return &pm__dict_open_reply__descriptor;
+	case PM__DICT_TYPE__D_SET:
+		return &pm__dict_set__descriptor;
+	case PM__DICT_TYPE__D_GET:
+	case PM__DICT_TYPE__D_DEL:
+	case PM__DICT_TYPE__D_POP:
+		return &pm__dict_key__descriptor;
+	case PM__DICT_TYPE__D_VALUE:
+		return &pm__dict_value__descriptor;
+	case PM__DICT_TYPE__D_LEN:
+	case PM__DICT_TYPE__D_KEYS:
+	case PM__DICT_TYPE__D_CLEAR:
+		return &pm__dict_ref__descriptor;
+	case PM__DICT_TYPE__D_COUNT:
+		return &pm__dict_count__descriptor;
+	case PM__DICT_TYPE__D_KEYS_REPLY:
+		return &pm__dict_keys__descriptor;
+	case PM__DICT_TYPE__D_INCR:
+		return &pm__dict_incr__descriptor;
+	case PM__DICT_TYPE__D_CAS:
+		return &pm__dict_cas__descriptor;
+	case PM__LISTEN_TYPE__L_LISTEN:
+		return &pm__listen__descriptor;
+	case PM__LISTEN_TYPE__L_LISTEN_REPLY:
+		return &pm__listen_reply__descriptor;
+	case PM__LISTEN_TYPE__L_ACCEPT:
+		return &pm__accept__descriptor;
+	case PM__LISTEN_TYPE__L_CONNECT:
+		return &pm__connect__descriptor;
+	case PM__LISTEN_TYPE__L_PEER_END:
+		return &pm__peer_end__descriptor;
+	case PM__LISTEN_TYPE__L_CLOSE:
+		return &pm__listener_ref__descriptor;
 	default:
 		return NULL;
 	}

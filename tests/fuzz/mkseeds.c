@@ -9,6 +9,7 @@
 
 #include "wire.h"
 #include "pm.pb-c.h"
+#include "dict.pb-c.h"
 
 static void
 save(const char *dir, const char *name, int nfd, struct wire_out *o)
@@ -37,6 +38,68 @@ hello(struct wire_out *o)
 	h.name = (char *)(uintptr_t)"seed";
 	h.pid = 1;
 	wire_out_frame(o, PM__TYPE__T_HELLO, 1, &h.base, NULL, 0);
+}
+
+/* A dict: open (creating it), every operation on did 1 (the first
+ * dict's), then unlink. */
+static void
+dict_seed(struct wire_out *o)
+{
+	Pm__DictOpen op = PM__DICT_OPEN__INIT;
+	Pm__DictSet st = PM__DICT_SET__INIT;
+	Pm__DictKey k = PM__DICT_KEY__INIT;
+	Pm__DictRef r = PM__DICT_REF__INIT;
+	Pm__DictIncr in = PM__DICT_INCR__INIT;
+	Pm__DictCas cas = PM__DICT_CAS__INIT;
+	Pm__ObjUnlink ou = PM__OBJ_UNLINK__INIT;
+	ProtobufCBinaryData key = { 1, (uint8_t *)(uintptr_t)"k" };
+	ProtobufCBinaryData val = { 1, (uint8_t *)(uintptr_t)"v" };
+
+	hello(o);
+	op.name = (char *)(uintptr_t)"seed.dict";
+	op.flags = 0x1;
+	wire_out_frame(o, PM__DICT_TYPE__D_OPEN, 2, &op.base, NULL, 0);
+	st.did = k.did = r.did = in.did = cas.did = 1;
+	st.key = k.key = in.key = cas.key = key;
+	st.value = cas.value = val;
+	wire_out_frame(o, PM__DICT_TYPE__D_SET, 3, &st.base, NULL, 0);
+	wire_out_frame(o, PM__DICT_TYPE__D_GET, 4, &k.base, NULL, 0);
+	wire_out_frame(o, PM__DICT_TYPE__D_LEN, 5, &r.base, NULL, 0);
+	wire_out_frame(o, PM__DICT_TYPE__D_KEYS, 6, &r.base, NULL, 0);
+	cas.has_expect = 1;
+	cas.expect = val;
+	wire_out_frame(o, PM__DICT_TYPE__D_CAS, 7, &cas.base, NULL, 0);
+	wire_out_frame(o, PM__DICT_TYPE__D_POP, 8, &k.base, NULL, 0);
+	in.delta = 5;
+	wire_out_frame(o, PM__DICT_TYPE__D_INCR, 9, &in.base, NULL, 0);
+	wire_out_frame(o, PM__DICT_TYPE__D_DEL, 10, &k.base, NULL, 0);
+	wire_out_frame(o, PM__DICT_TYPE__D_CLEAR, 11, &r.base, NULL, 0);
+	ou.name = op.name;
+	wire_out_frame(o, PM__TYPE__T_OBJ_UNLINK, 12, &ou.base, NULL, 0);
+}
+
+/* A listener: listen, a connect to it from the same client (paired with
+ * the accept that follows), another connect left waiting, close. */
+static void
+listen_seed(struct wire_out *o)
+{
+	Pm__Listen l = PM__LISTEN__INIT;
+	Pm__Connect c = PM__CONNECT__INIT;
+	Pm__Accept a = PM__ACCEPT__INIT;
+	Pm__ListenerRef r = PM__LISTENER_REF__INIT;
+
+	hello(o);
+	l.name = (char *)(uintptr_t)"seed.listener";
+	wire_out_frame(o, PM__LISTEN_TYPE__L_LISTEN, 2, &l.base, NULL, 0);
+	c.name = l.name;
+	c.timeout = 5;
+	wire_out_frame(o, PM__LISTEN_TYPE__L_CONNECT, 3, &c.base, NULL, 0);
+	a.lid = r.lid = 1;
+	a.timeout = -1;
+	wire_out_frame(o, PM__LISTEN_TYPE__L_ACCEPT, 4, &a.base, NULL, 0);
+	c.timeout = -1;
+	wire_out_frame(o, PM__LISTEN_TYPE__L_CONNECT, 5, &c.base, NULL, 0);
+	wire_out_frame(o, PM__LISTEN_TYPE__L_CLOSE, 6, &r.base, NULL, 0);
 }
 
 int
@@ -105,5 +168,10 @@ main(int argc, char *argv[])
 	ou.name = (char *)(uintptr_t)"seed.lock";
 	wire_out_frame(&o, PM__TYPE__T_OBJ_UNLINK, 5, &ou.base, NULL, 0);
 	save(argv[1], "objects", 0, &o);
+
+	dict_seed(&o);
+	save(argv[1], "dict", 0, &o);
+	listen_seed(&o);
+	save(argv[1], "listen", 0, &o);
 	return 0;
 }
