@@ -4,7 +4,8 @@
 #   make check      run the Check suites      make check SANITIZE=1  ASan+UBSan
 #   make demo       start a private pmd and run the examples
 #   make bench      side-by-side benchmarks with Python's multiprocessing
-#   make soak       the full-size soak (100,000 spawns, 10 M queue ops)
+#   make soak       the full-size soak (100,000 spawns, 10 M queue ops,
+#                   1,000 capped workers leaving no cgroup)
 #   make valgrind   the suites under valgrind memcheck
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -203,8 +204,9 @@ check: deps
 	done; echo "check: $$pass passed, $$fail failed"; test $$fail = 0
 
 soak: deps
-	@$(MAKE) --no-print-directory all $(B)/tests/check_load
+	@$(MAKE) --no-print-directory all $(B)/tests/check_load $(B)/tests/check_memory
 	$(TESTENV) PM_SOAK_SCALE=1 CK_RUN_CASE=soak $(B)/tests/check_load
+	$(TESTENV) PM_SOAK_SCALE=1 CK_RUN_CASE=caps $(B)/tests/check_memory
 
 valgrind: deps
 	@$(MAKE) --no-print-directory all $(TESTS)

@@ -224,12 +224,19 @@ START_TEST(t_caps_bad)
 }
 END_TEST
 
-/* Every capped worker's cgroup goes with it; pmd's subtree with pmd. */
+/* Every capped worker's cgroup goes with it; pmd's subtree with pmd.
+ * 1,000 workers scaled by $PM_SOAK_SCALE (make check 0.05, make soak 1),
+ * never fewer than 100. */
 START_TEST(t_no_cgroup_left)
 {
+	const char *scale = getenv("PM_SOAK_SCALE");
 	char sub[4096];
 	pm_process *p;
-	int i, n = 100;
+	int i, n;
+
+	n = (int)(1000 * (scale != NULL ? atof(scale) : 1.0));
+	if (n < 100)
+		n = 100;
 
 	for (i = 0; i < n; i++) {
 		p = new_task("grow", "1");
@@ -555,7 +562,7 @@ memory_suite(void)
 
 	tc = th_tcase(s, "rusage", setup, teardown, 60);
 	tcase_add_test(tc, t_rusage);
-	tc = th_tcase(s, "caps", setup, teardown, 120);
+	tc = th_tcase(s, "caps", setup, teardown, 600);
 	tcase_add_test(tc, t_oom);
 	tcase_add_test(tc, t_cpu_cap);
 	tcase_add_test(tc, t_caps_bad);
