@@ -361,7 +361,13 @@ START_TEST(t_forker_write_error)
 
 	serves(conn);
 	forker = th_pmd_forker(&pmd);
-	ck_assert_int_ge(pfd = (int)syscall(SYS_pidfd_open, forker, 0), 0);
+	if ((pfd = (int)syscall(SYS_pidfd_open, forker, 0)) == -1 &&
+	    errno == ENOSYS) {
+		/* valgrind knows no pidfd calls */
+		fprintf(stderr, "%s: skipped (no pidfd_open)\n", __func__);
+		return;
+	}
+	ck_assert_int_ge(pfd, 0);
 	sock = (int)syscall(SYS_pidfd_getfd, pfd, 3, 0);
 	ck_assert_msg(sock >= 0, "pidfd_getfd: %s", strerror(errno));
 	ck_assert_int_eq(kill(forker, SIGSTOP), 0);
