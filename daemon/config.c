@@ -22,7 +22,7 @@
 enum {
 	O_SOCKET = 256, O_CONFIG, O_MAX_WORKERS, O_MAX_CLIENTS,
 	O_MODULE_PATH, O_PRELOAD, O_LOG_LEVEL, O_PRIVATE, O_READY_FD,
-	O_FORKER, O_VERSION, O_HELP,
+	O_FORKER, O_VERSION, O_HELP, O_RUN_WORKER, O_BROKER_PID,
 };
 
 static const struct option longopts[] = {
@@ -36,6 +36,8 @@ static const struct option longopts[] = {
 	{ "private",	 no_argument,	    NULL, O_PRIVATE },
 	{ "ready-fd",	 required_argument, NULL, O_READY_FD },
 	{ "forker",	 required_argument, NULL, O_FORKER },
+	{ "run-worker",	 required_argument, NULL, O_RUN_WORKER },
+	{ "broker-pid",	 required_argument, NULL, O_BROKER_PID },
 	{ "version",	 no_argument,	    NULL, O_VERSION },
 	{ "help",	 no_argument,	    NULL, O_HELP },
 	{ NULL, 0, NULL, 0 }
@@ -94,6 +96,7 @@ config_defaults(struct pmd_config *c)
 	c->max_queue_fd_items_per_uid = -1;
 	c->ready_fd = -1;
 	c->forker_fd = -1;
+	c->runner_fds = -1;
 }
 
 void
@@ -469,6 +472,16 @@ config_args(struct pmd_config *c, int argc, char *argv[], int pass)
 				c->forker_fd = (int)n;
 			else
 				c->ready_fd = (int)n;
+			break;
+		case O_RUN_WORKER:		/* runner.c: spawn */
+		case O_BROKER_PID:
+			if (parse_long(ch == O_RUN_WORKER ? "--run-worker" :
+			    "--broker-pid", optarg, 1, INT_MAX, &n) == -1)
+				return -1;
+			if (ch == O_RUN_WORKER)
+				c->runner_fds = (int)n;
+			else
+				c->runner_broker = (pid_t)n;
 			break;
 		case O_VERSION:
 			printf("pmd %s (protocol %d)\n", PMD_VERSION,

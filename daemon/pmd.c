@@ -177,6 +177,8 @@ main(int argc, char *argv[])
 	log_init(pmd->cfg.log_level);
 	if (pmd->cfg.forker_fd >= 0)
 		forker_main(&pmd->cfg, pmd->cfg.socket);
+	if (pmd->cfg.runner_fds >= 0)
+		runner_main(&pmd->cfg, pmd->cfg.socket);
 	if (default_socket(&pmd->cfg) == -1)
 		return 2;
 

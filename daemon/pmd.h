@@ -154,6 +154,8 @@ struct pmd_config {
 	int		 max_listen_backlog;
 	int		 ready_fd;
 	int		 forker_fd;	/* >= 0: run as the forker */
+	int		 runner_fds;	/* >= 0: run as a spawned worker */
+	pid_t		 runner_broker;	/* its broker, for the runner */
 };
 
 struct qwaiter;
@@ -458,10 +460,20 @@ extern pid_t forker_broker_pid;
 int	forker_main(struct pmd_config *, const char *socket_path)
 	    __attribute__((noreturn));
 
+/* runner.c: start method spawn.  runner_exec returns only on failure. */
+int	runner_exec(const struct pmd_config *, const char *socket_path,
+	    const Pm__Fork *, int *fds, int nfds);
+void	runner_main(struct pmd_config *, const char *socket_path)
+	    __attribute__((noreturn));
+
 /* worker.c: runs in the freshly cloned worker; never returns.  fds: the
- * Fork frame's, the last one the memfd holding the request. */
+ * Fork frame's, the last one the memfd holding the request.  worker_run:
+ * the same in the runner a spawned worker execs (spec: the request's
+ * memfd, fds without it). */
 void	worker_main(const struct pmd_config *, const char *socket_path,
 	    uint64_t wid, int *fds, int nfds, int broker)
 	    __attribute__((noreturn));
+void	worker_run(const struct pmd_config *, const char *socket_path,
+	    int spec, int *fds, int nfds) __attribute__((noreturn));
 
 #endif

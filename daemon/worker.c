@@ -428,30 +428,25 @@ read_spec(int fd, uint64_t wid, int nfds)
 	close(fd);
 	f = pm__fork__unpack(NULL, (size_t)st.st_size, buf);
 	free(buf);
-	if (f == NULL || f->wid != wid || f->spec == NULL ||
+	if (f == NULL || (wid != 0 && f->wid != wid) || f->spec == NULL ||
 	    nfds != (f->has_channel ? 1 : 0) + (int)f->spec->n_child_fds +
 	    (f->has_stats ? 1 : 0))
 		start_fail(PM__CODE__C_PROTO, "malformed spawn request");
 	return f;
 }
 
-void
-worker_main(const struct pmd_config *cfg, const char *sock_path,
-    uint64_t wid, int *fds, int nfds, int broker)
+/* The worker as its request says: from here on the same, cloned or
+ * spawned (in the runner). */
+static void __attribute__((noreturn))
+worker_setup(const struct pmd_config *cfg, const char *sock_path,
+    const Pm__Fork *f, int *fds, int nfds)
 {
-	const Pm__Fork *f;
-	const Pm__Spawn *s;
+	const Pm__Spawn *s = f->spec;
 	int dst[PM_WIRE_MAX_FDS], src[PM_WIRE_MAX_FDS];
 	int n = 0, i, channel = -1, ch, used;
 	volatile uint64_t *stats = NULL;
 	void *map;
 
-	tell_broker(broker, wid);
-	close(broker);
-	status_fd = fds[0];		/* report on the channel */
-	f = read_spec(fds[nfds - 1], wid, nfds - 1);
-	nfds--;
-	s = f->spec;
 	if (f->has_stats) {		/* pool: the tasks-done counter */
 		map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
 		    MAP_SHARED, fds[nfds - 1], 0);
@@ -497,4 +492,33 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 	if (s->kind == PM__KIND__K_POOL)
 		run_pool(cfg, sock_path, f, channel, stats);
 	run_function(cfg, sock_path, f, channel);
+}
+
+void
+worker_main(const struct pmd_config *cfg, const char *sock_path,
+    uint64_t wid, int *fds, int nfds, int broker)
+{
+	const Pm__Fork *f;
+
+	tell_broker(broker, wid);
+	close(broker);
+	status_fd = fds[0];		/* report on the channel */
+	f = read_spec(fds[nfds - 1], wid, nfds - 1);
+	nfds--;
+	if (f->spec->start_method == PM__START_METHOD__S_SPAWN) {
+		runner_exec(cfg, sock_path, f, fds, nfds);
+		status_fd = fds[0];	/* moved */
+		start_fail(PM__CODE__C_SYS, "cannot spawn the worker (exec of "
+		    "pmd's runner): %s", strerror(errno));
+	}
+	worker_setup(cfg, sock_path, f, fds, nfds);
+}
+
+/* In the runner (runner.c): the request again, checked before the exec. */
+void
+worker_run(const struct pmd_config *cfg, const char *sock_path, int spec,
+    int *fds, int nfds)
+{
+	status_fd = fds[0];
+	worker_setup(cfg, sock_path, read_spec(spec, 0, nfds), fds, nfds);
 }

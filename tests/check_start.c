@@ -5,6 +5,7 @@
  * address-space layout) and forkserver, bad values and late changes.
  * Linked with -rdynamic: fork pools find their tasks here by name.
  */
+#include <sys/personality.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -977,6 +978,226 @@ START_TEST(t_pool_opts_bad)
 }
 END_TEST
 
+/* ---- spawn ---- */
+
+static const char *
+start_module(void)
+{
+	static char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/tests/starttasks.so",
+	    th_env("PM_BUILD"));
+	return path;
+}
+
+/* Where a worker started by method has its stack, libc and module. */
+static void
+worker_addrs(int method, char *buf, size_t len)
+{
+	pm_process *p;
+
+	p = pm_process_new(conn, start_module(), "addrs", NULL, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(pm_process_set_start_method(p, method), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 30), 0);
+	result_str(p, buf, len);
+	pm_process_free(p);
+}
+
+static int
+aslr_on(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/randomize_va_space", "r");
+	int v = 0;
+
+	if (f != NULL) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v > 0 && !(personality(0xffffffff) & ADDR_NO_RANDOMIZE);
+}
+
+/* Two spawned workers: a fresh layout each.  Two forkserver workers: the
+ * forker's, the same (the claim that spawn is there for). */
+START_TEST(t_spawn_layout)
+{
+	char a[128], b[128], sa[3][32], sb[3][32];
+
+	worker_addrs(PM_START_FORKSERVER, a, sizeof(a));
+	worker_addrs(PM_START_FORKSERVER, b, sizeof(b));
+	ck_assert_str_eq(a, b);
+	if (!aslr_on()) {
+		fprintf(stderr, "t_spawn_layout: address randomization is off "
+		    "here; spawned layouts not compared\n");
+		return;
+	}
+	worker_addrs(PM_START_SPAWN, a, sizeof(a));
+	worker_addrs(PM_START_SPAWN, b, sizeof(b));
+	ck_assert_int_eq(sscanf(a, "%31s %31s %31s", sa[0], sa[1], sa[2]), 3);
+	ck_assert_int_eq(sscanf(b, "%31s %31s %31s", sb[0], sb[1], sb[2]), 3);
+	ck_assert_msg(strcmp(sa[0], sb[0]) != 0, "stacks: %s / %s", a, b);
+	ck_assert_msg(strcmp(sa[1], sb[1]) != 0, "libc: %s / %s", a, b);
+	ck_assert_msg(strcmp(sa[2], sb[2]) != 0, "module: %s / %s", a, b);
+}
+END_TEST
+
+/* A spawned worker keeps the Process contract: exit codes, signals,
+ * result and error text, fds, a program target, start failures. */
+START_TEST(t_spawn_process)
+{
+	char *argv[] = { (char *)(uintptr_t)"sh", (char *)(uintptr_t)"-c",
+	    (char *)(uintptr_t)"exit 3", NULL };
+	char buf[64];
+	pm_process *p;
+	int fds[2];
+	ssize_t n;
+
+	p = pm_process_new(conn, th_module(), "echo", "spawned", 7);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 30), 0);
+	ck_assert_str_eq(result_str(p, buf, sizeof(buf)), "spawned");
+	pm_process_free(p);
+
+	p = pm_process_new(conn, th_module(), "fail", NULL, 0);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 30), 1);
+	ck_assert_ptr_nonnull(pm_process_error(p));
+	pm_process_free(p);
+
+	p = pm_process_new(conn, th_module(), "wait_forever", NULL, 0);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	ck_assert_int_eq(pm_process_kill(p), PM_OK);
+	ck_assert_int_eq(pm_process_join(p, 30), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &fds[0]), PM_OK);
+	ck_assert_int_eq(fds[0], -SIGKILL);
+	pm_process_free(p);
+
+	p = pm_process_new_exec(conn, "sh", argv, NULL);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 30), 3);
+	pm_process_free(p);
+
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	p = pm_process_new(conn, th_module(), "write_fd", "7 via7", 6);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(pm_process_set_fd(p, 7, fds[1]), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 30), 0);
+	pm_process_free(p);
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof(buf));
+	ck_assert_int_gt(n, 0);
+	close(fds[0]);
+
+	p = pm_process_new(conn, "/nonexistent/mod.so", "f", NULL, 0);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(pm_process_start(p), PM_ENOENT);
+	ck_assert_msg(strstr(pm_last_message(), "/nonexistent/mod.so") != NULL,
+	    "%s", pm_last_message());
+	pm_process_free(p);
+}
+END_TEST
+
+START_TEST(t_spawn_misuse)
+{
+	char *argv[] = { (char *)(uintptr_t)"true", NULL };
+	pm_process *p, *q;
+
+	p = pm_process_new(conn, th_module(), "noop", NULL, 0);
+	q = pm_process_new_exec(conn, "true", argv, NULL);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_FORK),
+	    PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_start_method(q, PM_START_FORK),
+	    PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_start_method(p, 7), PM_EINVAL);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_FORKSERVER),
+	    PM_OK);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 30), 0);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN),
+	    PM_ESTATE);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_FORKSERVER),
+	    PM_ESTATE);
+	pm_process_free(p);
+	pm_process_free(q);
+}
+END_TEST
+
+/* A spawn pool: every worker execs afresh, replacements too. */
+START_TEST(t_spawn_pool)
+{
+	pm_pool_opts o;
+	pm_bytes in[50], res[50], one, two;
+	char mod[PATH_MAX];
+	int64_t v[50], r;
+	pm_pool *pool;
+	int i;
+
+	memset(&o, 0, sizeof(o));
+	o.processes = 2;
+	o.module = start_module();
+	o.start_method = PM_START_SPAWN;
+	ck_assert_ptr_nonnull(pool = pm_pool_new(conn, &o));
+	ck_assert_int_eq(pm_pool_apply(pool, "pool_addrs", NULL, 0, &one),
+	    PM_OK);
+	pm_pool_free(pool);
+
+	snprintf(mod, sizeof(mod), "%s/tests/pooltasks.so", th_env("PM_BUILD"));
+	o.module = mod;
+	o.maxtasksperchild = 10;
+	ck_assert_ptr_nonnull(pool = pm_pool_new(conn, &o));
+	for (i = 0; i < 50; i++) {
+		v[i] = i;
+		in[i].data = &v[i];
+		in[i].len = sizeof(v[i]);
+	}
+	ck_assert_int_eq(pm_pool_map(pool, "sq", in, 50, 1, res), PM_OK);
+	for (i = 0; i < 50; i++) {
+		memcpy(&r, res[i].data, sizeof(r));
+		ck_assert_int_eq(r, (int64_t)i * i);
+		pm_bytes_free(&res[i]);
+	}
+	pm_pool_close(pool);
+	ck_assert_int_eq(pm_pool_join(pool), PM_OK);
+	pm_pool_free(pool);
+
+	o.module = start_module();
+	o.maxtasksperchild = 0;
+	ck_assert_ptr_nonnull(pool = pm_pool_new(conn, &o));
+	ck_assert_int_eq(pm_pool_apply(pool, "pool_addrs", NULL, 0, &two),
+	    PM_OK);
+	pm_pool_free(pool);
+	if (aslr_on())
+		ck_assert_msg(one.len != two.len ||
+		    memcmp(one.data, two.data, one.len) != 0,
+		    "two spawned pool workers share a layout: %.*s",
+		    (int)one.len, (char *)one.data);
+	pm_bytes_free(&one);
+	pm_bytes_free(&two);
+}
+END_TEST
+
+/* A private pmd's spawned workers check for their broker too. */
+START_TEST(t_spawn_private)
+{
+	static const char *const args[] = { "--private", NULL };
+	struct th_pmd priv;
+	pm_process *p;
+	pm_conn *c;
+
+	ck_assert_int_eq(th_pmd_start(&priv, args), 0);
+	ck_assert_ptr_nonnull(c = pm_connect(priv.sock));
+	p = pm_process_new(c, th_module(), "noop", NULL, 0);
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 30), 0);
+	pm_process_free(p);
+	pm_disconnect(c);
+	ck_assert_int_eq(th_pmd_stop(&priv), 0);
+}
+END_TEST
+
 static Suite *
 start_suite(void)
 {
@@ -1011,6 +1232,13 @@ start_suite(void)
 	tcase_add_test(tc, t_fork_pool_missing);
 	tcase_add_test(tc, t_fork_pool_module);
 	tcase_add_test(tc, t_pool_opts_bad);
+
+	tc = th_tcase(s, "spawn", setup_pmd, teardown_pmd, 120);
+	tcase_add_test(tc, t_spawn_layout);
+	tcase_add_test(tc, t_spawn_process);
+	tcase_add_test(tc, t_spawn_misuse);
+	tcase_add_test(tc, t_spawn_pool);
+	tcase_add_test(tc, t_spawn_private);
 
 	tc = th_tcase(s, "fork-pmd-gone", setup_pmd, NULL, 120);
 	tcase_add_test(tc, t_fork_pmd_gone);
