@@ -206,6 +206,10 @@ enum wstate {
 
 struct worker {
 	TAILQ_ENTRY(worker) entry;
+	UT_hash_handle	 hh_wid;	/* workers.c's lookups */
+	UT_hash_handle	 hh_pid;
+	int		 wid_hashed;
+	int		 pid_hashed;
 	uint64_t	 wid;
 	enum wstate	 state;
 	pid_t		 pid;

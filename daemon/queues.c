@@ -65,6 +65,7 @@ struct qwaiter {
 
 struct queue {
 	TAILQ_ENTRY(queue) entry;
+	UT_hash_handle	 hh;		/* by name */
 	uint64_t	 qid;		/* sequence << 32 | slot + 1 */
 	char		*name;
 	uid_t		 uid;		/* owner */
@@ -91,6 +92,7 @@ struct queue {
 TAILQ_HEAD(queueq, queue);
 
 static struct queueq	 queues = TAILQ_HEAD_INITIALIZER(queues);
+static struct queue	*by_name;
 static struct queue	**slots;	/* by qid's low half - 1 */
 static uint32_t		 nslots;
 static uint32_t		 qseq;		/* qid's high half */
@@ -448,10 +450,8 @@ queue_by_name(const char *name)
 {
 	struct queue *q;
 
-	TAILQ_FOREACH(q, &queues, entry)
-		if (strcmp(q->name, name) == 0)
-			return q;
-	return NULL;
+	HASH_FIND_STR(by_name, name, q);
+	return q;
 }
 
 /* The queue of a request, access checked; NULL with the error sent. */
@@ -530,6 +530,13 @@ queue_new(struct session *s, uint32_t id, const Pm__QueueOpen *m)
 		free(q);
 		goto nomem;
 	}
+	pmd_hash_oom = 0;
+	HASH_ADD_KEYPTR(hh, by_name, q->name, strlen(q->name), q);
+	if (pmd_hash_oom) {
+		free(q->name);
+		free(q);
+		goto nomem;
+	}
 	if (++qseq == 0)
 		qseq = 1;
 	q->qid = (uint64_t)qseq << 32 | (i + 1);
@@ -571,6 +578,7 @@ queue_free(struct queue *q, int reply, const char *why)
 	ring_clear(q);
 	slots[(q->qid & 0xffffffffu) - 1] = NULL;
 	TAILQ_REMOVE(&queues, q, entry);
+	HASH_DELETE(hh, by_name, q);
 	nqueues--;
 	q->use->queues--;
 	uid_use_put(q->use);

@@ -216,15 +216,78 @@ forker_stop(void)
 	forker_release();
 }
 
+/*
+ * The workers: pmd->workers for walks, hash tables by wid and by pid for
+ * lookups.  Should a table fail to grow (out of memory), lookups scan the
+ * list from then on.
+ */
+static struct worker	*by_wid;
+static struct worker	*by_pid;
+static int		 hash_partial;
+
+static void
+worker_hash_pid(struct worker *w)
+{
+	if (w->pid <= 0 || w->pid_hashed)
+		return;
+	pmd_hash_oom = 0;
+	HASH_ADD(hh_pid, by_pid, pid, sizeof(w->pid), w);
+	if (pmd_hash_oom)
+		hash_partial = 1;
+	else
+		w->pid_hashed = 1;
+}
+
+static void
+worker_link(struct worker *w)
+{
+	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
+	pmd_hash_oom = 0;
+	HASH_ADD(hh_wid, by_wid, wid, sizeof(w->wid), w);
+	if (pmd_hash_oom)
+		hash_partial = 1;
+	else
+		w->wid_hashed = 1;
+	worker_hash_pid(w);
+}
+
+static void
+worker_unlink(struct worker *w)
+{
+	TAILQ_REMOVE(&pmd->workers, w, entry);
+	if (w->wid_hashed)
+		HASH_DELETE(hh_wid, by_wid, w);
+	if (w->pid_hashed)
+		HASH_DELETE(hh_pid, by_pid, w);
+	w->wid_hashed = w->pid_hashed = 0;
+}
+
 static struct worker *
 worker_find(uint64_t wid)
 {
 	struct worker *w;
 
-	TAILQ_FOREACH(w, &pmd->workers, entry)
-		if (w->wid == wid)
-			return w;
-	return NULL;
+	HASH_FIND(hh_wid, by_wid, &wid, sizeof(wid), w);
+	if (w == NULL && hash_partial)
+		TAILQ_FOREACH(w, &pmd->workers, entry)
+			if (w->wid == wid)
+				break;
+	return w;
+}
+
+static struct worker *
+worker_by_pid(pid_t pid)
+{
+	struct worker *w;
+
+	if (pid <= 0)
+		return NULL;
+	HASH_FIND(hh_pid, by_pid, &pid, sizeof(pid), w);
+	if (w == NULL && hash_partial)
+		TAILQ_FOREACH(w, &pmd->workers, entry)
+			if (w->pid == pid)
+				break;
+	return w;
 }
 
 /* A spawn is answered at once: the wid and the client's channel end.
@@ -251,7 +314,7 @@ spawn_fail(struct worker *w, int code, const char *msg)
 	pmd->spawn_failed++;
 	if (w->owner != NULL && w->client_channel >= 0)
 		session_error(w->owner, w->spawn_id, code, "%s", msg);
-	TAILQ_REMOVE(&pmd->workers, w, entry);
+	worker_unlink(w);
 	pmd->nworkers--;
 	worker_free(w);
 }
@@ -463,6 +526,7 @@ forker_forked(struct pm_frame *f)
 		return;
 	}
 	w->pid = r->pid;
+	worker_hash_pid(w);
 	w->pidfd = wire_frame_take(f, 0);
 	pm__forked__free_unpacked(r, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
@@ -868,7 +932,7 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	}
 	w->client_channel = ch[0];
 	w->pool = sp->pool;
-	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
+	worker_link(w);
 	pmd->nworkers++;
 
 	fds[n++] = ch[1];
@@ -968,7 +1032,7 @@ worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 		ex.maxrss_kb = (uint64_t)ru.ru_maxrss;
 		session_send(w->owner, PM__TYPE__T_EXITED, 0, &ex.base, NULL, 0);
 	}
-	TAILQ_REMOVE(&pmd->workers, w, entry);
+	worker_unlink(w);
 	pmd->nworkers--;
 	worker_free(w);
 	workers_reap_orphans();
@@ -1034,7 +1098,7 @@ workers_terminate_all(int sig)
 void
 handle_signal(struct session *s, struct pm_frame *f)
 {
-	struct worker *w, *found = NULL;
+	struct worker *found;
 	Pm__Signal *r;
 
 	if ((r = pm__signal__unpack(NULL, f->len, f->data)) == NULL) {
@@ -1046,10 +1110,7 @@ handle_signal(struct session *s, struct pm_frame *f)
 		    r->signo);
 		goto done;
 	}
-	TAILQ_FOREACH(w, &pmd->workers, entry)
-		if ((r->wid != 0 && w->wid == r->wid) ||
-		    (r->wid == 0 && w->pid == r->pid && w->pid > 0))
-			found = w;
+	found = r->wid != 0 ? worker_find(r->wid) : worker_by_pid(r->pid);
 	if (found == NULL || found->pidfd < 0) {
 		session_error(s, f->id, PM__CODE__C_NOENT,
 		    "no worker with pid %d", r->pid);
@@ -1252,7 +1313,7 @@ adopted_end_cb(evutil_socket_t fd, short ev, void *arg)
 	/* ended: its client reaps it and knows its status */
 	log_debug("worker %llu (pid %d, adopted) ended",
 	    (unsigned long long)w->wid, (int)w->pid);
-	TAILQ_REMOVE(&pmd->workers, w, entry);
+	worker_unlink(w);
 	pmd->nadopted--;
 	worker_free(w);
 }
@@ -1329,7 +1390,7 @@ handle_adopt(struct session *s, struct pm_frame *f)
 		goto done;
 	}
 	pidfd = stats_fd = -1;
-	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
+	worker_link(w);
 	pmd->nadopted++;
 	event_add(w->ev, NULL);
 	r.wid = w->wid;
