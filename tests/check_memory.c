@@ -149,6 +149,15 @@ START_TEST(t_oom)
 	    "out of memory (memory_max 64 MiB)");
 	pm_process_free(p);
 
+	/* the same for a spawned worker (pmd's runner joins the cgroup) */
+	p = new_task("grow", "256");
+	ck_assert_int_eq(pm_process_set_start_method(p, PM_START_SPAWN),
+	    PM_OK);
+	ck_assert_int_eq(pm_process_set_memory_max(p, 64 * MiB), PM_OK);
+	ck_assert_int_eq(th_run_process(p, 60), -9);
+	ck_assert_int_eq(pm_process_oom_killed(p), 1);
+	pm_process_free(p);
+
 	/* 16 MiB under the same cap: fine */
 	p = new_task("grow", "16");
 	ck_assert_int_eq(pm_process_set_memory_max(p, 64 * MiB), PM_OK);
