@@ -3,8 +3,9 @@
  * bare fork()+_exit()+waitpid() in this same program: from this small
  * caller, from 4 callers at once (aggregate starts/s), and once this
  * caller holds BENCH_BIG_MB of touched memory; times pm_pool_new of 8
- * workers; reads the PSS of an idle pmd worker.  Prints "key value" lines
- * for bench/run.sh.
+ * workers; reads the PSS of an idle pmd worker; times each start method
+ * (forkserver, spawn, fork with and without pmd) in one interleaved loop
+ * with bare forks.  Prints "key value" lines for bench/run.sh.
  *
  *   bench_process MODULE [RUNS]     MODULE: bench_tasks.so (absolute path)
  *
@@ -32,6 +33,8 @@
 #define BENCH_POOL_RUNS	30
 #define BENCH_BIG_MB	1024	/* the big caller's touched memory */
 #define BENCH_BIG_RUNS	200
+#define BENCH_METHOD_RUNS 300	/* starts of each method, interleaved */
+#define BENCH_METHODS	5	/* forkserver, spawn, fork, fork alone, bare */
 
 static double
 now_us(void)
@@ -76,16 +79,35 @@ fail(const char *what)
 	return -1;
 }
 
-/* One Process start+join of module:noop; its duration in *us. */
+/* The fork method's target: a function of this program. */
 static int
-pmd_once(pm_conn *c, const char *module, double *us)
+noop_fn(pm_task *t)
+{
+	(void)t;
+	return 0;
+}
+
+/*
+ * One Process start+join of a no-op; its duration in *us.  method:
+ * PM_START_FORKSERVER or _SPAWN (module:noop), PM_START_FORK (noop_fn;
+ * c NULL: no pmd).
+ */
+static int
+method_once(pm_conn *c, const char *module, int method, double *us)
 {
 	pm_process	*p;
 	double		 t0;
 	int		 code = -1, rc = 0;
 
 	t0 = now_us();
-	if ((p = pm_process_new(c, module, "noop", NULL, 0)) == NULL)
+	if (method == PM_START_FORK)
+		p = pm_process_new_fn(c, noop_fn, NULL, 0);
+	else if ((p = pm_process_new(c, module, "noop", NULL, 0)) != NULL &&
+	    pm_process_set_start_method(p, method) != PM_OK) {
+		pm_process_free(p);
+		p = NULL;
+	}
+	if (p == NULL)
 		return fail("pm_process_new");
 	if (pm_process_start(p) != PM_OK || pm_process_join(p, -1) != PM_OK)
 		rc = fail("start/join");
@@ -96,6 +118,12 @@ pmd_once(pm_conn *c, const char *module, double *us)
 	}
 	pm_process_free(p);
 	return rc;
+}
+
+static int
+pmd_once(pm_conn *c, const char *module, double *us)
+{
+	return method_once(c, module, PM_START_FORKSERVER, us);
 }
 
 static int
@@ -287,6 +315,50 @@ big_caller(pm_conn *c, const char *module)
 	return 0;
 }
 
+/*
+ * Start+join of a no-op by each start method, and a bare fork+wait, in
+ * one loop (each round runs all five), so that they see the same machine.
+ */
+static int
+start_methods(pm_conn *c, const char *module)
+{
+	static const char *const keys[BENCH_METHODS] = { "m_forkserver",
+	    "m_spawn", "m_fork", "m_fork_nopmd", "m_bare_fork" };
+	double *v[BENCH_METHODS], dummy;
+	int i, k, rc = 0;
+
+	for (k = 0; k < BENCH_METHODS; k++)
+		if ((v[k] = calloc(BENCH_METHOD_RUNS, sizeof(double))) == NULL) {
+			while (k > 0)
+				free(v[--k]);
+			perror("bench_process");
+			return -1;
+		}
+	for (i = -BENCH_WARMUP / 10; i < BENCH_METHOD_RUNS && rc == 0; i++)
+		for (k = 0; k < BENCH_METHODS && rc == 0; k++) {
+			double *at = i < 0 ? &dummy : &v[k][i];
+
+			if (k == 0)
+				rc = method_once(c, module, PM_START_FORKSERVER,
+				    at);
+			else if (k == 1)
+				rc = method_once(c, module, PM_START_SPAWN, at);
+			else if (k == 2)
+				rc = method_once(c, module, PM_START_FORK, at);
+			else if (k == 3)
+				rc = method_once(NULL, module, PM_START_FORK, at);
+			else
+				rc = fork_once(at);
+		}
+	for (k = 0; k < BENCH_METHODS; k++) {
+		if (rc == 0)
+			print_stats(keys[k], v[k], BENCH_METHOD_RUNS);
+		free(v[k]);
+	}
+	fflush(stdout);
+	return rc;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -323,6 +395,8 @@ main(int argc, char *argv[])
 			return 1;
 	print_stats("pmd_process", pmd, runs);
 	print_stats("bare_fork", bare, runs);
+	if (start_methods(c, module) == -1)
+		return 1;
 	if (idle_pss(c, module, 1, "pmd_idle_pss_kb") == -1 ||
 	    idle_pss(c, module, BENCH_IDLE_MAX, "pmd_idle4_pss_kb") == -1)
 		return 1;

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """py_process.py - Python's multiprocessing side of bench/run.sh.
 
-Times Process start+join of a no-op target with the forkserver and fork
-start methods, and reads the PSS of an idle worker of each.  Plain stdlib;
-prints "key value" lines.
+Times Process start+join of a no-op target with the forkserver, fork and
+spawn start methods (spawn: fewer runs, SPAWN_RUNS, it is slow), and reads
+the PSS of an idle forkserver and fork worker.  Plain stdlib; prints
+"key value" lines.
 
-    python3 py_process.py [RUNS]
+    python3 py_process.py [RUNS [SPAWN_RUNS]]
 """
 import multiprocessing as mp
 import statistics
@@ -71,16 +72,18 @@ def idle_pss(ctx, n=1):
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    spawn_runs = int(sys.argv[2]) if len(sys.argv) > 2 else 60
     print(f"py_version {sys.version.split()[0]}")
-    for method in ("forkserver", "fork"):
+    for method in ("forkserver", "fork", "spawn"):
         ctx = mp.get_context(method)
-        s = time_start_join(ctx, runs)
+        s = time_start_join(ctx, spawn_runs if method == "spawn" else runs)
         print(f"py_{method}_median_us {statistics.median(s):.1f}")
         print(f"py_{method}_p90_us {s[int(0.9 * (len(s) - 1))]:.1f}")
         print(f"py_{method}_min_us {s[0]:.1f}")
         print(f"py_{method}_runs {len(s)}")
-        print(f"py_{method}_idle_pss_kb {idle_pss(ctx)}")
-        print(f"py_{method}_idle4_pss_kb {idle_pss(ctx, 4)}")
+        if method != "spawn":
+            print(f"py_{method}_idle_pss_kb {idle_pss(ctx)}")
+            print(f"py_{method}_idle4_pss_kb {idle_pss(ctx, 4)}")
         sys.stdout.flush()
 
 

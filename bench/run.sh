@@ -1,9 +1,10 @@
 #!/bin/sh
 # run.sh BUILD_DIR - pmd and Python's multiprocessing side by side, in one
 # run on one machine: Process start+join of a no-op target, a bare fork in
-# C, and the memory (PSS) of an idle worker, alone and as the mean of 4
-# idle at once (workers sharing pages each pay less of them).  Prints
-# numbers and ratios next to the budgets; it asserts nothing.
+# C, each start method (pmd's and Python's forkserver, spawn and fork), and
+# the memory (PSS) of an idle worker, alone and as the mean of 4 idle at
+# once (workers sharing pages each pay less of them).  Prints numbers and
+# ratios next to the budgets; it asserts nothing.
 #
 # Uses $PMD_SOCKET when set; otherwise a private pmd (BUILD_DIR/pmd) in a
 # fresh runtime directory.  RUNS / PY_RUNS override the iteration counts.
@@ -14,13 +15,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 bench_setup run.sh $# "${1:-}" bench/bench_process bench/bench_tasks.so
 runs=${RUNS:-2000}
 py_runs=${PY_RUNS:-300}
+py_spawn_runs=${PY_SPAWN_RUNS:-60}
 
 bench_banner
 echo "== pmd: $runs Process start+join of bench_tasks.so:noop, interleaved with bare forks"
 "$build/bench/bench_process" "$build/bench/bench_tasks.so" "$runs" > "$out/c.txt"
 if command -v python3 > /dev/null; then
-	echo "== python: $py_runs multiprocessing Process start+join each, forkserver and fork"
-	if ! python3 "$here/py_process.py" "$py_runs" > "$out/py.txt"; then
+	echo "== python: $py_runs multiprocessing Process start+join each, forkserver and fork; $py_spawn_runs spawn"
+	if ! python3 "$here/py_process.py" "$py_runs" "$py_spawn_runs" > "$out/py.txt"; then
 		echo "== python: py_process.py failed; Python columns may be empty" >&2
 	fi
 else
@@ -43,6 +45,16 @@ END {
 	printf "%-40s %s %s\n", "python " v["py_version"] " multiprocessing fork", us("py_fork_median_us"), us("py_fork_p90_us")
 
 	printf "%-40s %s %s\n", "pm_pool_new, 8 workers ready", us("pmd_pool8_new_median_us"), us("pmd_pool8_new_p90_us")
+
+	printf "\n%-40s %13s %13s\n", "start methods, start+join (one loop)", "median", "p90"
+	printf "%-40s %s %s\n", "pmd forkserver (default)", us("m_forkserver_median_us"), us("m_forkserver_p90_us")
+	printf "%-40s %s %s\n", "pmd spawn (exec of a runner)", us("m_spawn_median_us"), us("m_spawn_p90_us")
+	printf "%-40s %s %s\n", "pmd fork, pmd told (Adopt)", us("m_fork_median_us"), us("m_fork_p90_us")
+	printf "%-40s %s %s\n", "pmd fork, no pmd (c NULL)", us("m_fork_nopmd_median_us"), us("m_fork_nopmd_p90_us")
+	printf "%-40s %s %s\n", "bare fork+_exit+waitpid (C)", us("m_bare_fork_median_us"), us("m_bare_fork_p90_us")
+	printf "%-40s %s %s\n", "python forkserver", us("py_forkserver_median_us"), us("py_forkserver_p90_us")
+	printf "%-40s %s %s\n", "python spawn", us("py_spawn_median_us"), us("py_spawn_p90_us")
+	printf "%-40s %s %s\n", "python fork", us("py_fork_median_us"), us("py_fork_p90_us")
 
 	printf "\n%-40s %13s %13s\n", "from a caller holding " v["big_caller_mb"] " MiB (touched)", "median", "p90"
 	printf "%-40s %s %s\n", "pmd start+join", us("pmd_big_process_median_us"), us("pmd_big_process_p90_us")
@@ -67,6 +79,11 @@ END {
 	printf "  big caller / small, pmd         %s\n", ratio("pmd_big_process_median_us", "pmd_process_median_us")
 	printf "  4 callers: pmd / bare (rate)    %s\n", ratio("pmd_4callers_per_s", "bare_4callers_per_s")
 	printf "  pool of 8 / one start           %s\n", ratio("pmd_pool8_new_median_us", "pmd_process_median_us")
+	printf "  spawn / forkserver, pmd         %s\n", ratio("m_spawn_median_us", "m_forkserver_median_us")
+	printf "  fork (told) / bare fork         %s\n", ratio("m_fork_median_us", "m_bare_fork_median_us")
+	printf "  fork (no pmd) / bare fork       %s\n", ratio("m_fork_nopmd_median_us", "m_bare_fork_median_us")
+	printf "  python spawn / pmd spawn        %s\n", ratio("py_spawn_median_us", "m_spawn_median_us")
+	printf "  python fork / pmd fork (no pmd) %s\n", ratio("py_fork_median_us", "m_fork_nopmd_median_us")
 
 	printf "\nbudgets\n"
 	if (has("pmd_process_median_us"))

@@ -566,6 +566,20 @@ kind_name(Pm__Kind kind, int json)
 	}
 }
 
+/* How a worker was started, as pmclient.h's PM_START_* say it. */
+static const char *
+start_name(Pm__StartMethod m)
+{
+	switch (m) {
+	case PM__START_METHOD__S_SPAWN:
+		return "spawn";
+	case PM__START_METHOD__S_FORK:
+		return "fork";
+	default:
+		return "forkserver";
+	}
+}
+
 static int
 cmd_ps(int argc, char **argv)
 {
@@ -591,9 +605,9 @@ cmd_ps(int argc, char **argv)
 		arr = json_object_new_array();
 	else
 		printf("%7s %6s %6s %-4s %-3s %7s %8s %6s %8s %8s %7s %6s %5s"
-		    "  %-16s %s\n", "PID", "WID", "UID", "KIND", "DMN", "OWNER",
-		    "AGE", "POOL", "TASKS", "RSS", "CPU", "MEMMAX", "CPUMAX",
-		    "NAME", "TARGET");
+		    " %-10s  %-16s %s\n", "PID", "WID", "UID", "KIND", "DMN",
+		    "OWNER", "AGE", "POOL", "TASKS", "RSS", "CPU", "MEMMAX",
+		    "CPUMAX", "START", "NAME", "TARGET");
 	for (i = 0; i < s->n_workers; i++) {
 		w = s->workers[i];
 		if (opt_json) {
@@ -608,6 +622,8 @@ cmd_ps(int argc, char **argv)
 			    json_object_new_double(w->age));
 			add_int(o, "tasks", (int64_t)w->tasks);
 			add_int(o, "pool", (int64_t)w->pool);
+			add_str(o, "start_method",
+			    start_name(w->start_method));
 			add_str(o, "name", w->name);
 			add_str(o, "target", w->target);
 			add_int(o, "rss_kb", (int64_t)w->rss_kb);
@@ -643,12 +659,12 @@ cmd_ps(int argc, char **argv)
 		else
 			snprintf(cpu, sizeof(cpu), "-");
 		printf("%7d %6llu %6u %-4s %-3s %7d %7.1fs %6s %8s %7lluK "
-		    "%6.2fs %6s %5s  %-16s %s\n", w->pid,
+		    "%6.2fs %6s %5s %-10s  %-16s %s\n", w->pid,
 		    (unsigned long long)w->wid, w->uid,
 		    kind_name(w->kind, 0), w->daemonic ? "yes" : "no",
 		    w->owner_pid, w->age, pool, tasks,
 		    (unsigned long long)w->rss_kb, w->cpu_s, mem, cpu,
-		    w->name, w->target);
+		    start_name(w->start_method), w->name, w->target);
 	}
 	if (opt_json)
 		json_out(arr);

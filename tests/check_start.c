@@ -1179,6 +1179,68 @@ START_TEST(t_spawn_pool)
 }
 END_TEST
 
+/* The text line of pid in pmctl ps, in line; 0 if none. */
+static int
+ps_line(const char *text, pid_t pid, char *line, size_t len)
+{
+	const char *p, *e;
+	int n;
+
+	for (p = text; p != NULL && *p != '\0'; p = e ? e + 1 : NULL) {
+		e = strchr(p, '\n');
+		if (sscanf(p, "%d", &n) == 1 && n == (int)pid) {
+			snprintf(line, len, "%.*s", e ? (int)(e - p) :
+			    (int)strlen(p), p);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* pmctl ps shows how each worker started (START, start_method). */
+START_TEST(t_ps_start_methods)
+{
+	static const char *const want[] = { "forkserver", "spawn", "fork" };
+	char out[16384], line[512], key[64];
+	pm_process *p[3];
+	int i;
+
+	ck_assert_int_eq(pipe2(gate_fds, O_CLOEXEC), 0);
+	for (i = 0; i < 2; i++) {
+		p[i] = pm_process_new(conn, th_module(), "wait_forever", NULL,
+		    0);
+		ck_assert_int_eq(pm_process_set_start_method(p[i], i == 0 ?
+		    PM_START_FORKSERVER : PM_START_SPAWN), PM_OK);
+		ck_assert_int_eq(pm_process_start(p[i]), PM_OK);
+	}
+	p[2] = fork_start(st_block, NULL);
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "--json", "ps", NULL), 0);
+	for (i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "\"start_method\": \"%s\"", want[i]);
+		ck_assert_msg(ps_has(out, pm_process_pid(p[i]), key),
+		    "%s: %s", want[i], out);
+	}
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", pmd.sock,
+	    "ps", NULL), 0);
+	ck_assert_msg(strstr(out, "START") != NULL, "ps: %s", out);
+	for (i = 0; i < 3; i++) {
+		ck_assert_msg(ps_line(out, pm_process_pid(p[i]), line,
+		    sizeof(line)), "ps: %s", out);
+		snprintf(key, sizeof(key), " %s ", want[i]);
+		ck_assert_msg(strstr(line, key) != NULL, "%s: %s", want[i],
+		    line);
+	}
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(pm_process_kill(p[i]), PM_OK);
+		ck_assert_int_eq(pm_process_join(p[i], 30), PM_OK);
+		pm_process_free(p[i]);
+	}
+	close(gate_fds[0]);
+	close(gate_fds[1]);
+}
+END_TEST
+
 /* A private pmd's spawned workers check for their broker too. */
 START_TEST(t_spawn_private)
 {
@@ -1239,6 +1301,7 @@ start_suite(void)
 	tcase_add_test(tc, t_spawn_misuse);
 	tcase_add_test(tc, t_spawn_pool);
 	tcase_add_test(tc, t_spawn_private);
+	tcase_add_test(tc, t_ps_start_methods);
 
 	tc = th_tcase(s, "fork-pmd-gone", setup_pmd, NULL, 120);
 	tcase_add_test(tc, t_fork_pmd_gone);
