@@ -987,10 +987,12 @@ START_TEST(t_three_workers)
 				seen[k]++;
 	}
 	ck_assert(seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
-	for (i = 0; i < 3; i++) {
+	/* p is in accept order, w in start order: a worker ends once its
+	 * pipe is closed, so all are closed before any is joined */
+	for (i = 0; i < 3; i++)
 		pm_pipe_free(p[i]);
+	for (i = 0; i < 3; i++)
 		joined(w[i], NULL, 0);
-	}
 }
 END_TEST
 
