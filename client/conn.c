@@ -659,7 +659,7 @@ conn_reply(pm_conn *c, struct pm_frame *f)
 	if (p == NULL)
 		return 0;	/* abandoned request: its fds are closed */
 	conn_reply_fill(p, f);
-	if (p->done_fn != NULL)		/* pool.c: may free p */
+	if (p->done_fn != NULL)		/* the pool's: may free p */
 		p->done_fn(c, p, p->done_ud);
 	return 0;
 }

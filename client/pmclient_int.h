@@ -40,7 +40,7 @@ struct pmc_pending {
 	int		 nfds;
 	const ProtobufCMessageDescriptor *want;	/* reply message type */
 	struct pmc_pending *next;
-	/* pool.c: called once the reply is in (p->done); may free p */
+	/* the pool's: called once the reply is in (p->done); may free p */
 	void		(*done_fn)(pm_conn *, struct pmc_pending *, void *);
 	void		*done_ud;
 };
@@ -251,7 +251,7 @@ void	 pmc_pool_worker_loop(void *h, const char *module, int channel,
 	    volatile uint64_t *stats)
 	    __attribute__((noreturn));
 
-/* ---- pool.c: Pool and AsyncResult (issue 3) ----
+/* ---- pool*.c: Pool and AsyncResult (issue 3; their map: pool_int.h) ----
  * Each pool subscribes to its connection: pool workers end through the
  * same Exited events as processes. */
 #define PMC_POOL_MAX_ITEM	(1u << 30)	/* bytes per argument/result */
