@@ -100,7 +100,7 @@ $(B)/proto/%.pb-c.c $(B)/proto/%.pb-c.h: proto/%.proto $(PROTOS)
 $(B)/proto/%.pb-c.o: $(B)/proto/%.pb-c.c $(PROTO_H)
 	$(CC) $(GENCFLAGS) -c -o $@ $<
 
-$(B)/%.o: %.c $(PROTO_H) $(wildcard proto/*.h client/*.h daemon/*.h tests/*.h)
+$(B)/%.o: %.c $(PROTO_H) $(wildcard proto/*.h client/*.h daemon/*.h tests/*.h bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -c -o $@ $<
 

@@ -12,24 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "pmclient.h"
-
-static long
-pss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long v = -1;
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-	if ((fp = fopen(path, "re")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), fp) != NULL)
-		if (strncmp(line, "Pss:", 4) == 0)
-			v = strtol(line + 4, NULL, 10);
-	fclose(fp);
-	return v;
-}
 
 /* Sums the PSS of pid's children (pmd's: its forker and workers), their
  * number in *n. */
@@ -52,7 +36,7 @@ children_pss(pid_t pid, long *n)
 		v = strtol(p, &e, 10);
 		if (e == p)
 			break;
-		sum += pss_kb((pid_t)v);
+		sum += bench_pss_kb((pid_t)v);
 		(*n)++;
 	}
 	return sum;
@@ -96,7 +80,7 @@ main(int argc, char **argv)
 	printf("caller_mib %zu\n", mib);
 	printf("pmd_children %ld\n", kids);
 	printf("pss_children_kb %ld\n", all);
-	printf("pss_pmd_kb %ld\n", all + pss_kb(pm_daemon_pid(c)));
+	printf("pss_pmd_kb %ld\n", all + bench_pss_kb(pm_daemon_pid(c)));
 	pm_pool_free(p);
 	pm_disconnect(c);
 	i = big[len - 1] == 1 ? 0 : 1;	/* it was held to the end */

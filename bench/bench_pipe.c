@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "pmclient_int.h"
 
 #define MSG		64		/* bytes per round trip */
@@ -35,93 +36,6 @@
 
 static char module[PATH_MAX];
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void
-die(const char *what)
-{
-	fprintf(stderr, "bench_pipe: %s: %s\n", what, pm_last_message());
-	exit(1);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void
-full_io(int fd, void *buf, size_t len, int wr)
-{
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < len) {
-		n = wr ? write(fd, (char *)buf + off, len - off) :
-		    read(fd, (char *)buf + off, len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			exit(1);
-		off += (size_t)n;
-	}
-}
-
-/* The bare side: a forked child echoing MSG bytes over a socketpair. */
-static pid_t
-bare_start(int *fdp)
-{
-	char buf[MSG];
-	int sp[2];
-	pid_t pid;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1 ||
-	    (pid = fork()) == -1)
-		exit(1);
-	if (pid == 0) {
-		close(sp[0]);
-		for (;;) {
-			full_io(sp[1], buf, sizeof(buf), 0);
-			full_io(sp[1], buf, sizeof(buf), 1);
-		}
-	}
-	close(sp[1]);
-	*fdp = sp[0];
-	return pid;
-}
-
-static double
-bare_block(int fd, int n)
-{
-	char buf[MSG];
-	double t0;
-	int i;
-
-	memset(buf, 'x', sizeof(buf));
-	t0 = now();
-	for (i = 0; i < n; i++) {
-		full_io(fd, buf, sizeof(buf), 1);
-		full_io(fd, buf, sizeof(buf), 0);
-	}
-	return (now() - t0) / n * 1e6;
-}
-
 /* A worker running fn on the other end of a duplex pipe. */
 static pm_pipe *
 worker(pm_conn *c, const char *fn, pm_process **wp)
@@ -129,17 +43,18 @@ worker(pm_conn *c, const char *fn, pm_process **wp)
 	pm_pipe *a, *b;
 
 	if (pm_pipe_new(&a, &b, 1) != PM_OK)
-		die("pipe");
+		bench_die("pipe");
 	if ((*wp = pm_process_new(c, module, fn, NULL, 0)) == NULL ||
 	    pm_process_set_fd(*wp, BP_FD, pm_pipe_fd(b)) != PM_OK ||
 	    pm_process_start(*wp) != PM_OK)
-		die("worker");
+		bench_die("worker");
 	pm_pipe_free(b);
 	return a;
 }
 
+/* n round trips of MSG bytes through the pipe p; microseconds each. */
 static double
-pipe_block(pm_pipe *p, int n)
+pipe_block(void *p, int n)
 {
 	char buf[MSG];
 	pm_bytes m;
@@ -147,41 +62,30 @@ pipe_block(pm_pipe *p, int n)
 	int i;
 
 	memset(buf, 'p', sizeof(buf));
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < n; i++) {
 		if (pm_pipe_send(p, buf, sizeof(buf)) != PM_OK ||
 		    pm_pipe_recv(p, &m, -1) != PM_OK)
-			die("pipe round trip");
+			bench_die("pipe round trip");
 		pm_bytes_free(&m);
 	}
-	return (now() - t0) / n * 1e6;
+	return (bench_now() - t0) / n * 1e6;
 }
 
 static void
 pipe_rt(pm_conn *c, int n)
 {
 	double bare[BLOCKS], rt[BLOCKS], ratio[BLOCKS];
-	int fd, st, i, per = n / BLOCKS > 0 ? n / BLOCKS : 1;
 	pm_process *w;
 	pm_pipe *p = worker(c, "pipe_echo", &w);
-	pid_t pid = bare_start(&fd);
 
-	(void)bare_block(fd, 200);
-	(void)pipe_block(p, 200);
-	for (i = 0; i < BLOCKS; i++) {
-		bare[i] = bare_block(fd, per);
-		rt[i] = pipe_block(p, per);
-		ratio[i] = rt[i] / bare[i];
-	}
-	close(fd);
-	kill(pid, SIGKILL);
-	waitpid(pid, &st, 0);
+	bench_alternate(MSG, n, BLOCKS, pipe_block, p, bare, rt, ratio);
 	pm_pipe_free(p);
 	pm_process_join(w, -1);
 	pm_process_free(w);
-	printf("bare_rt_us %.3f\n", median(bare, BLOCKS));
-	printf("pipe_rt_us %.3f\n", median(rt, BLOCKS));
-	printf("pipe_ratio %.3f\n", median(ratio, BLOCKS));
+	printf("bare_rt_us %.3f\n", bench_median(bare, BLOCKS));
+	printf("pipe_rt_us %.3f\n", bench_median(rt, BLOCKS));
+	printf("pipe_ratio %.3f\n", bench_median(ratio, BLOCKS));
 }
 
 /* BIG_N messages of BIG bytes to a worker, then its answer. */
@@ -196,16 +100,16 @@ pipe_big(pm_conn *c)
 	int i;
 
 	if (buf == NULL)
-		die("memory");
+		bench_die("memory");
 	memset(buf, 'b', BIG);
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < BIG_N; i++)
 		if (pm_pipe_send(p, buf, BIG) != PM_OK)
-			die("send big");
+			bench_die("send big");
 	if (pm_pipe_send(p, "", 0) != PM_OK || pm_pipe_recv(p, &m, -1) !=
 	    PM_OK)
-		die("big answer");
-	t = now() - t0;
+		bench_die("big answer");
+	t = bench_now() - t0;
 	pm_bytes_free(&m);
 	pm_pipe_free(p);
 	pm_process_join(w, -1);
@@ -221,14 +125,14 @@ ping_block(pm_conn *c, int n)
 	double t0;
 	int i;
 
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < n; i++) {
 		if (pmc_call(c, PM__TYPE__T_PING, NULL, NULL, 0, NULL, &p,
 		    -1) != PM_OK)
-			die("ping");
+			bench_die("ping");
 		pmc_pending_free(c, p);
 	}
-	return (now() - t0) / n * 1e6;
+	return (bench_now() - t0) / n * 1e6;
 }
 
 /* n set+get pairs: microseconds per operation. */
@@ -241,15 +145,15 @@ setget_block(pm_dict *d, int n)
 	int i;
 
 	memset(val, 'v', sizeof(val));
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < n; i++) {
 		snprintf(key, sizeof(key), "k%d", i % 1000);
 		if (pm_dict_set(d, key, strlen(key), val, sizeof(val)) !=
 		    PM_OK || pm_dict_get(d, key, strlen(key), &b) != PM_OK)
-			die("set/get");
+			bench_die("set/get");
 		pm_bytes_free(&b);
 	}
-	return (now() - t0) / (2.0 * n) * 1e6;
+	return (bench_now() - t0) / (2.0 * n) * 1e6;
 }
 
 static double
@@ -258,11 +162,11 @@ incr_block(pm_dict *d, int n)
 	double t0;
 	int i;
 
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < n; i++)
 		if (pm_dict_incr(d, "counter", 7, 1, NULL) != PM_OK)
-			die("incr");
-	return (now() - t0) / n * 1e6;
+			bench_die("incr");
+	return (bench_now() - t0) / n * 1e6;
 }
 
 static void
@@ -276,7 +180,7 @@ dict_ops(pm_conn *c, int n)
 
 	snprintf(name, sizeof(name), "bench.%d", (int)getpid());
 	if ((d = pm_dict_open(c, name, PM_O_CREATE)) == NULL)
-		die("dict");
+		bench_die("dict");
 	(void)ping_block(c, 200);
 	(void)setget_block(d, 200);
 	for (i = 0; i < BLOCKS; i++) {
@@ -288,11 +192,11 @@ dict_ops(pm_conn *c, int n)
 	}
 	pm_dict_free(d);
 	pm_unlink(c, name);
-	printf("ping_rt_us %.3f\n", median(ping, BLOCKS));
-	printf("dict_op_us %.3f\n", median(op, BLOCKS));
-	printf("dict_incr_us %.3f\n", median(inc, BLOCKS));
-	printf("dict_op_ratio %.3f\n", median(r_op, BLOCKS));
-	printf("dict_incr_ratio %.3f\n", median(r_inc, BLOCKS));
+	printf("ping_rt_us %.3f\n", bench_median(ping, BLOCKS));
+	printf("dict_op_us %.3f\n", bench_median(op, BLOCKS));
+	printf("dict_incr_us %.3f\n", bench_median(inc, BLOCKS));
+	printf("dict_op_ratio %.3f\n", bench_median(r_op, BLOCKS));
+	printf("dict_incr_ratio %.3f\n", bench_median(r_inc, BLOCKS));
 }
 
 int
@@ -308,11 +212,11 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	if ((len = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) <= 0)
-		die("readlink");
+		bench_die("readlink");
 	exe[len] = '\0';
 	snprintf(module, sizeof(module), "%s/pipe_tasks.so", dirname(exe));
 	if ((c = pm_connect(NULL)) == NULL)
-		die("connect");
+		bench_die("connect");
 	pipe_rt(c, n);
 	pipe_big(c);
 	dict_ops(c, n);

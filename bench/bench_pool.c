@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include <pmclient.h>
 
 #define BP_WORKERS	2
@@ -25,37 +26,6 @@
 #define BP_RANGE	(16ll << 20)
 #define BP_FD		10
 #define BP_MAX_RUNS	21
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int
-cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void
-die(const char *what)
-{
-	fprintf(stderr, "bench_pool: %s: %s\n", what, pm_last_message());
-	exit(1);
-}
 
 static size_t cb_done;
 
@@ -74,15 +44,15 @@ run_apply(pm_conn *c, pm_pool *p)
 	size_t i;
 
 	cb_done = 0;
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < BP_APPLY_N; i++)
 		if (pm_pool_apply_async(p, "tiny", &v, sizeof(v), done_cb,
 		    NULL) == NULL)
-			die("apply_async");
+			bench_die("apply_async");
 	while (cb_done < BP_APPLY_N)
 		if (pm_dispatch(c, -1) != PM_OK)
-			die("dispatch");
-	return (now() - t0) / BP_APPLY_N * 1e6;
+			bench_die("dispatch");
+	return (bench_now() - t0) / BP_APPLY_N * 1e6;
 }
 
 static double
@@ -91,10 +61,10 @@ run_map(pm_pool *p, pm_bytes *in, pm_bytes *out)
 	double t0, dt;
 	size_t i;
 
-	t0 = now();
+	t0 = bench_now();
 	if (pm_pool_map(p, "tiny", in, BP_MAP_N, 0, out) != PM_OK)
-		die("map");
-	dt = now() - t0;
+		bench_die("map");
+	dt = bench_now() - t0;
 	for (i = 0; i < BP_MAP_N; i++)
 		free(out[i].data);
 	return dt / BP_MAP_N * 1e6;
@@ -106,10 +76,10 @@ run_big(pm_pool *p, pm_bytes *in, pm_bytes *out)
 	double t0, dt;
 	size_t i;
 
-	t0 = now();
+	t0 = bench_now();
 	if (pm_pool_map(p, "arg_len", in, BP_BIG_N, 0, out) != PM_OK)
-		die("map big");
-	dt = now() - t0;
+		bench_die("map big");
+	dt = bench_now() - t0;
 	for (i = 0; i < BP_BIG_N; i++)
 		free(out[i].data);
 	return (double)BP_BIG_N * BP_BIG_LEN / dt / 1e9;
@@ -123,11 +93,11 @@ run_lines(pm_pool *p, pm_bytes *in, size_t n, int64_t *lines)
 	int64_t v;
 	size_t i;
 
-	t0 = now();
+	t0 = bench_now();
 	if (out == NULL || pm_pool_map(p, "count_range", in, n, 1, out) !=
 	    PM_OK)
-		die("linecount");
-	dt = now() - t0;
+		bench_die("linecount");
+	dt = bench_now() - t0;
 	*lines = 0;
 	for (i = 0; i < n; i++) {
 		memcpy(&v, out[i].data, sizeof(v));
@@ -166,12 +136,12 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	if ((c = pm_connect(NULL)) == NULL)
-		die("connect");
+		bench_die("connect");
 	memset(&o, 0, sizeof(o));
 	o.processes = BP_WORKERS;
 	o.module = argv[1];
 	if ((p = pm_pool_new_fds(c, &o, &child, &fd, 1)) == NULL)
-		die("pool");
+		bench_die("pool");
 	vals = calloc(BP_MAP_N, sizeof(*vals));
 	in = calloc(BP_MAP_N, sizeof(*in));
 	out = calloc(BP_MAP_N, sizeof(*out));
@@ -181,7 +151,7 @@ main(int argc, char *argv[])
 	ranges = calloc(nr + 1, sizeof(*ranges));
 	rin = calloc(nr + 1, sizeof(*rin));
 	if (!vals || !in || !out || !bin || !blob || !ranges || !rin)
-		die("out of memory");
+		bench_die("out of memory");
 	memset(blob, 'x', BP_BIG_LEN);
 	for (i = 0; i < BP_MAP_N; i++) {
 		vals[i] = (int64_t)i;
@@ -206,10 +176,10 @@ main(int argc, char *argv[])
 		big[r] = run_big(p, bin, out);
 		lines[r] = run_lines(p, rin, nr, &nl);
 	}
-	printf("apply_async_us %.4f\n", median(apply, runs));
-	printf("map_us %.4f\n", median(map, runs));
-	printf("map_1mib_gbs %.3f\n", median(big, runs));
-	printf("linecount_s %.4f\n", median(lines, runs));
+	printf("apply_async_us %.4f\n", bench_median(apply, runs));
+	printf("map_us %.4f\n", bench_median(map, runs));
+	printf("map_1mib_gbs %.3f\n", bench_median(big, runs));
+	printf("linecount_s %.4f\n", bench_median(lines, runs));
 	printf("linecount_lines %lld\n", (long long)nl);
 	pm_pool_close(p);
 	pm_pool_join(p);

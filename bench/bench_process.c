@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include <pmclient.h>
 
 #define BENCH_RUNS	2000	/* measured iterations */
@@ -35,41 +36,6 @@
 #define BENCH_BIG_RUNS	200
 #define BENCH_METHOD_RUNS 300	/* starts of each method, interleaved */
 #define BENCH_METHODS	5	/* forkserver, spawn, fork, fork alone, bare */
-
-static double
-now_us(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double	 x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Sorts v and prints median, p90, min and mean under prefix. */
-static void
-print_stats(const char *prefix, double *v, int n)
-{
-	double	 sum = 0;
-	int	 i;
-
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	for (i = 0; i < n; i++)
-		sum += v[i];
-	printf("%s_median_us %.1f\n", prefix,
-	    n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
-	printf("%s_p90_us %.1f\n", prefix, v[(int)(0.9 * (n - 1))]);
-	printf("%s_min_us %.1f\n", prefix, v[0]);
-	printf("%s_mean_us %.1f\n", prefix, sum / n);
-	printf("%s_runs %d\n", prefix, n);
-}
 
 static int
 fail(const char *what)
@@ -99,7 +65,7 @@ method_once(pm_conn *c, const char *module, int method, double *us)
 	double		 t0;
 	int		 code = -1, rc = 0;
 
-	t0 = now_us();
+	t0 = bench_now_us();
 	if (method == PM_START_FORK)
 		p = pm_process_new_fn(c, noop_fn, NULL, 0);
 	else if ((p = pm_process_new(c, module, "noop", NULL, 0)) != NULL &&
@@ -111,7 +77,7 @@ method_once(pm_conn *c, const char *module, int method, double *us)
 		return fail("pm_process_new");
 	if (pm_process_start(p) != PM_OK || pm_process_join(p, -1) != PM_OK)
 		rc = fail("start/join");
-	*us = now_us() - t0;
+	*us = bench_now_us() - t0;
 	if (rc == 0 && (pm_process_exitcode(p, &code) != PM_OK || code != 0)) {
 		fprintf(stderr, "bench_process: noop exit code %d\n", code);
 		rc = -1;
@@ -133,7 +99,7 @@ fork_once(double *us)
 	pid_t	 pid;
 	int	 status;
 
-	t0 = now_us();
+	t0 = bench_now_us();
 	if ((pid = fork()) == -1) {
 		perror("bench_process: fork");
 		return -1;
@@ -145,26 +111,8 @@ fork_once(double *us)
 			perror("bench_process: waitpid");
 			return -1;
 		}
-	*us = now_us() - t0;
+	*us = bench_now_us() - t0;
 	return 0;
-}
-
-/* Pss of pid in kB from /proc/PID/smaps_rollup, or -1. */
-static long
-pss_kb(pid_t pid)
-{
-	char	 path[64], line[256];
-	FILE	*f;
-	long	 kb = -1;
-
-	snprintf(path, sizeof(path), "/proc/%ld/smaps_rollup", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "Pss: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
 }
 
 /*
@@ -195,14 +143,14 @@ idle_pss(pm_conn *c, const char *module, int n, const char *key)
 		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 			;
 		for (i = 0; i < n; i++) {
-			if ((kb = pss_kb(pm_process_pid(p[i]))) < 0)
+			if ((kb = bench_pss_kb(pm_process_pid(p[i]))) < 0)
 				rc = -1;
 			sum += kb;
 		}
 		printf("%s %ld\n", key, rc == 0 ? sum / n : -1L);
 		if (n == 1)
 			printf("pmd_broker_pss_kb %ld\n",
-			    pss_kb(pm_daemon_pid(c)));
+			    bench_pss_kb(pm_daemon_pid(c)));
 	}
 	for (i = 0; i < started; i++) {
 		if (pm_process_terminate(p[i]) != PM_OK ||
@@ -242,7 +190,7 @@ callers_at_once(const char *module, int use_pmd, const char *key)
 	int	 i, st, rc = 0;
 
 	fflush(stdout);
-	t0 = now_us();
+	t0 = bench_now_us();
 	for (i = 0; i < BENCH_CALLERS; i++) {
 		if ((pids[i] = fork()) == -1) {
 			perror("bench_process: fork");
@@ -257,7 +205,7 @@ callers_at_once(const char *module, int use_pmd, const char *key)
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 			rc = -1;
 	}
-	secs = (now_us() - t0) / 1e6;
+	secs = (bench_now_us() - t0) / 1e6;
 	printf("%s %.0f\n", key, BENCH_CALLERS * BENCH_CALLER_RUNS / secs);
 	return rc;
 }
@@ -275,13 +223,13 @@ pool_new_times(pm_conn *c, const char *module)
 	o.processes = BENCH_POOL;
 	o.module = module;
 	for (i = 0; i < BENCH_POOL_RUNS; i++) {
-		t0 = now_us();
+		t0 = bench_now_us();
 		if ((p = pm_pool_new(c, &o)) == NULL)
 			return fail("pm_pool_new");
-		v[i] = now_us() - t0;
+		v[i] = bench_now_us() - t0;
 		pm_pool_free(p);
 	}
-	print_stats("pmd_pool8_new", v, BENCH_POOL_RUNS);
+	bench_print_stats("pmd_pool8_new", v, BENCH_POOL_RUNS);
 	return 0;
 }
 
@@ -309,8 +257,8 @@ big_caller(pm_conn *c, const char *module)
 			free(big);
 			return -1;
 		}
-	print_stats("pmd_big_process", pmd, BENCH_BIG_RUNS);
-	print_stats("bare_big_fork", bare, BENCH_BIG_RUNS);
+	bench_print_stats("pmd_big_process", pmd, BENCH_BIG_RUNS);
+	bench_print_stats("bare_big_fork", bare, BENCH_BIG_RUNS);
 	free(big);
 	return 0;
 }
@@ -352,7 +300,7 @@ start_methods(pm_conn *c, const char *module)
 		}
 	for (k = 0; k < BENCH_METHODS; k++) {
 		if (rc == 0)
-			print_stats(keys[k], v[k], BENCH_METHOD_RUNS);
+			bench_print_stats(keys[k], v[k], BENCH_METHOD_RUNS);
 		free(v[k]);
 	}
 	fflush(stdout);
@@ -393,8 +341,8 @@ main(int argc, char *argv[])
 		if (pmd_once(c, module, &pmd[i]) == -1 ||
 		    fork_once(&bare[i]) == -1)
 			return 1;
-	print_stats("pmd_process", pmd, runs);
-	print_stats("bare_fork", bare, runs);
+	bench_print_stats("pmd_process", pmd, runs);
+	bench_print_stats("bare_fork", bare, runs);
 	if (start_methods(c, module) == -1)
 		return 1;
 	if (idle_pss(c, module, 1, "pmd_idle_pss_kb") == -1 ||

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "pmclient_int.h"
 
 #define ITEM		16		/* bytes per item */
@@ -34,89 +35,9 @@
 #define STOP_MARK	0xffffffffu
 #define SINGLE_BLOCKS	20		/* alternating bare/queue blocks */
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void
-die(const char *what)
-{
-	fprintf(stderr, "bench_queue: %s: %s\n", what, pm_last_message());
-	exit(1);
-}
-
-static void
-full_io(int fd, void *buf, size_t len, int wr)
-{
-	size_t off = 0;
-	ssize_t n;
-
-	while (off < len) {
-		n = wr ? write(fd, (char *)buf + off, len - off) :
-		    read(fd, (char *)buf + off, len - off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			exit(1);
-		off += (size_t)n;
-	}
-}
-
-/* The bare side: a child echoing ITEM bytes over a socketpair. */
-static pid_t
-bare_start(int *fdp)
-{
-	char buf[ITEM];
-	int sp[2];
-	pid_t pid;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1)
-		exit(1);
-	if ((pid = fork()) == -1)
-		exit(1);
-	if (pid == 0) {
-		ssize_t n;
-
-		close(sp[0]);
-		for (;;) {
-			do {
-				n = read(sp[1], buf, sizeof(buf));
-			} while (n == -1 && errno == EINTR);
-			if (n <= 0)
-				_exit(0);
-			full_io(sp[1], buf, (size_t)n, 1);
-		}
-	}
-	close(sp[1]);
-	*fdp = sp[0];
-	return pid;
-}
-
-/* n bare round trips of ITEM bytes; microseconds per round trip. */
-static double
-bare_block(int fd, int n)
-{
-	char buf[ITEM];
-	double t0;
-	int i;
-
-	memset(buf, 'x', sizeof(buf));
-	t0 = now();
-	for (i = 0; i < n; i++) {
-		full_io(fd, buf, sizeof(buf), 1);
-		full_io(fd, buf, sizeof(buf), 0);
-	}
-	return (now() - t0) / n * 1e6;
-}
-
 /* n queue put+get pairs; microseconds per operation (put or get). */
 static double
-single_block(pm_queue *q, int n)
+single_block(void *q, int n)
 {
 	char item[ITEM];
 	pm_bytes b;
@@ -124,30 +45,15 @@ single_block(pm_queue *q, int n)
 	int i;
 
 	memset(item, 'i', sizeof(item));
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < n; i++) {
 		if (pm_queue_put(q, item, sizeof(item), -1) != PM_OK)
-			die("put");
+			bench_die("put");
 		if (pm_queue_get(q, &b, -1) != PM_OK)
-			die("get");
+			bench_die("get");
 		pm_bytes_free(&b);
 	}
-	return (now() - t0) / (2.0 * n) * 1e6;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	return (bench_now() - t0) / (2.0 * n) * 1e6;
 }
 
 /*
@@ -160,22 +66,13 @@ static void
 single(pm_queue *q, int n)
 {
 	double bare[SINGLE_BLOCKS], op[SINGLE_BLOCKS], ratio[SINGLE_BLOCKS];
-	int fd, st, i, per = n / SINGLE_BLOCKS > 0 ? n / SINGLE_BLOCKS : 1;
-	pid_t pid = bare_start(&fd);
 
-	(void)bare_block(fd, 200);	/* warm up both */
-	(void)single_block(q, 200);
-	for (i = 0; i < SINGLE_BLOCKS; i++) {
-		bare[i] = bare_block(fd, per);
-		op[i] = single_block(q, per);
-		ratio[i] = op[i] / bare[i];
-	}
-	close(fd);
-	waitpid(pid, &st, 0);
-	printf("bare_rt_us %.3f\n", median(bare, SINGLE_BLOCKS));
-	printf("q_single_op_us %.3f\n", median(op, SINGLE_BLOCKS));
-	printf("q_single_ops_s %.0f\n", 1e6 / median(op, SINGLE_BLOCKS));
-	printf("q_single_ratio %.3f\n", median(ratio, SINGLE_BLOCKS));
+	bench_alternate(ITEM, n, SINGLE_BLOCKS, single_block, q, bare, op,
+	    ratio);
+	printf("bare_rt_us %.3f\n", bench_median(bare, SINGLE_BLOCKS));
+	printf("q_single_op_us %.3f\n", bench_median(op, SINGLE_BLOCKS));
+	printf("q_single_ops_s %.0f\n", 1e6 / bench_median(op, SINGLE_BLOCKS));
+	printf("q_single_ratio %.3f\n", bench_median(ratio, SINGLE_BLOCKS));
 }
 
 /* WINDOW puts in flight, then WINDOW gets, until total items moved. */
@@ -190,29 +87,29 @@ pipelined(pm_conn *c, pm_queue *q, int total)
 	int done, i, w;
 
 	memset(item, 'p', sizeof(item));
-	t0 = now();
+	t0 = bench_now();
 	for (done = 0; done < total; done += w) {
 		w = total - done < WINDOW ? total - done : WINDOW;
 		for (i = 0; i < w; i++)
 			if ((p[i] = pmc_queue_put_send(q, &it, 1, -1, 0)) == NULL)
-				die("put send");
+				bench_die("put send");
 		if (pmc_flush(c) != PM_OK)
-			die("flush");
+			bench_die("flush");
 		for (i = 0; i < w; i++)
 			if (pmc_queue_put_recv(q, p[i]) != PM_OK)
-				die("put recv");
+				bench_die("put recv");
 		for (i = 0; i < w; i++)
 			if ((p[i] = pmc_queue_get_send(q, 1, -1, 0)) == NULL)
-				die("get send");
+				bench_die("get send");
 		if (pmc_flush(c) != PM_OK)
-			die("flush");
+			bench_die("flush");
 		for (i = 0; i < w; i++) {
 			if (pmc_queue_get_recv(q, p[i], &b, 1, &got) != PM_OK)
-				die("get recv");
+				bench_die("get recv");
 			pm_bytes_free(&b);
 		}
 	}
-	t = now() - t0;
+	t = bench_now() - t0;
 	printf("q_pipelined_items_s %.0f\n", total / t);
 }
 
@@ -230,19 +127,19 @@ batched(pm_queue *q, int total)
 		in[k].data = items[k];
 		in[k].len = ITEM;
 	}
-	t0 = now();
+	t0 = bench_now();
 	for (done = 0; done < total; done += BATCH) {
 		if (pm_queue_put_many(q, in, BATCH, -1) != PM_OK)
-			die("put_many");
+			bench_die("put_many");
 		for (have = 0; have < BATCH; have += got) {
 			if (pm_queue_get_many(q, out, BATCH - have, &got, -1) !=
 			    PM_OK)
-				die("get_many");
+				bench_die("get_many");
 			for (k = 0; k < got; k++)
 				pm_bytes_free(&out[k]);
 		}
 	}
-	t = now() - t0;
+	t = bench_now() - t0;
 	printf("q_batched_items_s %.0f\n", total / t);
 }
 
@@ -316,8 +213,8 @@ mpmc(pm_conn *c, int total, int batch)
 
 	snprintf(name, sizeof(name), "bench.mpmc.%d.%d", (int)getpid(), batch);
 	if ((q = pm_queue_open(c, name, MPMC_MAXSIZE, PM_Q_CREATE)) == NULL)
-		die("open mpmc");
-	t0 = now();
+		bench_die("open mpmc");
+	t0 = bench_now();
 	for (i = 0; i < MPMC_PROCS; i++)
 		if ((cons[i] = fork()) == 0)
 			mpmc_consumer(pm_conn_address(c), name, batch);
@@ -331,12 +228,12 @@ mpmc(pm_conn *c, int total, int batch)
 	}
 	for (i = 0; i < MPMC_PROCS; i++)
 		if (pm_queue_put(q, &stop, sizeof(stop), -1) != PM_OK)
-			die("put stop");
+			bench_die("put stop");
 	for (i = 0; i < MPMC_PROCS; i++) {
 		waitpid(cons[i], &st, 0);
 		bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
 	}
-	t = now() - t0;
+	t = bench_now() - t0;
 	if (bad)
 		fprintf(stderr, "bench_queue: a 4x4 process failed\n");
 	pm_queue_free(q);
@@ -358,10 +255,10 @@ main(int argc, char *argv[])
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if ((c = pm_connect(NULL)) == NULL)
-		die("connect");
+		bench_die("connect");
 	snprintf(name, sizeof(name), "bench.%d", (int)getpid());
 	if ((q = pm_queue_open(c, name, 0, PM_Q_CREATE)) == NULL)
-		die("open");
+		bench_die("open");
 	single(q, n);
 	pipelined(c, q, 20 * n);
 	batched(q, 100 * n);

@@ -21,41 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include <pmclient.h>
 
 #define BLOCKS		20		/* alternating bare/pm_lock blocks */
 #define ARRAY_N		10000000	/* doubles filled */
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void
-die(const char *what)
-{
-	fprintf(stderr, "bench_sync: %s: %s\n", what, pm_last_message());
-	exit(1);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* The bare side: a robust process-shared mutex in shared memory. */
 static pthread_mutex_t *
@@ -86,25 +56,25 @@ uncontended(int n)
 	int b, i, per = n / BLOCKS;
 
 	if (l == NULL)
-		die("pm_lock_open");
+		bench_die("pm_lock_open");
 	for (b = 0; b < BLOCKS; b++) {
-		t0 = now();
+		t0 = bench_now();
 		for (i = 0; i < per; i++) {
 			pthread_mutex_lock(m);
 			pthread_mutex_unlock(m);
 		}
-		bare[b] = (now() - t0) / per * 1e9;
-		t0 = now();
+		bare[b] = (bench_now() - t0) / per * 1e9;
+		t0 = bench_now();
 		for (i = 0; i < per; i++) {
 			pm_lock_acquire(l, -1);
 			pm_lock_release(l);
 		}
-		op[b] = (now() - t0) / per * 1e9;
+		op[b] = (bench_now() - t0) / per * 1e9;
 		ratio[b] = op[b] / bare[b];
 	}
-	printf("bare_mutex_ns %.2f\n", median(bare, BLOCKS));
-	printf("lock_ns %.2f\n", median(op, BLOCKS));
-	printf("lock_ratio %.3f\n", median(ratio, BLOCKS));
+	printf("bare_mutex_ns %.2f\n", bench_median(bare, BLOCKS));
+	printf("lock_ns %.2f\n", bench_median(op, BLOCKS));
+	printf("lock_ratio %.3f\n", bench_median(ratio, BLOCKS));
 	pm_lock_free(l);
 	munmap(m, sizeof(*m));
 }
@@ -121,9 +91,9 @@ contended(int n)
 	int i, k, st;
 
 	if (l == NULL || s == NULL)
-		die("open");
+		bench_die("open");
 	ctr = pm_shm_ptr(s);
-	t0 = now();
+	t0 = bench_now();
 	for (k = 0; k < 2; k++) {
 		if ((pid = fork()) == -1)
 			exit(1);
@@ -138,7 +108,7 @@ contended(int n)
 	}
 	while (wait(&st) > 0)
 		;
-	t = now() - t0;
+	t = bench_now() - t0;
 	if (*ctr != 2 * (uint64_t)n)
 		fprintf(stderr, "bench_sync: contended count %llu\n",
 		    (unsigned long long)*ctr);
@@ -158,7 +128,7 @@ handoff(int n)
 	int i, st;
 
 	if (ping == NULL || pong == NULL)
-		die("open");
+		bench_die("open");
 	if ((pid = fork()) == -1)
 		exit(1);
 	if (pid == 0) {
@@ -168,12 +138,12 @@ handoff(int n)
 		}
 		_exit(0);
 	}
-	t0 = now();
+	t0 = bench_now();
 	for (i = 0; i < n; i++) {
 		pm_sem_release(ping);
 		pm_sem_acquire(pong, -1);
 	}
-	t = now() - t0;
+	t = bench_now() - t0;
 	waitpid(pid, &st, 0);
 	printf("handoff_us %.3f\n", t / (2.0 * n) * 1e6);
 	pm_sem_free(ping);
@@ -189,13 +159,13 @@ array_fill(void)
 	double *v, t0, t;
 	size_t i;
 
-	t0 = now();
+	t0 = bench_now();
 	if ((s = pm_shm_open(NULL, NULL, ARRAY_N * sizeof(double), 0)) == NULL)
-		die("pm_shm_open");
+		bench_die("pm_shm_open");
 	v = pm_shm_ptr(s);
 	for (i = 0; i < ARRAY_N; i++)
 		v[i] = (double)i * 0.5;
-	t = now() - t0;
+	t = bench_now() - t0;
 	printf("array_ns %.3f\n", t / ARRAY_N * 1e9);
 	pm_shm_free(s);
 }

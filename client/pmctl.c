@@ -262,6 +262,38 @@ request(const char *what, uint32_t type, const ProtobufCMessage *q,
 	return EX_OK;
 }
 
+/*
+ * ps, queues, objects: [--json] [-a] (*all: the request's field), then
+ * the request.  EX_OK with *c and *p, the caller's to free (*c NULL after
+ * --help: nothing to do); else the exit code, with nothing left open.
+ */
+static int
+list_request(int argc, char **argv, const char *u, uint32_t type,
+    const ProtobufCMessage *q, protobuf_c_boolean *all,
+    const ProtobufCMessageDescriptor *want, pm_conn **c,
+    struct pmc_pending **p)
+{
+	char *dummy = NULL;
+	int r, a = 0;
+
+	*c = NULL;
+	if ((r = sub_opts_only(argc, argv, u, "a", &a, &dummy)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	*all = a != 0;
+	return request(argv[0], type, q, want, c, p);
+}
+
+/* The end of a list: the JSON array printed (if --json), all freed. */
+static int
+list_done(json_object *arr, pm_conn *c, struct pmc_pending *p)
+{
+	if (arr != NULL)
+		json_out(arr);
+	pmc_pending_free(c, p);
+	pm_disconnect(c);
+	return EX_OK;
+}
+
 static void
 add_int(json_object *o, const char *k, int64_t v)
 {
@@ -590,15 +622,12 @@ cmd_ps(int argc, char **argv)
 	pm_conn *c;
 	json_object *arr = NULL, *o;
 	size_t i;
-	int r, all = 0;
-	char *dummy = NULL, pool[24], tasks[24], mem[24], cpu[24];
+	int r;
+	char pool[24], tasks[24], mem[24], cpu[24];
 
-	if ((r = sub_opts_only(argc, argv, "ps [--json] [-a]", "a", &all,
-	    &dummy)) != 0)
-		return r > 0 ? EX_OK : EX_USAGE;
-	q.all = all != 0;
-	if ((r = request("ps", PM__TYPE__T_PS, &q.base,
-	    &pm__ps_reply__descriptor, &c, &p)) != EX_OK)
+	if ((r = list_request(argc, argv, "ps [--json] [-a]",
+	    PM__TYPE__T_PS, &q.base, &q.all, &pm__ps_reply__descriptor,
+	    &c, &p)) != EX_OK || c == NULL)
 		return r;
 	s = (Pm__PsReply *)p->msg;
 	if (opt_json)
@@ -666,11 +695,7 @@ cmd_ps(int argc, char **argv)
 		    (unsigned long long)w->rss_kb, w->cpu_s, mem, cpu,
 		    start_name(w->start_method), w->name, w->target);
 	}
-	if (opt_json)
-		json_out(arr);
-	pmc_pending_free(c, p);
-	pm_disconnect(c);
-	return EX_OK;
+	return list_done(arr, c, p);
 }
 
 static int
@@ -896,15 +921,11 @@ cmd_queues(int argc, char **argv)
 	pm_conn *c;
 	json_object *arr = NULL, *o;
 	size_t k;
-	int r, all = 0;
-	char *dummy = NULL;
+	int r;
 
-	if ((r = sub_opts_only(argc, argv, "queues [--json] [-a]", "a", &all,
-	    &dummy)) != 0)
-		return r > 0 ? EX_OK : EX_USAGE;
-	q.all = all != 0;
-	if ((r = request("queues", PM__QUEUE_TYPE__Q_LIST, &q.base,
-	    &pm__queue_list_reply__descriptor, &c, &p)) != EX_OK)
+	if ((r = list_request(argc, argv, "queues [--json] [-a]",
+	    PM__QUEUE_TYPE__Q_LIST, &q.base, &q.all,
+	    &pm__queue_list_reply__descriptor, &c, &p)) != EX_OK || c == NULL)
 		return r;
 	s = (Pm__QueueListReply *)p->msg;
 	if (opt_json)
@@ -947,76 +968,176 @@ cmd_queues(int argc, char **argv)
 			    (i->flags & PM_Q_SHARED) ? "shared " : "",
 			    i->shutdown ? "shutdown" : "");
 	}
-	if (opt_json)
-		json_out(arr);
-	pmc_pending_free(c, p);
-	pm_disconnect(c);
-	return EX_OK;
+	return list_done(arr, c, p);
 }
 
-/* queue put|get|rm: its own options (--timeout, --create). */
-static int
-cmd_queue(int argc, char **argv)
+/* ---- queue and dict: KIND VERB [OPTIONS] OPERANDS ---- */
+
+/* Options a verb takes beside --json and --help. */
+#define VERB_CREATE	0x1	/* --create, -c */
+#define VERB_TIMEOUT	0x2	/* --timeout S, -t S */
+#define VERB_OPERANDS	3	/* the most operands a verb has */
+
+/* A verb of queue or dict: its name, its operands, the options it takes. */
+struct verb {
+	const char	*name;
+	const char	*operands[VERB_OPERANDS + 1];	/* NULL-ended */
+	int		 opts;				/* VERB_* */
+};
+
+/* A command line as verb_parse read it. */
+struct verb_args {
+	const struct verb *verb;
+	char		**operands;	/* as many as verb->operands */
+	int		 create;	/* --create */
+	double		 timeout;	/* --timeout S, 0 if not given */
+};
+
+/* The names of the verbs taking opt (0: all), as "a, b or c". */
+static const char *
+verb_names(const struct verb *verbs, size_t n, int opt, char *buf,
+    size_t len)
 {
-	static const char *u = "queue put [--create] [--timeout S] NAME DATA | "
-	    "queue get [--timeout S] NAME | queue rm NAME";
-	static const struct option lo[] = {
+	size_t i, k = 0, have = 0, off = 0;
+
+	for (i = 0; i < n; i++)
+		if (opt == 0 || (verbs[i].opts & opt))
+			have++;
+	buf[0] = '\0';
+	for (i = 0; i < n && off < len; i++) {
+		if (opt != 0 && !(verbs[i].opts & opt))
+			continue;
+		off += snprintf(buf + off, len - off, "%s%s", k == 0 ? "" :
+		    k + 1 == have ? " or " : ", ", verbs[i].name);
+		k++;
+	}
+	return buf;
+}
+
+/*
+ * Reads "KIND VERB [OPTIONS] OPERANDS" (argv[0] is KIND): VERB one of
+ * verbs[n]; --json, --help and the options of any verb (one the verb
+ * does not take is a usage error naming the verbs that do); then exactly
+ * the verb's operands.  0 go on with *a, 1 done (help printed), -1 usage
+ * error (said).
+ */
+static int
+verb_parse(int argc, char **argv, const char *u, const struct verb *verbs,
+    size_t n, struct verb_args *a)
+{
+	struct option lo[5] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
-		{ "create", no_argument, NULL, 'c' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ NULL, 0, NULL, 0 }
 	};
-	const char *verb;
-	double timeout = 0;
-	pm_queue *q = NULL;
-	pm_bytes b = { NULL, 0 };
-	pm_conn *c;
-	char *end;
-	int ch, create = 0, r, want;
+	const char *kind = argv[0], *verb;
+	char so[8] = "+:h", names[128], *end;
+	size_t i, k = 2, want;
+	int ch, any = 0, used = 0;
 
-	if (argc < 2)
-		return bad_usage(u, "queue: put, get or rm?");
+	memset(a, 0, sizeof(*a));
+	for (i = 0; i < n; i++)
+		any |= verbs[i].opts;
+	if (any & VERB_CREATE) {
+		lo[k++] = (struct option){ "create", no_argument, NULL, 'c' };
+		strcat(so, "c");
+	}
+	if (any & VERB_TIMEOUT) {
+		lo[k++] = (struct option){ "timeout", required_argument, NULL,
+		    't' };
+		strcat(so, "t:");
+	}
+	if (argc < 2) {
+		bad_usage(u, "%s: %s?", kind, verb_names(verbs, n, 0, names,
+		    sizeof(names)));
+		return -1;
+	}
 	verb = argv[1];
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc - 1, argv + 1, "+:hct:", lo, NULL)) !=
-	    -1) {
+	while ((ch = getopt_long(argc - 1, argv + 1, so, lo, NULL)) != -1) {
 		switch (ch) {
 		case 'j':
 			opt_json = 1;
 			break;
 		case 'h':
-			return usage_of(u, 0);
+			usage_of(u, 0);
+			return 1;
 		case 'c':
-			create = 1;
+			a->create = 1;
+			used |= VERB_CREATE;
 			break;
 		case 't':
-			timeout = strtod(optarg, &end);
-			if (end == optarg || *end != '\0')
-				return bad_usage(u, "bad timeout %s", optarg);
+			a->timeout = strtod(optarg, &end);
+			if (end == optarg || *end != '\0') {
+				bad_usage(u, "bad timeout %s", optarg);
+				return -1;
+			}
+			used |= VERB_TIMEOUT;
 			break;
 		case ':':
-			return bad_usage(u, "%s needs a value",
-			    argv[optind]);
+			bad_usage(u, "%s needs a value", argv[optind]);
+			return -1;
 		default:
-			return bad_usage(u, "unknown option %s",
-			    argv[optind]);
+			bad_usage(u, "unknown option %s", argv[optind]);
+			return -1;
 		}
 	}
 	argc -= optind + 1;
 	argv += optind + 1;
-	if (strcmp(verb, "put") != 0 && strcmp(verb, "get") != 0 &&
-	    strcmp(verb, "rm") != 0)
-		return bad_usage(u, "queue: unknown verb '%s'", verb);
-	want = strcmp(verb, "put") == 0 ? 2 : 1;
-	if (argc == 0)
-		return bad_usage(u, "queue %s: NAME is missing", verb);
-	if (argc < want)
-		return bad_usage(u, "queue put: DATA is missing");
-	if (argc > want)
-		return bad_usage(u, "queue %s: unexpected argument '%s'", verb,
+	for (i = 0; i < n && strcmp(verbs[i].name, verb) != 0; i++)
+		;
+	if (i == n) {
+		bad_usage(u, "%s: unknown verb '%s'", kind, verb);
+		return -1;
+	}
+	a->verb = &verbs[i];
+	if ((used = used & ~a->verb->opts) != 0) {
+		used &= -used;		/* the lowest one */
+		bad_usage(u, "%s %s: --%s is for %s", kind, verb,
+		    used == VERB_CREATE ? "create" : "timeout",
+		    verb_names(verbs, n, used, names, sizeof(names)));
+		return -1;
+	}
+	for (want = 0; a->verb->operands[want] != NULL; want++)
+		;
+	if ((size_t)argc < want) {
+		bad_usage(u, "%s %s: %s is missing", kind, verb,
+		    a->verb->operands[argc]);
+		return -1;
+	}
+	if ((size_t)argc > want) {
+		bad_usage(u, "%s %s: unexpected argument '%s'", kind, verb,
 		    argv[want]);
+		return -1;
+	}
+	a->operands = argv;
+	return 0;
+}
+
+static const struct verb queue_verbs[] = {
+	{ "put", { "NAME", "DATA" }, VERB_CREATE | VERB_TIMEOUT },
+	{ "get", { "NAME" }, VERB_TIMEOUT },
+	{ "rm", { "NAME" }, 0 },
+};
+
+/* queue put|get|rm: items and queues from the shell. */
+static int
+cmd_queue(int argc, char **argv)
+{
+	static const char *u = "queue put [--create] [--timeout S] NAME DATA | "
+	    "queue get [--timeout S] NAME | queue rm NAME";
+	struct verb_args a;
+	const char *verb;
+	pm_queue *q = NULL;
+	pm_bytes b = { NULL, 0 };
+	pm_conn *c;
+	int r;
+
+	if ((r = verb_parse(argc, argv, u, queue_verbs, sizeof(queue_verbs) /
+	    sizeof(queue_verbs[0]), &a)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
+	verb = a.verb->name;
+	argv = a.operands;
 	if ((c = open_conn()) == NULL)
 		return fail("queue");
 	if (strcmp(verb, "rm") == 0) {
@@ -1027,16 +1148,17 @@ cmd_queue(int argc, char **argv)
 		pm_disconnect(c);
 		return EX_OK;
 	}
-	if ((q = pm_queue_open(c, argv[0], 0, create ? PM_Q_CREATE : 0)) ==
+	if ((q = pm_queue_open(c, argv[0], 0, a.create ? PM_Q_CREATE : 0)) ==
 	    NULL)
 		goto failed;
 	if (strcmp(verb, "put") == 0) {
-		if (pm_queue_put(q, argv[1], strlen(argv[1]), timeout) != PM_OK)
+		if (pm_queue_put(q, argv[1], strlen(argv[1]), a.timeout) !=
+		    PM_OK)
 			goto failed;
 		if (opt_json)
 			json_ok(NULL);
 	} else {
-		if (pm_queue_get(q, &b, timeout) != PM_OK)
+		if (pm_queue_get(q, &b, a.timeout) != PM_OK)
 			goto failed;
 		if (opt_json) {
 			json_object *o = json_object_new_object();
@@ -1117,66 +1239,31 @@ dict_verb(pm_dict *d, const char *verb, char **argv)
 	return 0;
 }
 
+static const struct verb dict_verbs[] = {
+	{ "get", { "NAME", "KEY" }, 0 },
+	{ "set", { "NAME", "KEY", "VALUE" }, VERB_CREATE },
+	{ "del", { "NAME", "KEY" }, 0 },
+	{ "keys", { "NAME" }, 0 },
+};
+
 static int
 cmd_dict(int argc, char **argv)
 {
 	static const char *u = "dict get NAME KEY | dict set [--create] NAME "
 	    "KEY VALUE | dict del NAME KEY | dict keys NAME";
-	static const struct option lo[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "create", no_argument, NULL, 'c' },
-		{ NULL, 0, NULL, 0 }
-	};
-	const char *verb;
+	struct verb_args a;
 	pm_dict *d = NULL;
 	pm_conn *c;
-	int ch, create = 0, r, want;
+	int r;
 
-	if (argc < 2)
-		return bad_usage(u, "dict: get, set, del or keys?");
-	verb = argv[1];
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc - 1, argv + 1, "+:hc", lo, NULL)) !=
-	    -1) {
-		switch (ch) {
-		case 'j':
-			opt_json = 1;
-			break;
-		case 'h':
-			return usage_of(u, 0);
-		case 'c':
-			create = 1;
-			break;
-		default:
-			return bad_usage(u, "unknown option %s",
-			    argv[optind]);
-		}
-	}
-	argc -= optind + 1;
-	argv += optind + 1;
-	if (strcmp(verb, "get") == 0 || strcmp(verb, "del") == 0)
-		want = 2;
-	else if (strcmp(verb, "set") == 0)
-		want = 3;
-	else if (strcmp(verb, "keys") == 0)
-		want = 1;
-	else
-		return bad_usage(u, "dict: unknown verb '%s'", verb);
-	if (argc < want)
-		return bad_usage(u, "dict %s: %s is missing", verb,
-		    argc == 0 ? "NAME" : argc == 1 ? "KEY" : "VALUE");
-	if (argc > want)
-		return bad_usage(u, "dict %s: unexpected argument '%s'", verb,
-		    argv[want]);
-	if (create && strcmp(verb, "set") != 0)
-		return bad_usage(u, "dict %s: --create is for set", verb);
+	if ((r = verb_parse(argc, argv, u, dict_verbs, sizeof(dict_verbs) /
+	    sizeof(dict_verbs[0]), &a)) != 0)
+		return r > 0 ? EX_OK : EX_USAGE;
 	if ((c = open_conn()) == NULL)
 		return fail("dict");
-	if ((d = pm_dict_open(c, argv[0], create ? PM_O_CREATE : 0)) == NULL ||
-	    dict_verb(d, verb, argv) == -1)
-		r = fail(verb);
+	if ((d = pm_dict_open(c, a.operands[0], a.create ? PM_O_CREATE :
+	    0)) == NULL || dict_verb(d, a.verb->name, a.operands) == -1)
+		r = fail(a.verb->name);
 	else
 		r = EX_OK;
 	pm_dict_free(d);
@@ -1196,15 +1283,11 @@ cmd_objects(int argc, char **argv)
 	json_object *arr = NULL, *o;
 	const char *kind;
 	size_t k;
-	int r, all = 0;
-	char *dummy = NULL;
+	int r;
 
-	if ((r = sub_opts_only(argc, argv, "objects [--json] [-a]", "a", &all,
-	    &dummy)) != 0)
-		return r > 0 ? EX_OK : EX_USAGE;
-	q.all = all != 0;
-	if ((r = request("objects", PM__TYPE__T_OBJ_LIST, &q.base,
-	    &pm__obj_list_reply__descriptor, &c, &p)) != EX_OK)
+	if ((r = list_request(argc, argv, "objects [--json] [-a]",
+	    PM__TYPE__T_OBJ_LIST, &q.base, &q.all,
+	    &pm__obj_list_reply__descriptor, &c, &p)) != EX_OK || c == NULL)
 		return r;
 	s = (Pm__ObjListReply *)p->msg;
 	if (opt_json)
@@ -1230,11 +1313,7 @@ cmd_objects(int argc, char **argv)
 			printf("%-24s %-8s %6u %12llu  %s\n", i->name, kind,
 			    i->owner, (unsigned long long)i->size, i->state);
 	}
-	if (opt_json)
-		json_out(arr);
-	pmc_pending_free(c, p);
-	pm_disconnect(c);
-	return EX_OK;
+	return list_done(arr, c, p);
 }
 
 static int

@@ -30,37 +30,25 @@
 
 static struct th_pmd pmd;
 static pm_conn *conn;
-static int base_self;		/* client fds before connecting */
-static int base_pmd;		/* pmd fds with no client */
+static struct th_base baseline;	/* fds before connecting; pmd's then */
 static char dmod[PATH_MAX];	/* dicttasks.so */
-static char conf[PATH_MAX];
 static pm_dict *dicts[MAX_DICTS];	/* freed by teardown */
 
+/* A pmd with the settings conf and a connection to it. */
 static void
-start_pmd(const char *conftext)
+start_pmd(const char *conf)
 {
-	const char *args[] = { "--config", conf, NULL };
-	FILE *f;
+	struct th_pmd_opts o = { .conf = conf };
 
-	base_self = th_fd_count(0);
 	snprintf(dmod, sizeof(dmod), "%s/tests/dicttasks.so",
 	    th_env("PM_BUILD"));
-	snprintf(conf, sizeof(conf), "/tmp/pmdtest-d.%d.conf", (int)getpid());
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fputs(conftext, f);
-	fclose(f);
-	ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
-	unlink(conf);
-	base_pmd = th_fd_count(pmd.pid);
-	ck_assert_int_gt(base_pmd, 0);
-	conn = pm_connect(pmd.sock);
-	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+	conn = th_pmd_open(&pmd, &o, &baseline);
 }
 
 static void
 setup(void)
 {
-	start_pmd("");
+	start_pmd(NULL);
 }
 
 static void
@@ -87,11 +75,7 @@ teardown(void)
 		pm_dict_free(dicts[i]);
 		dicts[i] = NULL;
 	}
-	pm_disconnect(conn);
-	conn = NULL;
-	ck_assert_int_eq(th_fd_count(0), base_self);
-	th_pmd_settled(&pmd, base_pmd, 10);
-	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
+	th_pmd_close(&pmd, &conn, &baseline);
 }
 
 static pm_dict *
@@ -587,10 +571,7 @@ START_TEST(t_other_uid)
 	pid_t pid;
 	int st;
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "t_other_uid: skipped (needs root)\n");
-		return;
-	}
+	TH_NEED_ROOT();
 	ck_assert_int_eq(chmod(pmd.dir, 0711), 0);
 	ck_assert_int_eq(chmod(pmd.sock, 0666), 0);
 	priv = dopen("private", PM_O_CREATE);

@@ -40,43 +40,19 @@ static struct th_pmd pmd;
 static pm_conn *conn;
 static pm_conn *yconn;			/* user Y's, when a test makes one */
 static int base_pmd;
-static int is_root;
 static char mod[PATH_MAX + 64];		/* 0644 copy of isotasks.so */
 
-#define NEED_ROOT()							\
-	do {								\
-		if (!is_root) {						\
-			fprintf(stderr, "%s: skipped (needs root)\n",	\
-			    __func__);					\
-			return;						\
-		}							\
-	} while (0)
-
-/* pmd with these extra args, its socket and directory open to all, and a
+/* pmd with these config lines and extra args, open to every uid, and a
  * copy of the test module there that every uid can read. */
 static void
 start(const char *lines, const char *const *args, long nofile,
     void (*prep)(void))
 {
-	char src[PATH_MAX], conf[PATH_MAX + 64];
-	const char *a[16] = { "--config", conf };
-	FILE *f;
-	int n = 2, i;
+	struct th_pmd_opts o = { .conf = lines, .args = args,
+	    .nofile = nofile, .prep = prep, .shared = 1 };
 
-	is_root = geteuid() == 0;
-	snprintf(conf, sizeof(conf), "/tmp/pmdtest-iso.%d.conf", (int)getpid());
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "socket_mode = 0666\n%s", lines ? lines : "");
-	fclose(f);
-	for (i = 0; args != NULL && args[i] != NULL && n < 15; i++)
-		a[n++] = args[i];
-	a[n] = NULL;
-	ck_assert_int_eq(th_pmd_start_prep(&pmd, a, nofile, prep), 0);
-	unlink(conf);
-	ck_assert_int_eq(chmod(pmd.dir, 0755), 0);
-	snprintf(src, sizeof(src), "%s/tests/isotasks.so", th_env("PM_BUILD"));
-	snprintf(mod, sizeof(mod), "%s/iso.so", pmd.dir);
-	th_copy_file(src, mod, 0644);
+	ck_assert_int_eq(th_pmd_start_opts(&pmd, &o), 0);
+	th_pmd_module(&pmd, "isotasks.so", "iso.so", 0644, mod, sizeof(mod));
 	base_pmd = th_fd_count(pmd.pid);
 	conn = pm_connect(pmd.sock);
 	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
@@ -278,7 +254,7 @@ START_TEST(t_no_leak)
 	ssize_t n;
 	int xs, ys, p[2], round, i, code;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	random_hex(s.argv, "A");
 	random_hex(s.env, "E");
 	random_hex(s.cwd, "C");
@@ -381,7 +357,7 @@ run_code(pm_conn *c, const char *fn, const char *arg)
  * none of them (ids is defined only there). */
 START_TEST(t_preload_local)
 {
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	yconn = conn_as(USER_Y);
 	ck_assert_msg(run_code(yconn, "has_symbol", "ids") == 0,
 	    "uid %u's worker resolved a symbol of a module preloaded in the "
@@ -406,7 +382,7 @@ START_TEST(t_many_groups)
 	pm_conn *c;
 	int i;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	for (i = 0; i < MANY_GROUPS; i++)
 		g[i] = (gid_t)(70000 + i);
 	th_become(USER_Y, USER_Y, g, MANY_GROUPS);

@@ -274,10 +274,7 @@ START_TEST(t_other_uid)
 	pid_t pid;
 	pm_lock *theirs;
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "t_other_uid: skipped (needs root)\n");
-		return;
-	}
+	TH_NEED_ROOT();
 	ck_assert_int_eq(chmod(pmd.dir, 0711), 0);
 	ck_assert_int_eq(chmod(pmd.sock, 0666), 0);
 	lock = pm_lock_open(conn, "mine", PM_O_CREATE);

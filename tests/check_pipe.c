@@ -38,23 +38,26 @@
 
 static struct th_pmd pmd;
 static pm_conn *conn;
-static int base_self;		/* client fds before the test */
-static int base_pmd;		/* pmd fds with no client */
+static struct th_base baseline;	/* fds before connecting; pmd's then */
 static char pmod[PATH_MAX];	/* pipetasks.so */
 static pm_pipe *ends[MAX_ENDS];	/* freed by teardown if a check failed */
+
+/* A pmd with the settings conf (NULL: none) and a connection to it. */
+static void
+start_pmd(const char *conf)
+{
+	struct th_pmd_opts o = { .conf = conf };
+
+	signal(SIGPIPE, SIG_DFL);
+	snprintf(pmod, sizeof(pmod), "%s/tests/pipetasks.so",
+	    th_env("PM_BUILD"));
+	conn = th_pmd_open(&pmd, &o, &baseline);
+}
 
 static void
 setup(void)
 {
-	signal(SIGPIPE, SIG_DFL);
-	base_self = th_fd_count(0);
-	snprintf(pmod, sizeof(pmod), "%s/tests/pipetasks.so",
-	    th_env("PM_BUILD"));
-	ck_assert_int_eq(th_pmd_start(&pmd, NULL), 0);
-	base_pmd = th_fd_count(pmd.pid);
-	ck_assert_int_gt(base_pmd, 0);
-	conn = pm_connect(pmd.sock);
-	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+	start_pmd(NULL);
 }
 
 static void
@@ -66,11 +69,7 @@ teardown(void)
 		pm_pipe_free(ends[i]);
 		ends[i] = NULL;
 	}
-	pm_disconnect(conn);
-	conn = NULL;
-	ck_assert_int_eq(th_fd_count(0), base_self);
-	th_pmd_settled(&pmd, base_pmd, 10);
-	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
+	th_pmd_close(&pmd, &conn, &baseline);
 }
 
 static void
@@ -827,24 +826,7 @@ teardown_listen(void)
 static void
 setup_backlog(void)
 {
-	static const char *args[] = { "--config", NULL, NULL };
-	static char conf[PATH_MAX];
-	FILE *f;
-
-	snprintf(conf, sizeof(conf), "/tmp/pmdtest-p.%d.conf", (int)getpid());
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fputs("max_listen_backlog = 2\nmax_listeners = 2\n", f);
-	fclose(f);
-	args[1] = conf;
-	signal(SIGPIPE, SIG_DFL);
-	base_self = th_fd_count(0);
-	snprintf(pmod, sizeof(pmod), "%s/tests/pipetasks.so",
-	    th_env("PM_BUILD"));
-	ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
-	unlink(conf);
-	base_pmd = th_fd_count(pmd.pid);
-	conn = pm_connect(pmd.sock);
-	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+	start_pmd("max_listen_backlog = 2\nmax_listeners = 2\n");
 }
 
 /* A forked client that connects to name and exits with a code saying
@@ -1096,10 +1078,7 @@ START_TEST(t_listen_other_uid)
 	pid_t pid;
 	uid_t uid = 0;
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "t_listen_other_uid: skipped (needs root)\n");
-		return;
-	}
+	TH_NEED_ROOT();
 	ck_assert_int_eq(chmod(pmd.dir, 0711), 0);
 	ck_assert_int_eq(chmod(pmd.sock, 0666), 0);
 	listener2 = pm_listen(conn, "private", 0);

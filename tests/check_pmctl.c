@@ -527,6 +527,14 @@ START_TEST(t_usage_says_what)
 		{ "--socket S status extra", "unexpected argument 'extra'" },
 		{ "--socket S kill", "PID is missing" },
 		{ "--socket S queue get --timeout", "--timeout needs a value" },
+		{ "--socket S queue rm --create q", "queue rm: --create is for "
+		    "put" },
+		{ "--socket S queue rm -t 1 q", "--timeout is for put or get" },
+		{ "--socket S dict get --create d k", "--create is for set" },
+		{ "--socket S dict set d k", "dict set: VALUE is missing" },
+		{ "--socket S dict", "dict: get, set, del or keys?" },
+		{ "--socket S dict get --timeout 1 d k", "unknown option "
+		    "--timeout" },
 		{ "--socket S frob", "unknown command 'frob'" },
 	};
 	char cmd[PATH_MAX + 512];

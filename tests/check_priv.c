@@ -51,7 +51,6 @@ static const struct who admin_c = { 65532, 65532, 1, { G_ADMIN } };
 static struct th_pmd pmd;
 static pm_conn *conn;		/* root's */
 static int base_pmd;
-static char conf[PATH_MAX + 64];
 static char pubmod[PATH_MAX + 64];	/* 0644 copy of privtasks.so */
 static char privmod[PATH_MAX + 64];	/* 0600 copy, owned by root */
 static int is_root;
@@ -71,31 +70,25 @@ static int rawfd[MAX_HELD] = { -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 
 /* ---- set-up ---- */
 
-/* pmd with these config lines, its socket reachable by every uid. */
+/* pmd with these config lines, open to every uid, and copies of the
+ * test module there: one every uid can read, one only root can. */
 static void
 start_with_args(const char *lines, const char *extra)
 {
-	const char *args[] = { "--config", conf, extra, NULL };
-	char src[PATH_MAX];
-	FILE *f;
+	const char *args[] = { extra, NULL };
+	char text[512];
+	struct th_pmd_opts o = { .conf = text, .args = args, .shared = 1 };
 
 	is_root = geteuid() == 0;
 	if (!is_root)
 		return;
-	snprintf(conf, sizeof(conf), "/tmp/pmdtest-priv.%d.conf",
-	    (int)getpid());
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "socket_mode = 0666\nadmin_group = %u\n%s",
+	snprintf(text, sizeof(text), "admin_group = %u\n%s",
 	    (unsigned)G_ADMIN, lines);
-	fclose(f);
-	ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
-	unlink(conf);
-	ck_assert_int_eq(chmod(pmd.dir, 0755), 0);
-	snprintf(src, sizeof(src), "%s/tests/privtasks.so", th_env("PM_BUILD"));
-	snprintf(pubmod, sizeof(pubmod), "%s/pub.so", pmd.dir);
-	snprintf(privmod, sizeof(privmod), "%s/priv.so", pmd.dir);
-	th_copy_file(src, pubmod, 0644);
-	th_copy_file(src, privmod, 0600);
+	ck_assert_int_eq(th_pmd_start_opts(&pmd, &o), 0);
+	th_pmd_module(&pmd, "privtasks.so", "pub.so", 0644, pubmod,
+	    sizeof(pubmod));
+	th_pmd_module(&pmd, "privtasks.so", "priv.so", 0600, privmod,
+	    sizeof(privmod));
 	base_pmd = th_fd_count(pmd.pid);
 	conn = pm_connect(pmd.sock);
 	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
@@ -168,14 +161,6 @@ teardown(void)
 	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
 }
 
-#define NEED_ROOT()							\
-	do {								\
-		if (!is_root) {						\
-			fprintf(stderr, "%s: skipped (needs root)\n",	\
-			    __func__);					\
-			return;						\
-		}							\
-	} while (0)
 
 /* ---- clients under other uids ---- */
 
@@ -460,7 +445,7 @@ START_TEST(t_setpriv)
 	const char *argv[16];
 	int n = 0, r;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)user_a.uid);
 	snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)user_a.gid);
 	snprintf(groups, sizeof(groups), "--groups=%u,%u",
@@ -493,7 +478,7 @@ START_TEST(t_creds)
 	char *got;
 	int err;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	got = run_result(conn, pubmod, "ids", &err);
 	ck_assert_msg(got != NULL, "root ids: %d %s", err, pm_last_message());
 	ck_assert_msg(strncmp(got, "0 0 0 0 ", 8) == 0, "root's worker: %s",
@@ -611,7 +596,7 @@ START_TEST(t_isolation)
 	pm_process *p;
 	int r;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	p = two_workers(&mine, &owner, &victim, line, sizeof(line));
 	ck_assert(th_pid_alive(victim));
 
@@ -697,7 +682,7 @@ START_TEST(t_admin_group)
 	pm_process *p;
 	int st;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	p = two_workers(&mine, &owner, &victim, line, sizeof(line));
 
 	/* a member of admin_group sees and signals everyone's workers */
@@ -786,7 +771,7 @@ START_TEST(t_modules)
 	char dir[PATH_MAX + 64], mod[PATH_MAX + 128], *got;
 	int err;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	snprintf(dir, sizeof(dir), "%s/closed", pmd.dir);
 	ck_assert_int_eq(mkdir(dir, 0700), 0);
 	snprintf(mod, sizeof(mod), "%s/pub.so", dir);
@@ -853,7 +838,7 @@ START_TEST(t_worker_cap)
 	char line[64];
 	int i, r;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	for (i = 0; i < 3; i++) {
 		p[i] = pm_process_new(conn, pubmod, "idle", NULL, 0);
 		ck_assert_int_eq(pm_process_start(p[i]), PM_OK);
@@ -961,7 +946,7 @@ START_TEST(t_spawn_rate)
 	char msg[512];
 	int n, last;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	n = spawn_until_limit(conn, ps, 200, &last);
 	snprintf(msg, sizeof(msg), "%s", pm_last_message());
 	ck_assert_msg(last == PM_ELIMIT, "%d spawns, then %d (%s)", n, last,
@@ -992,7 +977,7 @@ START_TEST(t_spawn_rate_per_uid)
 	double t0;
 	int n, last;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	conn2 = pm_connect(pmd.sock);
 	ck_assert_ptr_nonnull(conn2);
 	t0 = th_now();
@@ -1021,8 +1006,8 @@ static char premod[PATH_MAX + 64];
 static void
 setup_preload(void)
 {
-	char src[PATH_MAX], arg[PATH_MAX + 128];
-	FILE *f;
+	char src[PATH_MAX], text[PATH_MAX + 128];
+	struct th_pmd_opts o = { .conf = text, .shared = 1 };
 
 	is_root = geteuid() == 0;
 	if (!is_root)
@@ -1032,17 +1017,8 @@ setup_preload(void)
 	snprintf(src, sizeof(src), "%s/tests/privtasks.so", th_env("PM_BUILD"));
 	snprintf(premod, sizeof(premod), "%s/pre.so", predir);
 	th_copy_file(src, premod, 0600);
-	snprintf(conf, sizeof(conf), "%s/pmd.conf", predir);
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "socket_mode = 0666\npreload = %s\n", premod);
-	fclose(f);
-	snprintf(arg, sizeof(arg), "%s", conf);
-	{
-		const char *args[] = { "--config", arg, NULL };
-
-		ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
-	}
-	ck_assert_int_eq(chmod(pmd.dir, 0755), 0);
+	snprintf(text, sizeof(text), "preload = %s\n", premod);
+	ck_assert_int_eq(th_pmd_start_opts(&pmd, &o), 0);
 	base_pmd = th_fd_count(pmd.pid);
 	conn = pm_connect(pmd.sock);
 	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
@@ -1090,7 +1066,7 @@ START_TEST(t_preload_unreadable)
 	char *got;
 	int err;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	got = run_result(conn, premod, "ids", &err);
 	ck_assert_msg(got != NULL, "root: %d %s", err, pm_last_message());
 	free(got);
@@ -1133,7 +1109,7 @@ START_TEST(t_private_pdeathsig)
 	char line[64];
 	pid_t worker, forker;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	u = as_user(&user_a, orphan_client, NULL);
 	user_line(&u, line, sizeof(line));
 	worker = (pid_t)atoi(line);
@@ -1238,7 +1214,7 @@ START_TEST(t_queue_squatting)
 	char out[16384];
 	pm_bytes b;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	u = as_user(&user_a, squat_owner, NULL);
 	user_done(&u);
 	ck_assert_int_eq(pmctl_as(&user_b, out, sizeof(out), "queue", "put",
@@ -1281,26 +1257,18 @@ END_TEST
 static void
 setup_allow(void)
 {
-	const char *args[] = { "--config", conf, NULL };
-	char src[PATH_MAX];
-	FILE *f;
+	char text[64];
+	struct th_pmd_opts o = { .conf = text, .shared = 1, .as = 1,
+	    .uid = user_b.uid, .gid = user_b.gid };
 
 	is_root = geteuid() == 0;
 	if (!is_root)
 		return;
-	snprintf(conf, sizeof(conf), "/tmp/pmdtest-priv.%d.conf",
-	    (int)getpid());
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "socket_mode = 0666\nallow_uids = %u\n",
+	snprintf(text, sizeof(text), "allow_uids = %u\n",
 	    (unsigned)user_a.uid);
-	fclose(f);
-	ck_assert_int_eq(th_pmd_start_as(&pmd, args, user_b.uid, user_b.gid),
-	    0);
-	unlink(conf);
-	ck_assert_int_eq(chmod(pmd.dir, 0755), 0);
-	snprintf(src, sizeof(src), "%s/tests/privtasks.so", th_env("PM_BUILD"));
-	snprintf(pubmod, sizeof(pubmod), "%s/pub.so", pmd.dir);
-	th_copy_file(src, pubmod, 0644);
+	ck_assert_int_eq(th_pmd_start_opts(&pmd, &o), 0);
+	th_pmd_module(&pmd, "privtasks.so", "pub.so", 0644, pubmod,
+	    sizeof(pubmod));
 	base_pmd = th_fd_count(pmd.pid);
 	ck_assert_ptr_null(pm_connect(pmd.sock));	/* root: not served */
 	ck_assert_int_eq(pm_last_error(), PM_EPERM);
@@ -1406,7 +1374,7 @@ START_TEST(t_allow_uids)
 	struct user_proc u;
 	char out[4096];
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	u = as_user(&user_b, allow_own, NULL);
 	user_done(&u);
 	u = as_user(&user_a, allow_other, NULL);
@@ -1574,7 +1542,7 @@ START_TEST(t_uid_shares)
 	char *data;
 	int i, r;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	/* queues, bytes, memfd items */
 	ck_assert_ptr_nonnull(data = calloc(1, SHARE_MEMFD));
 	r = fill_shares(conn, qn, q, data);
@@ -1696,7 +1664,7 @@ START_TEST(t_uid_buffers)
 	int i, n, refused = -1;
 	size_t k, got;
 
-	NEED_ROOT();
+	TH_NEED_ROOT();
 	ck_assert_ptr_nonnull(data = calloc(1, PART_LEN));
 	for (k = 0; k < FEED_BATCH; k++) {
 		items[k].data = data;

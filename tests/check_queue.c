@@ -29,8 +29,7 @@
 
 static struct th_pmd pmd;
 static pm_conn *conn;
-static int base_self;		/* client fds before connecting */
-static int base_pmd;		/* pmd fds with no client */
+static struct th_base baseline;	/* fds before connecting; pmd's then */
 static char qmod[PATH_MAX];	/* qtasks.so */
 
 /* The test's open queues (qopen, qfree): reachable from here while fake
@@ -39,16 +38,14 @@ static char qmod[PATH_MAX];	/* qtasks.so */
 #define MAX_QUEUES	16
 static pm_queue *queues[MAX_QUEUES];
 
+/* A pmd with the settings conf (NULL: none) and a connection to it. */
 static void
-start_pmd(const char *const *args)
+start_pmd(const char *conf)
 {
-	base_self = th_fd_count(0);
+	struct th_pmd_opts o = { .conf = conf };
+
 	snprintf(qmod, sizeof(qmod), "%s/tests/qtasks.so", th_env("PM_BUILD"));
-	ck_assert_int_eq(th_pmd_start(&pmd, args), 0);
-	base_pmd = th_fd_count(pmd.pid);
-	ck_assert_int_gt(base_pmd, 0);
-	conn = pm_connect(pmd.sock);
-	ck_assert_msg(conn != NULL, "pm_connect: %s", pm_last_message());
+	conn = th_pmd_open(&pmd, &o, &baseline);
 }
 
 static void
@@ -66,11 +63,7 @@ teardown(void)
 		pm_queue_free(queues[i]);
 		queues[i] = NULL;
 	}
-	pm_disconnect(conn);
-	conn = NULL;
-	ck_assert_int_eq(th_fd_count(0), base_self);
-	th_pmd_settled(&pmd, base_pmd, 10);
-	ck_assert_int_eq(th_pmd_stop(&pmd), 0);
+	th_pmd_close(&pmd, &conn, &baseline);
 }
 
 static pm_queue *
@@ -507,10 +500,7 @@ START_TEST(t_other_uid)
 	pm_queue *priv, *shared, *theirs;
 	pid_t pid;
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "t_other_uid: skipped (needs root)\n");
-		return;
-	}
+	TH_NEED_ROOT();
 	ck_assert_int_eq(chmod(pmd.dir, 0711), 0);
 	ck_assert_int_eq(chmod(pmd.sock, 0666), 0);
 	priv = qopen("private", 0, PM_Q_CREATE);
@@ -859,30 +849,12 @@ END_TEST
 
 /* ---- configured bounds ---- */
 
-static char bounds_conf[PATH_MAX];
-static const char *bounds_args[] = { "--config", bounds_conf, NULL };
-
-/* A pmd with the settings conf. */
-static void
-start_pmd_conf(const char *conf)
-{
-	FILE *f;
-
-	snprintf(bounds_conf, sizeof(bounds_conf), "/tmp/pmdtest-q.%d.conf",
-	    (int)getpid());
-	ck_assert_ptr_nonnull(f = fopen(bounds_conf, "w"));
-	fputs(conf, f);
-	fclose(f);
-	start_pmd(bounds_args);
-	unlink(bounds_conf);
-}
-
 static void
 setup_bounds(void)
 {
 	/* the bounds in all: each uid's share is set to all of it (a root
 	 * pmd gives each uid a part by default) */
-	start_pmd_conf("max_queues = 3\nmax_queue_items = 100\n"
+	start_pmd("max_queues = 3\nmax_queue_items = 100\n"
 	    "max_queue_bytes = 10000\nmax_item_size = 1000\n"
 	    "max_total_queue_bytes = 15000\nmax_queues_per_uid = 3\n"
 	    "max_total_queue_bytes_per_uid = 15000\n");
@@ -891,7 +863,7 @@ setup_bounds(void)
 static void
 setup_items(void)
 {
-	start_pmd_conf("max_item_size = 4194304\nmax_queue_fd_items = 2\n"
+	start_pmd("max_item_size = 4194304\nmax_queue_fd_items = 2\n"
 	    "max_queue_fd_items_per_uid = 2\n");
 }
 

@@ -426,58 +426,147 @@ struct th_as {
 static int	pmd_start(struct th_pmd *, const char *const [], long,
 		    const struct th_as *, void (*)(void));
 
+/* Writes conf to a new file (path) for --config; shared: socket_mode =
+ * 0666 first.  0 or -1. */
+static int
+conf_write(char *path, size_t len, const char *conf, int shared)
+{
+	FILE *f;
+	int fd;
+
+	snprintf(path, len, "/tmp/pmdtest-conf.%d.XXXXXX", (int)getpid());
+	if ((fd = mkstemp(path)) == -1)
+		return -1;
+	/* a pmd run as another uid reads it too */
+	if (fchmod(fd, 0644) == -1 || (f = fdopen(fd, "w")) == NULL) {
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	fprintf(f, "%s%s", shared ? "socket_mode = 0666\n" : "",
+	    conf != NULL ? conf : "");
+	if (fclose(f) != 0) {
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+int
+th_pmd_start_opts(struct th_pmd *d, const struct th_pmd_opts *o)
+{
+	static const struct th_pmd_opts none;
+	const char *argv[TH_MAX_ARGS];
+	char path[64];
+	struct th_as as;
+	int i, n = 0, r, conf;
+
+	if (o == NULL)
+		o = &none;
+	conf = o->conf != NULL || o->shared;
+	if (conf) {
+		if (conf_write(path, sizeof(path), o->conf, o->shared) == -1)
+			return -1;
+		argv[n++] = "--config";
+		argv[n++] = path;
+	}
+	for (i = 0; o->args != NULL && o->args[i] != NULL &&
+	    n < TH_MAX_ARGS - 1; i++)
+		argv[n++] = o->args[i];
+	argv[n] = NULL;
+	as.uid = o->uid;
+	as.gid = o->gid;
+	r = pmd_start(d, argv, o->nofile, o->as ? &as : NULL, o->prep);
+	if (conf)
+		unlink(path);
+	if (r == 0 && o->shared && chmod(d->dir, 0755) == -1) {
+		th_pmd_stop(d);
+		return -1;
+	}
+	return r;
+}
+
 int
 th_pmd_start(struct th_pmd *d, const char *const extra_args[])
 {
-	return pmd_start(d, extra_args, 0, NULL, NULL);
+	struct th_pmd_opts o = { .args = extra_args };
+
+	return th_pmd_start_opts(d, &o);
 }
 
 int
 th_pmd_start_conf(struct th_pmd *d, const char *conf,
     const char *const extra_args[])
 {
-	const char *argv[TH_MAX_ARGS];
-	char path[64];
-	FILE *f;
-	int i, n = 0, r;
+	struct th_pmd_opts o = { .conf = conf, .args = extra_args };
 
-	snprintf(path, sizeof(path), "/tmp/pmdtest-conf.%d", (int)getpid());
-	if ((f = fopen(path, "w")) == NULL)
-		return -1;
-	fputs(conf, f);
-	fclose(f);
-	argv[n++] = "--config";
-	argv[n++] = path;
-	for (i = 0; extra_args != NULL && extra_args[i] != NULL &&
-	    n < TH_MAX_ARGS - 1; i++)
-		argv[n++] = extra_args[i];
-	argv[n] = NULL;
-	r = pmd_start(d, argv, 0, NULL, NULL);
-	unlink(path);
-	return r;
+	return th_pmd_start_opts(d, &o);
 }
 
 int
 th_pmd_start_nofile(struct th_pmd *d, const char *const extra_args[],
     long nofile)
 {
-	return pmd_start(d, extra_args, nofile, NULL, NULL);
+	struct th_pmd_opts o = { .args = extra_args, .nofile = nofile };
+
+	return th_pmd_start_opts(d, &o);
 }
 
 int
 th_pmd_start_prep(struct th_pmd *d, const char *const extra_args[],
     long nofile, void (*prep)(void))
 {
-	return pmd_start(d, extra_args, nofile, NULL, prep);
+	struct th_pmd_opts o = { .args = extra_args, .nofile = nofile,
+	    .prep = prep };
+
+	return th_pmd_start_opts(d, &o);
 }
 
 int
 th_pmd_start_as(struct th_pmd *d, const char *const extra_args[], uid_t uid,
     gid_t gid)
 {
-	struct th_as as = { uid, gid };
+	struct th_pmd_opts o = { .args = extra_args, .as = 1, .uid = uid,
+	    .gid = gid };
 
-	return pmd_start(d, extra_args, 0, &as, NULL);
+	return th_pmd_start_opts(d, &o);
+}
+
+pm_conn *
+th_pmd_open(struct th_pmd *d, const struct th_pmd_opts *o,
+    struct th_base *base)
+{
+	pm_conn *c;
+
+	base->self = th_fd_count(0);
+	ck_assert_int_eq(th_pmd_start_opts(d, o), 0);
+	base->pmd = th_fd_count(d->pid);
+	ck_assert_int_gt(base->pmd, 0);
+	c = pm_connect(d->sock);
+	ck_assert_msg(c != NULL, "pm_connect: %s", pm_last_message());
+	return c;
+}
+
+void
+th_pmd_close(struct th_pmd *d, pm_conn **c, const struct th_base *base)
+{
+	pm_disconnect(*c);
+	*c = NULL;
+	ck_assert_int_eq(th_fd_count(0), base->self);
+	th_pmd_settled(d, base->pmd, 10);
+	ck_assert_int_eq(th_pmd_stop(d), 0);
+}
+
+void
+th_pmd_module(const struct th_pmd *d, const char *module, const char *name,
+    mode_t mode, char *path, size_t len)
+{
+	char src[PATH_MAX];
+
+	snprintf(src, sizeof(src), "%s/tests/%s", th_env("PM_BUILD"), module);
+	ck_assert_int_lt(snprintf(path, len, "%s/%s", d->dir, name),
+	    (int)len);
+	th_copy_file(src, path, mode);
 }
 
 /* pmd's child side: the uid to run as, then the fds, then prep.  No

@@ -12,6 +12,8 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <check.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -25,6 +27,24 @@ struct th_pmd {
 	char	sock[PATH_MAX];		/* dir/pmd.sock */
 };
 
+/* How th_pmd_start_opts starts pmd; zero for the defaults. */
+struct th_pmd_opts {
+	const char		*conf;	/* config file text (key = value) */
+	const char *const	*args;	/* extra args, NULL-terminated */
+	long			 nofile;/* > 0: RLIMIT_NOFILE soft = hard */
+	void			(*prep)(void);	/* run in pmd's process just
+						 * before the exec */
+	int			 as;	/* run pmd as uid and gid (no groups)
+					 * from a staged copy: root only */
+	uid_t			 uid;
+	gid_t			 gid;
+	int			 shared;/* every uid may connect: socket_mode
+					 * 0666 and the directory 0755 */
+};
+
+/* Start pmd on dir/pmd.sock with --ready-fd and wait (10 s) for READY:
+ * o (NULL: the defaults) says how.  0 or -1 (nothing left). */
+int	 th_pmd_start_opts(struct th_pmd *, const struct th_pmd_opts *o);
 /* Start pmd on dir/pmd.sock with --ready-fd and wait (10 s) for READY.
  * extra_args: NULL-terminated, may be NULL.  0 or -1 (nothing left). */
 int	 th_pmd_start(struct th_pmd *, const char *const extra_args[]);
@@ -45,6 +65,37 @@ int	 th_pmd_start_prep(struct th_pmd *, const char *const extra_args[],
 /* SIGTERM, wait (15 s, then SIGKILL), remove dir.  Returns pmd's exit
  * status (>= 0), -signo, or TH_TIMEOUT.  A stopped pmd is a no-op (0). */
 int	 th_pmd_stop(struct th_pmd *);
+
+/* A test's fixture: the fd counts its teardown holds it to. */
+struct th_base {
+	int	self;		/* the test's fds before it connected */
+	int	pmd;		/* pmd's fds with no client */
+};
+/* Starts pmd as th_pmd_start_opts, notes the fd counts in *base and
+ * connects: the connection.  Fails the test on an error. */
+pm_conn	*th_pmd_open(struct th_pmd *, const struct th_pmd_opts *,
+	    struct th_base *base);
+/* Disconnects *c (NULL after), checks that the test has base->self fds
+ * again, waits (10 s) for pmd to settle at base->pmd fds and no zombie,
+ * and stops it: its exit status must be 0. */
+void	 th_pmd_close(struct th_pmd *, pm_conn **c,
+	    const struct th_base *base);
+/* A copy of $PM_BUILD/tests/module in pmd's directory as name with mode
+ * (0644: every uid may load it with a shared pmd); its path in path.
+ * Fails the test on an error. */
+void	 th_pmd_module(const struct th_pmd *, const char *module,
+	    const char *name, mode_t mode, char *path, size_t len);
+/* In a test that needs root: says it is skipped and returns when the
+ * suite does not run as root. */
+#define TH_NEED_ROOT()							\
+	do {								\
+		if (geteuid() != 0) {					\
+			fprintf(stderr, "%s: skipped (needs root)\n",	\
+			    __func__);					\
+			return;						\
+		}							\
+	} while (0)
+
 /* The broker's child that is not a worker: its only child when idle. */
 pid_t	 th_pmd_forker(const struct th_pmd *);
 /* Waits up to secs for pmd to have no zombie and base_fds fds, then
