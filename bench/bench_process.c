@@ -116,17 +116,19 @@ fork_once(double *us)
 }
 
 /*
- * Starts n module:idle workers at once, waits, prints the mean PSS as
- * key (with n 1, the broker's too), and ends them.  One worker alone pays
- * the biggest share of the pages it shares with the broker and the
- * forker; with several, each pays less.
+ * Starts n module:idle workers at once, waits, prints their mean PSS as
+ * key_pss_kb and mean USS as key_uss_kb (with n 1, the broker's PSS too),
+ * and ends them.  One worker alone pays the biggest share of the pages it
+ * shares with the broker and the forker; with several, each pays less.
+ * Its share of libc's text moves with how many processes on the machine
+ * map it; its USS (the pages no other process maps) does not.
  */
 static int
 idle_pss(pm_conn *c, const char *module, int n, const char *key)
 {
 	struct timespec	 ts = { 0, BENCH_IDLE_MS * 1000000L };
 	pm_process	*p[BENCH_IDLE_MAX];
-	long		 sum = 0, kb;
+	long		 sum = 0, usum = 0, kb, ukb;
 	int		 i, started, code, rc = 0;
 
 	for (started = 0; started < n; started++) {
@@ -143,11 +145,16 @@ idle_pss(pm_conn *c, const char *module, int n, const char *key)
 		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 			;
 		for (i = 0; i < n; i++) {
-			if ((kb = bench_pss_kb(pm_process_pid(p[i]))) < 0)
+			if ((kb = bench_pss_kb(pm_process_pid(p[i]))) < 0 ||
+			    (ukb = bench_uss_kb(pm_process_pid(p[i]))) < 0)
 				rc = -1;
-			sum += kb;
+			else {
+				sum += kb;
+				usum += ukb;
+			}
 		}
-		printf("%s %ld\n", key, rc == 0 ? sum / n : -1L);
+		printf("%s_pss_kb %ld\n", key, rc == 0 ? sum / n : -1L);
+		printf("%s_uss_kb %ld\n", key, rc == 0 ? usum / n : -1L);
 		if (n == 1)
 			printf("pmd_broker_pss_kb %ld\n",
 			    bench_pss_kb(pm_daemon_pid(c)));
@@ -345,8 +352,8 @@ main(int argc, char *argv[])
 	bench_print_stats("bare_fork", bare, runs);
 	if (start_methods(c, module) == -1)
 		return 1;
-	if (idle_pss(c, module, 1, "pmd_idle_pss_kb") == -1 ||
-	    idle_pss(c, module, BENCH_IDLE_MAX, "pmd_idle4_pss_kb") == -1)
+	if (idle_pss(c, module, 1, "pmd_idle") == -1 ||
+	    idle_pss(c, module, BENCH_IDLE_MAX, "pmd_idle4") == -1)
 		return 1;
 	if (callers_at_once(module, 1, "pmd_4callers_per_s") == -1 ||
 	    callers_at_once(module, 0, "bare_4callers_per_s") == -1 ||

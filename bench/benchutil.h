@@ -81,11 +81,13 @@ bench_print_stats(const char *prefix, double *v, int n)
 	printf("%s_runs %d\n", prefix, n);
 }
 
-/* Pss of pid in kB from /proc/PID/smaps_rollup, or -1. */
+/* The field ("Pss", "Private_Dirty"...) of pid's /proc/PID/smaps_rollup
+ * in kB, or -1. */
 static inline long
-bench_pss_kb(pid_t pid)
+bench_rollup_kb(pid_t pid, const char *field)
 {
 	char path[64], line[256];
+	size_t len = strlen(field);
 	FILE *f;
 	long kb = -1;
 
@@ -93,10 +95,29 @@ bench_pss_kb(pid_t pid)
 	if ((f = fopen(path, "re")) == NULL)
 		return -1;
 	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "Pss: %ld kB", &kb) == 1)
+		if (strncmp(line, field, len) == 0 && line[len] == ':' &&
+		    sscanf(line + len + 1, "%ld kB", &kb) == 1)
 			break;
 	fclose(f);
 	return kb;
+}
+
+/* Pss of pid in kB, or -1. */
+static inline long
+bench_pss_kb(pid_t pid)
+{
+	return bench_rollup_kb(pid, "Pss");
+}
+
+/* USS of pid in kB: the pages mapped by pid alone (Private_Clean +
+ * Private_Dirty), what one more such process adds; or -1. */
+static inline long
+bench_uss_kb(pid_t pid)
+{
+	long c = bench_rollup_kb(pid, "Private_Clean");
+	long d = bench_rollup_kb(pid, "Private_Dirty");
+
+	return c < 0 || d < 0 ? -1 : c + d;
 }
 
 /* Reads (wr 0) or writes len bytes of buf whole; exits on an error. */

@@ -29,15 +29,19 @@ def now_us():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1000.0
 
 
-def pss_kb(pid):
+def rollup_kb(pid, *fields):
+    """The sum of these smaps_rollup fields of pid in kB, or -1."""
+    kb, seen = 0, 0
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
+                name, _, rest = line.partition(":")
+                if name in fields:
+                    kb += int(rest.split()[0])
+                    seen += 1
     except OSError:
         pass
-    return -1
+    return kb if seen == len(fields) else -1
 
 
 def time_start_join(ctx, runs):
@@ -58,16 +62,20 @@ def time_start_join(ctx, runs):
 
 
 def idle_pss(ctx, n=1):
-    """Mean PSS of n idle workers started at once."""
+    """Mean PSS and mean USS (Private_Clean + Private_Dirty) of n idle
+    workers started at once."""
     ps = [ctx.Process(target=idle, daemon=True) for _ in range(n)]
     for p in ps:
         p.start()
     time.sleep(IDLE_SECONDS)
-    kbs = [pss_kb(p.pid) for p in ps]
+    pss = [rollup_kb(p.pid, "Pss") for p in ps]
+    uss = [rollup_kb(p.pid, "Private_Clean", "Private_Dirty") for p in ps]
     for p in ps:
         p.terminate()
         p.join()
-    return -1 if min(kbs) < 0 else sum(kbs) // n
+    if min(pss + uss) < 0:
+        return -1, -1
+    return sum(pss) // n, sum(uss) // n
 
 
 def main():
@@ -82,8 +90,10 @@ def main():
         print(f"py_{method}_min_us {s[0]:.1f}")
         print(f"py_{method}_runs {len(s)}")
         if method != "spawn":
-            print(f"py_{method}_idle_pss_kb {idle_pss(ctx)}")
-            print(f"py_{method}_idle4_pss_kb {idle_pss(ctx, 4)}")
+            for key, n in (("idle", 1), ("idle4", 4)):
+                pss, uss = idle_pss(ctx, n)
+                print(f"py_{method}_{key}_pss_kb {pss}")
+                print(f"py_{method}_{key}_uss_kb {uss}")
         sys.stdout.flush()
 
 

@@ -2,8 +2,9 @@
 # run.sh BUILD_DIR - pmd and Python's multiprocessing side by side, in one
 # run on one machine: Process start+join of a no-op target, a bare fork in
 # C, each start method (pmd's and Python's forkserver, spawn and fork), and
-# the memory (PSS) of an idle worker, alone and as the mean of 4 idle at
-# once (workers sharing pages each pay less of them).  Prints numbers and
+# the memory of an idle worker, alone and as the mean of 4 idle at once:
+# PSS (workers sharing pages each pay less of them) and USS, the pages the
+# worker alone maps, which do not move with what else runs.  Prints numbers and
 # ratios next to the budgets; it asserts nothing.
 #
 # Uses $PMD_SOCKET when set; otherwise a private pmd (BUILD_DIR/pmd) in a
@@ -69,12 +70,17 @@ END {
 	printf "%-40s %s %s\n", "python forkserver worker", kb("py_forkserver_idle_pss_kb"), kb("py_forkserver_idle4_pss_kb")
 	printf "%-40s %s %s\n", "python fork worker", kb("py_fork_idle_pss_kb"), kb("py_fork_idle4_pss_kb")
 	printf "%-40s %s\n", "(pmd broker, for reference)", kb("pmd_broker_pss_kb")
+	printf "\n%-40s %10s %10s\n", "idle worker own pages (USS)", "alone", "4 at once"
+	printf "%-40s %s %s\n", "pmd worker", kb("pmd_idle_uss_kb"), kb("pmd_idle4_uss_kb")
+	printf "%-40s %s %s\n", "python forkserver worker", kb("py_forkserver_idle_uss_kb"), kb("py_forkserver_idle4_uss_kb")
+	printf "%-40s %s %s\n", "python fork worker", kb("py_fork_idle_uss_kb"), kb("py_fork_idle4_uss_kb")
 
 	printf "\nratios (medians)\n"
 	printf "  pmd / bare fork                 %s\n", ratio("pmd_process_median_us", "bare_fork_median_us")
 	printf "  python forkserver / pmd         %s\n", ratio("py_forkserver_median_us", "pmd_process_median_us")
 	printf "  python fork / pmd               %s\n", ratio("py_fork_median_us", "pmd_process_median_us")
 	printf "  python forkserver PSS / pmd PSS %s\n", ratio("py_forkserver_idle_pss_kb", "pmd_idle_pss_kb")
+	printf "  python forkserver USS / pmd USS %s\n", ratio("py_forkserver_idle_uss_kb", "pmd_idle_uss_kb")
 	printf "  big caller: pmd / bare fork     %s\n", ratio("pmd_big_process_median_us", "bare_big_fork_median_us")
 	printf "  big caller / small, pmd         %s\n", ratio("pmd_big_process_median_us", "pmd_process_median_us")
 	printf "  4 callers: pmd / bare (rate)    %s\n", ratio("pmd_4callers_per_s", "bare_4callers_per_s")
