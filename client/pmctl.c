@@ -398,6 +398,9 @@ cmd_status(int argc, char **argv)
 		add_int(o, "max_workers", s->max_workers);
 		add_int(o, "max_clients", s->max_clients);
 		add_int(o, "forker_pid", s->forker_pid);
+		add_int(o, "idle_workers", s->idle_workers);
+		add_int(o, "prestart_workers", s->prestart_workers);
+		add_int(o, "prestart_claimed", (int64_t)s->prestart_claimed);
 		add_bool(o, "private", s->private_);
 		add_int(o, "requests", (int64_t)s->requests);
 		add_str(o, "socket", s->socket);
@@ -417,6 +420,9 @@ cmd_status(int argc, char **argv)
 		    (unsigned long long)s->spawned,
 		    (unsigned long long)s->spawn_failed);
 		printf("reaped:       %llu\n", (unsigned long long)s->reaped);
+		printf("idle workers: %u pre-started (keeps %u; %llu "
+		    "claimed)\n", s->idle_workers, s->prestart_workers,
+		    (unsigned long long)s->prestart_claimed);
 		printf("forker pid:   %d\n", s->forker_pid);
 		printf("requests:     %llu\n", (unsigned long long)s->requests);
 	}
@@ -469,6 +475,11 @@ stats_prometheus(const Pm__StatusReply *s)
 	prom("workers_reaped_total", "counter", "Workers ended and reaped.",
 	    (double)s->reaped);
 	prom("workers", "gauge", "Workers running now.", (double)s->workers);
+	prom("idle_workers", "gauge", "Pre-started workers waiting.",
+	    (double)s->idle_workers);
+	prom("prestart_claimed_total", "counter",
+	    "Starts that took a pre-started worker.",
+	    (double)s->prestart_claimed);
 	prom("pool_tasks_total", "counter", "Tasks done by pool workers.",
 	    (double)s->pool_tasks);
 	prom("queue_items_in_total", "counter", "Items put on queues.",

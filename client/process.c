@@ -74,6 +74,10 @@ struct pm_process {
 	int		 result_read;
 	struct wire_in	 chin;		/* what the channel brought */
 	int		 exit_seen;	/* Exited came while starting */
+	int		 reported;	/* pmd's Exited is in (rusage, OOM) */
+	int		 self_read;	/* the sentinel fired, channel read */
+	int		 has_self_exit;	/* the worker told its exit code */
+	int		 self_exit;
 	int		 has_result;
 	pm_bytes	 result;
 	char		*error;
@@ -141,10 +145,14 @@ table_del(pm_conn *c, pm_process *p)
 		}
 }
 
+/* pmd's report: the exit status, unless the worker's own word on it
+ * settled the join already (the same code), and the rusage. */
 static void
 process_exited(pm_process *p, const Pm__Exited *ev)
 {
-	p->exitcode = ev->exitcode;
+	p->reported = 1;
+	if (p->state != P_ENDED)
+		p->exitcode = ev->exitcode;
 	p->ru.user_s = ev->user_s;
 	p->ru.sys_s = ev->sys_s;
 	p->ru.maxrss_kb = ev->maxrss_kb;
@@ -165,7 +173,11 @@ table_exited(struct proc_table *t, const Pm__Exited *ev)
 			return;
 		}
 		if (p->state == P_RUNNING && p->wid == ev->wid) {
+			process_exited(p, ev);
 			p->state = P_ENDED;
+			return;
+		}
+		if (p->state == P_ENDED && !p->reported && p->wid == ev->wid) {
 			process_exited(p, ev);
 			return;
 		}
@@ -1066,11 +1078,17 @@ process_take_result(pm_process *p, const Pm__Result *r, struct pm_frame *f)
 	size_t len = r->in_fd ? r->data_len : r->data.len;
 	void *data = NULL;
 
+	if (r->has_exitcode) {
+		p->has_self_exit = 1;
+		p->self_exit = r->exitcode;
+	}
 	if (!r->ok) {
 		if (r->error != NULL)
 			p->error = strdup(r->error);
 		return;
 	}
+	if (r->none)
+		return;
 	if (r->in_fd && f->nfds == 1)
 		data = wire_memfd_read(f->fds[0], len);
 	else if (!r->in_fd && (data = malloc(len ? len : 1)) != NULL)
@@ -1120,7 +1138,25 @@ sentinel_fired(pm_process *p)
 	return p->pidfd >= 0 && poll(&pf, 1, 0) == 1;
 }
 
-/* Drive the connection until p has ended or the deadline passes. */
+/*
+ * The sentinel fired: the worker has exited.  Its last frame said with
+ * what code, unless it was killed (or called exit itself): then pmd's
+ * Exited, which reaps it, says.
+ */
+static void
+process_sentinel_fired(pm_process *p)
+{
+	p->self_read = 1;
+	process_read_result(p);
+	if (p->has_self_exit && p->state == P_RUNNING) {
+		p->exitcode = p->self_exit;
+		p->state = P_ENDED;
+	}
+}
+
+/* Drive the connection until p has ended or the deadline passes.  A task
+ * function's end is its sentinel and its own exit report: no wait for
+ * pmd, whose Exited follows with the rusage. */
 static int
 process_wait(pm_process *p, int64_t deadline)
 {
@@ -1132,6 +1168,18 @@ process_wait(pm_process *p, int64_t deadline)
 		if (p->lost || p->conn == NULL)
 			return pmc_err(PM_ECONN, "connection to pmd lost; "
 			    "the end of %s is unknown", p->name);
+		if (p->kind == PM__KIND__K_FUNCTION && !p->self_read &&
+		    p->pidfd >= 0) {
+			r = pmc_wait_fd(p->conn, p->pidfd, deadline);
+			if (r == 0)
+				return pmc_err(PM_ETIMEDOUT, "%s still running",
+				    p->name);
+			if (r < 0 && p->state == P_RUNNING)
+				return r;
+			if (r == 1 && p->state == P_RUNNING)
+				process_sentinel_fired(p);
+			continue;
+		}
 		r = pmc_pump(p->conn, deadline);
 		if (r == PM_ETIMEDOUT)
 			return pmc_err(PM_ETIMEDOUT, "%s still running",
@@ -1258,6 +1306,14 @@ pm_process_rusage(pm_process *p, pm_rusage *ru)
 	process_poll(p);
 	if (p->state != P_ENDED)
 		return pmc_err(PM_ESTATE, "%s is still running", p->name);
+	/* joined on its own word: pmd's reaping report has the rusage */
+	if (p->kind != PM__KIND__K_FORK && !p->reported) {
+		int64_t deadline = wire_deadline(PMC_EXIT_GRACE);
+
+		while (!p->reported && p->conn != NULL && !p->lost &&
+		    pmc_pump(p->conn, deadline) == PM_OK)
+			;
+	}
 	*ru = p->ru;
 	return pmc_ok();
 }

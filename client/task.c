@@ -111,17 +111,22 @@ pmc_task_clear(struct pm_task *t)
 	t->returned = 0;
 }
 
-/* Sends the Result frame; data above the memfd threshold goes by memfd. */
+/* Sends the Result frame, with the exit code the worker is about to exit
+ * with; data above the memfd threshold goes by memfd. */
 static int
-task_send_result(struct pm_task *t)
+task_send_result(struct pm_task *t, int code)
 {
 	Pm__Result r = PM__RESULT__INIT;
 	struct wire_out out;
 	int fd = -1, rc;
 
 	r.ok = t->error == NULL;
+	r.has_exitcode = 1;
+	r.exitcode = code;
 	if (!r.ok)
 		r.error = t->error;
+	else if (!t->returned)
+		r.none = 1;
 	else if (t->resultlen >= PM_WIRE_MEMFD_MIN) {
 		if ((fd = wire_memfd(t->result, t->resultlen)) == -1)
 			return -1;
@@ -144,12 +149,15 @@ int
 pmc_task_run_process(pm_task_fn *fn, struct pm_task *t)
 {
 	int rc = fn != NULL ? fn(t) : 0;	/* NULL: report t's error */
+	int code;
 
 	if (t->conn != NULL) {
 		pm_disconnect(t->conn);
 		t->conn = NULL;
 	}
-	if ((t->returned || t->error != NULL) && t->channel >= 0)
-		task_send_result(t);
-	return t->error != NULL ? 1 : (rc & 0xff);
+	code = t->error != NULL ? 1 : (rc & 0xff);
+	fflush(NULL);			/* all but the exit itself is done */
+	if (t->channel >= 0)
+		task_send_result(t, code);
+	return code;
 }

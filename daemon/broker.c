@@ -472,6 +472,9 @@ handle_status(struct session *s, struct pm_frame *f)
 	r.max_clients = (uint32_t)pmd->cfg.max_clients;
 	r.socket = sock;
 	r.forker_pid = pmd->forker_pid;
+	r.idle_workers = (uint32_t)pmd->nidle;
+	r.prestart_workers = (uint32_t)pmd->cfg.prestart_workers;
+	r.prestart_claimed = pmd->prestart_claimed;
 	r.private_ = pmd->cfg.private_mode;
 	r.requests = pmd->requests;
 	r.queue_puts = pmd->queue_puts;
@@ -922,6 +925,7 @@ broker_stop(const char *why)
 		event_del(pmd->accept_ev);
 	if (pmd->accept_timer != NULL)
 		evtimer_del(pmd->accept_timer);
+	prestart_stop();
 	workers_terminate_all(SIGTERM);
 	tv.tv_sec = (time_t)pmd->cfg.kill_grace;
 	tv.tv_usec = (suseconds_t)((pmd->cfg.kill_grace - (double)tv.tv_sec) *

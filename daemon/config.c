@@ -22,7 +22,7 @@
 enum {
 	O_SOCKET = 256, O_CONFIG, O_MAX_WORKERS, O_MAX_CLIENTS,
 	O_MODULE_PATH, O_PRELOAD, O_LOG_LEVEL, O_PRIVATE, O_READY_FD,
-	O_FORKER, O_VERSION, O_HELP, O_RUN_WORKER, O_BROKER_PID,
+	O_FORKER, O_VERSION, O_HELP, O_RUN_WORKER, O_BROKER_PID, O_PRESTART,
 };
 
 static const struct option longopts[] = {
@@ -32,6 +32,7 @@ static const struct option longopts[] = {
 	{ "max-clients", required_argument, NULL, O_MAX_CLIENTS },
 	{ "module-path", required_argument, NULL, O_MODULE_PATH },
 	{ "preload",	 required_argument, NULL, O_PRELOAD },
+	{ "prestart",	 required_argument, NULL, O_PRESTART },
 	{ "log-level",	 required_argument, NULL, O_LOG_LEVEL },
 	{ "private",	 no_argument,	    NULL, O_PRIVATE },
 	{ "ready-fd",	 required_argument, NULL, O_READY_FD },
@@ -55,11 +56,13 @@ usage(FILE *f)
 "  --max-clients N      connections in all (default %d)\n"
 "  --module-path DIRS   ':'-separated dirs for module names (default %s)\n"
 "  --preload MODULE     load MODULE in the forker (repeatable)\n"
+"  --prestart N         idle workers kept ready (default %d, 0 none)\n"
 "  --log-level LEVEL    error, warn, info or debug (default warn)\n"
 "  --private            exit when the last client has gone\n"
 "  --ready-fd N         write READY to fd N once serving\n"
 "  --version, --help\n",
-	    PMD_MAX_WORKERS, PMD_MAX_CLIENTS, PMD_MODULE_PATH);
+	    PMD_MAX_WORKERS, PMD_MAX_CLIENTS, PMD_MODULE_PATH,
+	    PMD_PRESTART_WORKERS);
 }
 
 void
@@ -70,6 +73,7 @@ config_defaults(struct pmd_config *c)
 	c->log_level = LOG_WARN_;
 	c->max_workers = PMD_MAX_WORKERS;
 	c->max_workers_per_uid = PMD_MAX_WORKERS;
+	c->prestart_workers = PMD_PRESTART_WORKERS;
 	c->max_clients = PMD_MAX_CLIENTS;
 	c->max_clients_per_uid = PMD_MAX_CLIENTS;
 	c->max_frame = PMD_MAX_FRAME;
@@ -216,6 +220,7 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	}
 	NUM("max_workers", max_workers, 1, 1000000)
 	NUM("max_workers_per_uid", max_workers_per_uid, 1, 1000000)
+	NUM("prestart_workers", prestart_workers, 0, 100000)
 	NUM("max_clients", max_clients, 1, 1000000)
 	NUM("max_clients_per_uid", max_clients_per_uid, 1, 1000000)
 	NUM("spawn_rate", spawn_rate, 0, 10000000)
@@ -454,6 +459,10 @@ config_args(struct pmd_config *c, int argc, char *argv[], int pass)
 			break;
 		case O_PRELOAD:
 			if (config_set(c, "preload", optarg) == -1)
+				return -1;
+			break;
+		case O_PRESTART:
+			if (config_set(c, "prestart_workers", optarg) == -1)
 				return -1;
 			break;
 		case O_LOG_LEVEL:

@@ -125,27 +125,32 @@ forker_fork(struct pmd_config *cfg, const char *sock_path, int sock,
 {
 	Pm__Fork *req;
 	uint64_t wid;
-	int pidfd = -1, i, err;
+	int pidfd = -1, i, err, prestart;
 	pid_t pid;
 
-	/* the channel first, the request's memfd last */
+	/* the channel first, the request's memfd last; or a pre-started
+	 * worker's idle socket alone */
 	if ((req = pm__fork__unpack(NULL, f->len, f->data)) == NULL ||
-	    f->nfds < 2) {
+	    f->nfds < (req->prestart ? 1 : 2) || (req->prestart &&
+	    f->nfds != 1)) {
 		log_err("%s: malformed fork request", __func__);
 		_exit(1);
 	}
 	wid = req->wid;
+	prestart = req->prestart;
 	pm__fork__free_unpacked(req, NULL);
 	pid = clone_worker(&pidfd);
 	if (pid == 0)
-		worker_main(cfg, sock_path, wid, f->fds, f->nfds, sock);
+		worker_main(cfg, sock_path, wid, f->fds, f->nfds, sock,
+		    prestart);
 	err = errno;
 	/* Both the worker and we tell the broker of a clone: the worker,
 	 * first thing, so that the broker knows every worker a client can
 	 * know of even if we die now; we, so that it knows (and reaps) one
 	 * that dies before it could say so.  The broker takes the first. */
 	if (pid == -1) {
-		forker_tell_client(f->fds[0], err);
+		if (!prestart)
+			forker_tell_client(f->fds[0], err);
 		forker_reply(sock, wid, 0, err, -1);
 	} else
 		forker_reply(sock, wid, pid, 0, pidfd);

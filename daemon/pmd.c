@@ -143,6 +143,7 @@ cleanup(void)
 	char dir[PATH_MAX], *slash;
 
 	broker_close_all();
+	prestart_stop();
 	forker_stop();
 	cgroup_cleanup();
 	if (!pmd->activated && pmd->cfg.socket != NULL) {
@@ -194,6 +195,7 @@ main(int argc, char *argv[])
 	clock_gettime(CLOCK_MONOTONIC, &pmd->start);
 	TAILQ_INIT(&pmd->sessions);
 	TAILQ_INIT(&pmd->workers);
+	TAILQ_INIT(&pmd->idle);
 	if ((pmd->base = event_base_new()) == NULL)
 		fatal("cannot make an event base");
 	if (broker_listen() == -1)
@@ -216,6 +218,7 @@ main(int argc, char *argv[])
 	    (pmd->reaper && evsignal_add(sigchld, NULL) == -1))
 		fatal("cannot watch signals");
 	workers_reap_orphans();		/* orphans from before we watched */
+	prestart_fill();
 	log_info("pmd %s serving %s%s", PMD_VERSION, pmd->cfg.socket,
 	    pmd->cfg.private_mode ? " (private)" : "");
 	announce_ready();

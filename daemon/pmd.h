@@ -35,6 +35,9 @@ extern int pmd_hash_oom;
 
 /* Default bounds; each is a config key. */
 #define PMD_MAX_WORKERS		4096
+#define PMD_PRESTART_WORKERS	8	/* idle workers kept ready */
+#define PMD_PRESTART_FAILS	16	/* idle deaths in a row: stop */
+#define PMD_HANDOFF_TIMEOUT	1.0	/* s to hand an idle worker its frame */
 #define PMD_MAX_CLIENTS		4096
 #define PMD_MAX_FRAME		PM_WIRE_MAX_FRAME
 #define PMD_MAX_FRAME_CEIL	(1u << 30) /* the largest max_frame allowed */
@@ -112,6 +115,7 @@ struct pmd_config {
 	int		 log_level;
 	int		 max_workers;
 	int		 max_workers_per_uid;
+	int		 prestart_workers; /* idle workers kept ready, 0 none */
 	int		 max_clients;
 	int		 max_clients_per_uid;
 	uint32_t	 max_frame;
@@ -202,6 +206,7 @@ struct session {
 enum wstate {
 	W_FORKING,			/* asked the forker */
 	W_RUNNING,			/* cloned: it reports its start itself */
+	W_IDLE,				/* pre-started, waiting to be claimed */
 };
 
 struct worker {
@@ -238,6 +243,10 @@ struct worker {
 	char		*cg_cpu;	/* its v1 cpu cgroup */
 	Pm__StartMethod	 method;
 	int		 adopted;	/* forked by its client, which reaps it */
+	/* pre-started (prestart.c): cloned ahead, claimed by a spawn */
+	int		 prestart;	/* not claimed yet */
+	int		 idle_fd;	/* its idle socket until claimed, or -1 */
+	TAILQ_ENTRY(worker) idle_entry;	/* pmd->idle while W_IDLE */
 };
 
 TAILQ_HEAD(sessionq, session);
@@ -264,6 +273,13 @@ struct pmd {
 	struct workerq	 workers;
 	int		 nworkers;	/* our children */
 	int		 nadopted;	/* clients' forks we list (Adopt) */
+	/* pre-started workers (prestart.c), not in nworkers */
+	struct workerq	 idle;		/* W_IDLE, oldest first */
+	int		 nidle;
+	int		 nprestarting;	/* asked of the forker */
+	int		 prestart_fails; /* died or failed unclaimed, in a row */
+	uint64_t	 prestart_claimed;
+	struct event	*prestart_ev;
 	uint64_t	 next_wid;
 	uint64_t	 next_session;
 	/* the forker */
@@ -356,6 +372,12 @@ double	now_mono(void);
 /* workers.c */
 int	forker_start(void);
 void	forker_stop(void);
+void	forker_flush(void);
+void	worker_link(struct worker *);
+void	worker_unlink(struct worker *);
+void	worker_free(struct worker *);
+void	worker_discard(struct worker *);
+void	worker_reap_cb(evutil_socket_t, short, void *);
 void	handle_spawn(struct session *, struct pm_frame *);
 void	handle_signal(struct session *, struct pm_frame *);
 void	handle_ps(struct session *, struct pm_frame *);
@@ -459,6 +481,16 @@ int	cgroup_oom_killed(const struct worker *);
 void	cgroup_remove(struct worker *);
 void	cgroup_cleanup(void);
 
+/* prestart.c: pre-started workers */
+void	prestart_fill(void);
+void	prestart_later(void);
+void	prestart_forked(struct worker *);
+void	prestart_forget(struct worker *);
+void	prestart_failed(struct worker *);
+struct worker *prestart_take(void);
+int	prestart_hand(struct worker *, const Pm__Fork *, int *fds, int n);
+void	prestart_stop(void);
+
 /* forker.c */
 extern pid_t forker_broker_pid;
 int	forker_main(struct pmd_config *, const char *socket_path)
@@ -475,7 +507,7 @@ void	runner_main(struct pmd_config *, const char *socket_path)
  * the same in the runner a spawned worker execs (spec: the request's
  * memfd, fds without it). */
 void	worker_main(const struct pmd_config *, const char *socket_path,
-	    uint64_t wid, int *fds, int nfds, int broker)
+	    uint64_t wid, int *fds, int nfds, int broker, int prestart)
 	    __attribute__((noreturn));
 void	worker_run(const struct pmd_config *, const char *socket_path,
 	    int spec, int *fds, int nfds) __attribute__((noreturn));

@@ -494,14 +494,50 @@ worker_setup(const struct pmd_config *cfg, const char *sock_path,
 	run_function(cfg, sock_path, f, channel);
 }
 
+/*
+ * A pre-started worker waits here, on its idle socket, for the frame the
+ * forker would have been sent (prestart.c); it ends when the socket does.
+ * Its fds then are the frame's.
+ */
+static int
+idle_wait(int sock, int *fds)
+{
+	struct wire_in in;
+	struct pm_frame f;
+	const char *why;
+	ssize_t n;
+	int r, i, nfds;
+
+	prctl(PR_SET_NAME, "pmd-idle");
+	wire_in_init(&in, PMD_FORKER_FRAME);
+	while ((r = wire_in_next(&in, &f, &why)) == 0) {
+		if ((n = wire_in_read(&in, sock)) == 0)
+			_exit(0);		/* not wanted any more */
+		if (n == -1 && errno != EINTR)
+			_exit(WORKER_START_FAILED);
+	}
+	if (r == -1 || f.type != PM__TYPE__T_FORK || f.nfds < 2)
+		_exit(WORKER_START_FAILED);
+	for (i = 0; i < f.nfds; i++)
+		fds[i] = wire_frame_take(&f, i);
+	nfds = f.nfds;
+	wire_frame_close(&f);
+	wire_in_free(&in);
+	close(sock);
+	return nfds;
+}
+
 void
 worker_main(const struct pmd_config *cfg, const char *sock_path,
-    uint64_t wid, int *fds, int nfds, int broker)
+    uint64_t wid, int *fds, int nfds, int broker, int prestart)
 {
 	const Pm__Fork *f;
 
 	tell_broker(broker, wid);
 	close(broker);
+	if (prestart)
+		nfds = idle_wait(fds[0], fds);
+	prctl(PR_SET_NAME, "pmd-worker");
 	status_fd = fds[0];		/* report on the channel */
 	f = read_spec(fds[nfds - 1], wid, nfds - 1);
 	nfds--;

@@ -30,9 +30,7 @@
 static void	forker_read_cb(evutil_socket_t, short, void *);
 static void	forker_write_cb(evutil_socket_t, short, void *);
 static void	forker_death_cb(evutil_socket_t, short, void *);
-static void	worker_reap_cb(evutil_socket_t, short, void *);
 static void	worker_kill_cb(evutil_socket_t, short, void *);
-static void	worker_free(struct worker *);
 static void	worker_end(struct worker *);
 static void	forker_restart(void);
 static uint64_t	pool_stats_read(const struct worker *);
@@ -40,7 +38,7 @@ static void	forker_forked(struct pm_frame *);
 
 /* ---- the forker ---- */
 
-static void
+void
 forker_flush(void)
 {
 	if (pmd->forker_fd < 0)
@@ -238,7 +236,7 @@ worker_hash_pid(struct worker *w)
 		w->pid_hashed = 1;
 }
 
-static void
+void
 worker_link(struct worker *w)
 {
 	TAILQ_INSERT_TAIL(&pmd->workers, w, entry);
@@ -251,7 +249,7 @@ worker_link(struct worker *w)
 	worker_hash_pid(w);
 }
 
-static void
+void
 worker_unlink(struct worker *w)
 {
 	TAILQ_REMOVE(&pmd->workers, w, entry);
@@ -311,12 +309,20 @@ spawn_reply(struct worker *w)
 static void
 spawn_fail(struct worker *w, int code, const char *msg)
 {
+	if (w->prestart) {		/* nobody asked for it yet */
+		prestart_failed(w);
+		return;
+	}
 	pmd->spawn_failed++;
 	if (w->owner != NULL && w->client_channel >= 0)
 		session_error(w->owner, w->spawn_id, code, "%s", msg);
-	worker_unlink(w);
 	pmd->nworkers--;
-	worker_free(w);
+	if (w->pidfd >= 0)		/* a claimed worker: it runs nothing */
+		worker_discard(w);
+	else {
+		worker_unlink(w);
+		worker_free(w);
+	}
 }
 
 /* Fails the spawns of forker generation gen still waiting, once every
@@ -418,6 +424,7 @@ forker_restart(void)
 			log_info("forker back after %u attempts",
 			    pmd->forker_retries + 1);
 		pmd->forker_retries = 0;
+		prestart_later();
 		return;
 	}
 	if (pmd->forker_retries++ == 0)
@@ -488,10 +495,14 @@ worker_forked(struct worker *w)
 	w->state = W_RUNNING;
 	pmd->spawned++;
 	start_observe(now_mono() - w->requested);
-	if ((w->ev = event_new(pmd->base, w->pidfd, EV_READ, worker_reap_cb,
-	    w)) == NULL)
+	if (w->ev == NULL && (w->ev = event_new(pmd->base, w->pidfd, EV_READ,
+	    worker_reap_cb, w)) == NULL)
 		fatal("%s: event_new", __func__);
 	event_add(w->ev, NULL);
+	if (pmd->prestart_fails > 0) {	/* cloning works again */
+		pmd->prestart_fails = 0;
+		prestart_later();
+	}
 	if (w->owner == NULL && w->daemonic)
 		worker_end(w);	/* its client left while it was forked */
 	log_debug("worker %llu: pid %d", (unsigned long long)w->wid,
@@ -530,7 +541,10 @@ forker_forked(struct pm_frame *f)
 	w->pidfd = wire_frame_take(f, 0);
 	pm__forked__free_unpacked(r, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->started);
-	worker_forked(w);
+	if (w->prestart)
+		prestart_forked(w);
+	else
+		worker_forked(w);
 	workers_reap_orphans();
 }
 
@@ -833,23 +847,33 @@ spawn_spec(struct session *s, uint32_t id, const Pm__Fork *fk)
 	return fd;
 }
 
+/* The entry of a spawn: a pre-started worker claimed (idle, or NULL for
+ * one to be forked); NULL when out of memory, with the client told and
+ * idle discarded. */
 static struct worker *
-worker_new(struct session *s, uint32_t id, const Pm__Spawn *sp)
+worker_new(struct session *s, uint32_t id, const Pm__Spawn *sp,
+    struct worker *idle)
 {
-	struct worker *w;
+	struct worker *w = idle;
+	char *name, *target = NULL;
 
-	if ((w = calloc(1, sizeof(*w))) == NULL ||
-	    (w->name = strdup(sp->name ? sp->name : "")) == NULL ||
-	    (w->target = spawn_target(sp)) == NULL) {
-		if (w != NULL)
-			free(w->name);
-		free(w);
+	if ((name = strdup(sp->name ? sp->name : "")) == NULL ||
+	    (target = spawn_target(sp)) == NULL ||
+	    (w == NULL && (w = calloc(1, sizeof(*w))) == NULL)) {
+		free(name);
+		free(target);
+		if (idle != NULL)
+			worker_discard(idle);
 		session_error(s, id, PM__CODE__C_NOMEM, "out of memory");
 		return NULL;
 	}
-	w->wid = ++pmd->next_wid;
-	w->state = W_FORKING;
-	w->pidfd = w->stats_fd = w->client_channel = -1;
+	w->name = name;
+	w->target = target;
+	if (idle == NULL) {
+		w->wid = ++pmd->next_wid;
+		w->state = W_FORKING;
+		w->pidfd = w->stats_fd = w->client_channel = w->idle_fd = -1;
+	}
 	w->owner = s;
 	w->owner_pid = s->pid;
 	w->spawn_id = id;
@@ -863,17 +887,28 @@ worker_new(struct session *s, uint32_t id, const Pm__Spawn *sp)
 	return w;
 }
 
+/* A spawn's entry that will not run: a claimed worker is ended. */
+static void
+spawn_drop(struct worker *w)
+{
+	if (w->pidfd >= 0)
+		worker_discard(w);
+	else
+		worker_free(w);
+}
+
 /*
  * A spawn: the worker entry, the channel, the request in a memfd (spec
- * and credentials), and a Fork frame to the forker with the worker's id
- * and the fds: [channel, the client's fds..., pool stats, request].
+ * and credentials), and a Fork frame with the worker's id and the fds
+ * [channel, the client's fds..., pool stats, request]: handed to a
+ * pre-started worker when one is idle, else to the forker.
  */
 void
 handle_spawn(struct session *s, struct pm_frame *f)
 {
 	Pm__Fork fk = PM__FORK__INIT, fwd = PM__FORK__INIT;
 	Pm__Spawn *sp;
-	struct worker *w;
+	struct worker *w, *idle;
 	int fds[PM_WIRE_MAX_FDS], ch[2] = { -1, -1 }, n = 0, i, spec = -1;
 	int pool, room, sfd = -1, ncg;
 	char *cgs[2] = { NULL, NULL }, why[PMD_MAX_PATH + 256];
@@ -892,7 +927,10 @@ handle_spawn(struct session *s, struct pm_frame *f)
 		    "takes at most %d", pool ? "pool worker" : "process", room);
 		goto done;
 	}
-	fk.wid = pmd->next_wid + 1;	/* worker_new's */
+	idle = prestart_take();
+	if ((w = worker_new(s, f->id, sp, idle)) == NULL)
+		goto done;
+	fk.wid = w->wid;
 	fk.spec = sp;
 	fk.uid = s->uid;
 	fk.gid = s->gid;
@@ -902,20 +940,18 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	fk.groups = s->groups;
 	fk.has_channel = 1;
 	fk.has_stats = pool;
-	if ((w = worker_new(s, f->id, sp)) == NULL)
-		goto done;
 	w->memory_max = sp->memory_max;
 	w->cpu_max = sp->cpu_max;
 	if ((ncg = cgroup_create(w, cgs, why, sizeof(why))) == -1) {
 		session_error(s, f->id, PM__CODE__C_SYS, "%s", why);
 		pmd->spawn_failed++;
-		worker_free(w);
+		spawn_drop(w);
 		goto done;
 	}
 	fk.n_cgroups = (size_t)ncg;
 	fk.cgroups = cgs;
 	if ((spec = spawn_spec(s, f->id, &fk)) == -1) {
-		worker_free(w);
+		spawn_drop(w);
 		goto done;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch) == -1 ||
@@ -927,12 +963,13 @@ handle_spawn(struct session *s, struct pm_frame *f)
 			close(ch[0]);
 			close(ch[1]);
 		}
-		worker_free(w);
+		spawn_drop(w);
 		goto done;
 	}
 	w->client_channel = ch[0];
 	w->pool = sp->pool;
-	worker_link(w);
+	if (idle == NULL)
+		worker_link(w);
 	pmd->nworkers++;
 
 	fds[n++] = ch[1];
@@ -943,12 +980,22 @@ handle_spawn(struct session *s, struct pm_frame *f)
 	fds[n++] = spec;
 	spec = -1;			/* the frame's now */
 	fwd.wid = w->wid;
-	if (wire_out_frame(&pmd->forker_out, PM__TYPE__T_FORK, 0, &fwd.base,
-	    fds, n) == -1) {
-		spawn_fail(w, PM__CODE__C_SYS, "cannot queue the fork request");
-		goto done;
+	if (idle != NULL) {
+		if (prestart_hand(w, &fwd, fds, n) == -1) {
+			spawn_fail(w, PM__CODE__C_SYS, "cannot hand the "
+			    "request to a pre-started worker");
+			goto done;
+		}
+		worker_forked(w);
+	} else {
+		if (wire_out_frame(&pmd->forker_out, PM__TYPE__T_FORK, 0,
+		    &fwd.base, fds, n) == -1) {
+			spawn_fail(w, PM__CODE__C_SYS,
+			    "cannot queue the fork request");
+			goto done;
+		}
+		forker_flush();
 	}
-	forker_flush();
 	spawn_reply(w);
 done:
 	if (spec >= 0)
@@ -969,9 +1016,12 @@ worker_waitid(struct worker *w, siginfo_t *si, struct rusage *ru)
 	    WEXITED | WNOHANG, ru);
 }
 
-static void
+void
 worker_free(struct worker *w)
 {
+	prestart_forget(w);
+	if (w->idle_fd >= 0)
+		close(w->idle_fd);
 	if (w->ev != NULL)
 		event_free(w->ev);
 	if (w->kill_ev != NULL)
@@ -990,7 +1040,23 @@ worker_free(struct worker *w)
 	free(w);
 }
 
-static void
+/* A worker that will not run (never started, or an idle one): killed,
+ * reaped and forgotten at once.  It runs no code of anyone's. */
+void
+worker_discard(struct worker *w)
+{
+	siginfo_t si;
+
+	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, SIGKILL, NULL,
+	    0) == 0)
+		while (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED) == -1 &&
+		    errno == EINTR)
+			;
+	worker_unlink(w);
+	worker_free(w);
+}
+
+void
 worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	Pm__Exited ex = PM__EXITED__INIT;
@@ -1009,6 +1075,13 @@ worker_reap_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+	if (w->prestart) {
+		log_warn("pre-started worker (pid %d) ended while idle: %d",
+		    (int)w->pid, code);
+		prestart_failed(w);
+		workers_reap_orphans();
+		return;
+	}
 	pmd->reaped++;
 	if (code == -SIGKILL && cgroup_oom_killed(w)) {
 		ex.oom_killed = 1;
@@ -1327,7 +1400,7 @@ adopt_new(struct session *s, const Pm__Adopt *a, int pidfd, int stats_fd)
 		return NULL;
 	w->pidfd = pidfd;
 	w->stats_fd = stats_fd;
-	w->client_channel = -1;
+	w->client_channel = w->idle_fd = -1;
 	if ((w->name = strndup(a->name ? a->name : "", PMD_MAX_NAME)) ==
 	    NULL || (w->target = strndup(a->target ? a->target : "",
 	    PMD_MAX_NAME)) == NULL || (w->ev = event_new(pmd->base, pidfd,

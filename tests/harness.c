@@ -150,6 +150,9 @@ th_valgrind(void)
 #define TH_MAX_OWNED	64
 #define TH_MAX_KIDS	512	/* a pmd's children killed at exit */
 
+/* th_pmd_start_conf: the config sets prestart_workers itself (-1: to 0) */
+static int conf_prestart;
+
 /* In a child from th_fork(): what it owns, oldest first. */
 static struct {
 	void		*obj;
@@ -456,7 +459,7 @@ int
 th_pmd_start_opts(struct th_pmd *d, const struct th_pmd_opts *o)
 {
 	static const struct th_pmd_opts none;
-	const char *argv[TH_MAX_ARGS];
+	const char *argv[TH_MAX_ARGS], *s;
 	char path[64];
 	struct th_as as;
 	int i, n = 0, r, conf;
@@ -476,7 +479,11 @@ th_pmd_start_opts(struct th_pmd *d, const struct th_pmd_opts *o)
 	argv[n] = NULL;
 	as.uid = o->uid;
 	as.gid = o->gid;
+	if (o->conf != NULL && (s = strstr(o->conf, "prestart_workers")) !=
+	    NULL && s[16] != '_' && (s = strchr(s, '=')) != NULL)
+		conf_prestart = atoi(s + 1) > 0 ? atoi(s + 1) : -1;
 	r = pmd_start(d, argv, o->nofile, o->as ? &as : NULL, o->prep);
+	conf_prestart = 0;
 	if (conf)
 		unlink(path);
 	if (r == 0 && o->shared && chmod(d->dir, 0755) == -1) {
@@ -612,6 +619,64 @@ pmd_exec(const char *bin, const char *const argv[], const char *const shargv[],
 }
 
 static int
+proc_comm_is(pid_t pid, const char *comm)
+{
+	char path[64], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return strcmp(buf, comm) == 0;
+}
+
+/*
+ * With pre-started workers, a pmd is settled once every one of them is
+ * idle (forker + n children named pmd-idle) and the broker's fds have
+ * stopped changing (it has taken each one's pidfd): baselines are taken
+ * from there.
+ */
+static void
+pmd_wait_idle(const struct th_pmd *d, int n)
+{
+	pid_t kids[TH_MAX_KIDS];
+	double end = th_now() + 20.0;
+	int i, k, idle, fds, last = -1, same = 0;
+
+	while (th_now() < end) {
+		k = th_children(d->pid, kids, TH_MAX_KIDS);
+		for (i = idle = 0; i < k && i < TH_MAX_KIDS; i++)
+			if (proc_comm_is(kids[i], "pmd-idle"))
+				idle++;
+		fds = th_fd_count(d->pid);
+		same = idle == n && fds == last ? same + 1 : 0;
+		if (same >= 3)
+			return;
+		last = fds;
+		usleep(20000);
+	}
+	fprintf(stderr, "harness: pmd's %d pre-started workers did not "
+	    "settle\n", n);
+}
+
+/* PM_TEST_PRESTART: pre-started workers of every pmd a test starts
+ * (default 0: the suites' counts of children and fds are exact). */
+static const char *
+test_prestart(void)
+{
+	const char *v = getenv("PM_TEST_PRESTART");
+
+	return v != NULL && *v != '\0' ? v : "0";
+}
+
+static int
 pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
     const struct th_as *as, void (*prep)(void))
 {
@@ -621,7 +686,8 @@ pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
 	char buf[16], nofs[32];
 	size_t got = 0;
 	double end;
-	int rfd[2], n = 0, i, st;
+	int rfd[2], n = 0, i, st, prestart = conf_prestart ? conf_prestart :
+	    atoi(test_prestart());
 	ssize_t r;
 	pid_t pid;
 
@@ -643,9 +709,17 @@ pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
 	argv[n++] = "3";
 	argv[n++] = "--log-level";
 	argv[n++] = level ? level : "warn";
+	if (!conf_prestart) {		/* the test's own --prestart wins */
+		argv[n++] = "--prestart";
+		argv[n++] = test_prestart();
+	}
 	for (i = 0; extra_args != NULL && extra_args[i] != NULL &&
-	    n < TH_MAX_ARGS - 1; i++)
+	    n < TH_MAX_ARGS - 1; i++) {
+		if (strcmp(extra_args[i], "--prestart") == 0 &&
+		    extra_args[i + 1] != NULL)
+			prestart = atoi(extra_args[i + 1]);
 		argv[n++] = extra_args[i];
+	}
 	argv[n] = NULL;
 	/* where setrlimit is refused (valgrind keeps the fds above the limit
 	 * for itself and allows no other hard limit), a shell, which valgrind
@@ -690,6 +764,8 @@ pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
 	}
 	d->pid = pid;
 	remember(d, 1);
+	if (prestart > 0)
+		pmd_wait_idle(d, prestart);
 	return 0;
 fail:
 	th_rmtree(d->dir);
@@ -834,7 +910,13 @@ th_pmd_forker(const struct th_pmd *d)
 	int n, i;
 
 	n = th_children(d->pid, kids, 64);
-	for (i = 0; i < n && i < 64; i++)	/* forked first: lowest pid */
+	/* the one named so (a worker is renamed at once), else the first
+	 * forked: lowest pid */
+	for (i = 0; i < n && i < 64; i++)
+		if (proc_comm_is(kids[i], "pmd-forker") &&
+		    (best == 0 || kids[i] < best))
+			best = kids[i];
+	for (i = 0; best == 0 && i < n && i < 64; i++)
 		if (best == 0 || kids[i] < best)
 			best = kids[i];
 	return best;
