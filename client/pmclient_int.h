@@ -176,6 +176,10 @@ void	 pmc_fn_name(pm_task_fn *, char *buf, size_t len);
 struct pmc_pending *pmc_adopt_send(pm_conn *, const struct pmc_child *,
 	    int sentinel, const struct pmc_adopt *);
 
+/* spare.c: workers a connection claimed ahead of its starts */
+void	 pmc_spare_want(pm_conn *);
+int	 pmc_spare_take(pm_conn *, uint64_t *wid, pid_t *pid, int *channel);
+
 /* process.c: for pmctl run's exit status: execve's errno when the
  * program could not be run, else 0. */
 int	 pmc_process_exec_errno(pm_process *);

@@ -401,6 +401,7 @@ cmd_status(int argc, char **argv)
 		add_int(o, "idle_workers", s->idle_workers);
 		add_int(o, "prestart_workers", s->prestart_workers);
 		add_int(o, "prestart_claimed", (int64_t)s->prestart_claimed);
+		add_int(o, "claimed_workers", s->claimed_workers);
 		add_bool(o, "private", s->private_);
 		add_int(o, "requests", (int64_t)s->requests);
 		add_str(o, "socket", s->socket);
@@ -420,8 +421,9 @@ cmd_status(int argc, char **argv)
 		    (unsigned long long)s->spawned,
 		    (unsigned long long)s->spawn_failed);
 		printf("reaped:       %llu\n", (unsigned long long)s->reaped);
-		printf("idle workers: %u pre-started (keeps %u; %llu "
-		    "claimed)\n", s->idle_workers, s->prestart_workers,
+		printf("idle workers: %u pre-started (keeps %u), %u held by "
+		    "clients; %llu taken\n", s->idle_workers,
+		    s->prestart_workers, s->claimed_workers,
 		    (unsigned long long)s->prestart_claimed);
 		printf("forker pid:   %d\n", s->forker_pid);
 		printf("requests:     %llu\n", (unsigned long long)s->requests);
@@ -477,6 +479,9 @@ stats_prometheus(const Pm__StatusReply *s)
 	prom("workers", "gauge", "Workers running now.", (double)s->workers);
 	prom("idle_workers", "gauge", "Pre-started workers waiting.",
 	    (double)s->idle_workers);
+	prom("claimed_workers", "gauge",
+	    "Pre-started workers held by clients for their next starts.",
+	    (double)s->claimed_workers);
 	prom("prestart_claimed_total", "counter",
 	    "Starts that took a pre-started worker.",
 	    (double)s->prestart_claimed);

@@ -693,26 +693,16 @@ fail:
 	return i;
 }
 
-int
-pm_process_start(pm_process *p)
+/* The Spawn of p, pointing into p (rlp: PMC_MAX_RLIMITS room). */
+static void
+process_spawn_msg(pm_process *p, Pm__Spawn *sp, Pm__Rlimit **rlp)
 {
 	extern char **environ;
 	Pm__Spawn s = PM__SPAWN__INIT;
-	Pm__Rlimit *rlp[PMC_MAX_RLIMITS];
-	Pm__SpawnReply *r;
-	struct pmc_pending *pd;
-	int fds[PM_WIRE_MAX_FDS];
-	int32_t child[PM_WIRE_MAX_FDS];
 	char **envp;
 	size_t n;
-	int i, nfds, rc;
+	int i;
 
-	if ((rc = before_start(p)) != PM_OK)
-		return rc;
-	if (p->kind == PM__KIND__K_FORK)
-		return process_start_fork(p);
-	if (p->conn == NULL)
-		return pmc_err(PM_ECONN, "connection to pmd closed");
 	s.kind = p->kind;
 	s.start_method = p->method == PM_START_SPAWN ?
 	    PM__START_METHOD__S_SPAWN : PM__START_METHOD__S_FORKSERVER;
@@ -745,11 +735,57 @@ pm_process_start(pm_process *p)
 		rlp[i] = &p->rl[i];
 	s.n_rlimits = (size_t)p->nrl;
 	s.rlimits = rlp;
-	if ((rc = process_fds(p, fds, child, &nfds)) != PM_OK)
-		return rc;
-	s.n_child_fds = (size_t)nfds;
-	s.child_fds = child;
-	rc = pmc_call(p->conn, PM__TYPE__T_SPAWN, &s.base, fds, nfds,
+	*sp = s;
+}
+
+/* What a claimed worker may run (spare.c): the rest goes through pmd. */
+static int
+process_may_claim(const pm_process *p)
+{
+	return p->kind == PM__KIND__K_FUNCTION && p->method !=
+	    PM_START_SPAWN && p->memory_max == 0 && p->cpu_max == 0;
+}
+
+/* The Spawn to a worker this connection claimed: the worker reads it
+ * itself, no pmd in between.  fds taken.  0, or -1 when the worker
+ * could not be given it (gone): the caller spawns through pmd. */
+static int
+process_hand_spare(pm_process *p, const Pm__Spawn *s, int *fds, int nfds)
+{
+	struct wire_out out;
+	uint64_t wid;
+	pid_t pid;
+	int ch, r;
+
+	if (!pmc_spare_take(p->conn, &wid, &pid, &ch)) {
+		while (nfds > 0)
+			close(fds[--nfds]);
+		return -1;
+	}
+	wire_out_init(&out);
+	r = wire_out_frame(&out, PM__TYPE__T_SPAWN, 0, &s->base, fds, nfds);
+	if (r == 0 && wire_out_flush_wait(&out, ch,
+	    wire_deadline(PMC_SPAWN_TIMEOUT)) != 1)
+		r = -1;
+	wire_out_free(&out);
+	if (r == -1) {
+		close(ch);
+		return -1;
+	}
+	p->wid = wid;
+	p->channel = ch;
+	return 0;
+}
+
+/* The Spawn to pmd: the channel comes back. */
+static int
+process_spawn_pmd(pm_process *p, const Pm__Spawn *s, int *fds, int nfds)
+{
+	Pm__SpawnReply *r;
+	struct pmc_pending *pd;
+	int rc;
+
+	rc = pmc_call(p->conn, PM__TYPE__T_SPAWN, &s->base, fds, nfds,
 	    &pm__spawn_reply__descriptor, &pd, PMC_SPAWN_TIMEOUT);
 	if (rc != PM_OK)
 		return rc;
@@ -762,6 +798,40 @@ pm_process_start(pm_process *p)
 	p->channel = pd->fds[0];
 	pd->fds[0] = -1;
 	pmc_pending_free(p->conn, pd);
+	return PM_OK;
+}
+
+int
+pm_process_start(pm_process *p)
+{
+	Pm__Spawn s;
+	Pm__Rlimit *rlp[PMC_MAX_RLIMITS];
+	int fds[PM_WIRE_MAX_FDS];
+	int32_t child[PM_WIRE_MAX_FDS];
+	int nfds, rc, claimed = 0;
+
+	if ((rc = before_start(p)) != PM_OK)
+		return rc;
+	if (p->kind == PM__KIND__K_FORK)
+		return process_start_fork(p);
+	if (p->conn == NULL)
+		return pmc_err(PM_ECONN, "connection to pmd closed");
+	process_spawn_msg(p, &s, rlp);
+	if (process_may_claim(p)) {
+		if ((rc = process_fds(p, fds, child, &nfds)) != PM_OK)
+			return rc;
+		s.n_child_fds = (size_t)nfds;
+		s.child_fds = child;
+		claimed = process_hand_spare(p, &s, fds, nfds) == 0;
+	}
+	if (!claimed) {
+		if ((rc = process_fds(p, fds, child, &nfds)) != PM_OK)
+			return rc;
+		s.n_child_fds = (size_t)nfds;
+		s.child_fds = child;
+		if ((rc = process_spawn_pmd(p, &s, fds, nfds)) != PM_OK)
+			return rc;
+	}
 	fcntl(p->channel, F_SETFL, O_NONBLOCK);
 	wire_in_init(&p->chin, PM_WIRE_MAX_FRAME);
 	p->chin.read_min = PMC_CHANNEL_READ;
@@ -772,6 +842,8 @@ pm_process_start(pm_process *p)
 		return rc;
 	}
 	p->state = p->exit_seen ? P_ENDED : P_RUNNING;
+	if (process_may_claim(p))
+		pmc_spare_want(p->conn);	/* for the next start */
 	return pmc_ok();
 }
 

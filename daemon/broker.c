@@ -475,6 +475,7 @@ handle_status(struct session *s, struct pm_frame *f)
 	r.idle_workers = (uint32_t)pmd->nidle;
 	r.prestart_workers = (uint32_t)pmd->cfg.prestart_workers;
 	r.prestart_claimed = pmd->prestart_claimed;
+	r.claimed_workers = (uint32_t)pmd->nclaimed;
 	r.private_ = pmd->cfg.private_mode;
 	r.requests = pmd->requests;
 	r.queue_puts = pmd->queue_puts;
@@ -514,6 +515,7 @@ static const struct {
 	{ PM__TYPE__T_PS,	handle_ps },
 	{ PM__TYPE__T_PING,	handle_ping },
 	{ PM__TYPE__T_ADOPT,	handle_adopt },
+	{ PM__TYPE__T_CLAIM,	handle_claim },
 	{ PM__TYPE__T_SHUTDOWN,	handle_shutdown },
 	/* queues.c */
 	{ PM__QUEUE_TYPE__Q_OPEN,	handle_q_open },

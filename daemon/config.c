@@ -74,6 +74,7 @@ config_defaults(struct pmd_config *c)
 	c->max_workers = PMD_MAX_WORKERS;
 	c->max_workers_per_uid = PMD_MAX_WORKERS;
 	c->prestart_workers = PMD_PRESTART_WORKERS;
+	c->prestart_workers_per_uid = PMD_CLAIM_PER_UID;
 	c->max_clients = PMD_MAX_CLIENTS;
 	c->max_clients_per_uid = PMD_MAX_CLIENTS;
 	c->max_frame = PMD_MAX_FRAME;
@@ -221,6 +222,7 @@ config_set(struct pmd_config *c, const char *key, const char *v)
 	NUM("max_workers", max_workers, 1, 1000000)
 	NUM("max_workers_per_uid", max_workers_per_uid, 1, 1000000)
 	NUM("prestart_workers", prestart_workers, 0, 100000)
+	NUM("prestart_workers_per_uid", prestart_workers_per_uid, 0, 100000)
 	NUM("max_clients", max_clients, 1, 1000000)
 	NUM("max_clients_per_uid", max_clients_per_uid, 1, 1000000)
 	NUM("spawn_rate", spawn_rate, 0, 10000000)

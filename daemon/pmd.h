@@ -38,6 +38,8 @@ extern int pmd_hash_oom;
 #define PMD_PRESTART_WORKERS	8	/* idle workers kept ready */
 #define PMD_PRESTART_FAILS	16	/* idle deaths in a row: stop */
 #define PMD_HANDOFF_TIMEOUT	1.0	/* s to hand an idle worker its frame */
+#define PMD_CLAIM_PER_UID	4	/* workers a uid's clients hold ahead */
+#define PMD_CLAIM_MAX		4	/* workers one Claim takes */
 #define PMD_MAX_CLIENTS		4096
 #define PMD_MAX_FRAME		PM_WIRE_MAX_FRAME
 #define PMD_MAX_FRAME_CEIL	(1u << 30) /* the largest max_frame allowed */
@@ -116,6 +118,7 @@ struct pmd_config {
 	int		 max_workers;
 	int		 max_workers_per_uid;
 	int		 prestart_workers; /* idle workers kept ready, 0 none */
+	int		 prestart_workers_per_uid; /* claimed ahead by a uid */
 	int		 max_clients;
 	int		 max_clients_per_uid;
 	uint32_t	 max_frame;
@@ -207,6 +210,7 @@ enum wstate {
 	W_FORKING,			/* asked the forker */
 	W_RUNNING,			/* cloned: it reports its start itself */
 	W_IDLE,				/* pre-started, waiting to be claimed */
+	W_CLAIMED,			/* a client's, waiting for its Spawn */
 };
 
 struct worker {
@@ -247,6 +251,7 @@ struct worker {
 	int		 prestart;	/* not claimed yet */
 	int		 idle_fd;	/* its idle socket until claimed, or -1 */
 	TAILQ_ENTRY(worker) idle_entry;	/* pmd->idle while W_IDLE */
+	struct event	*idle_ev;	/* W_CLAIMED: its Running */
 };
 
 TAILQ_HEAD(sessionq, session);
@@ -279,6 +284,7 @@ struct pmd {
 	int		 nprestarting;	/* asked of the forker */
 	int		 prestart_fails; /* died or failed unclaimed, in a row */
 	uint64_t	 prestart_claimed;
+	int		 nclaimed;	/* W_CLAIMED */
 	struct event	*prestart_ev;
 	uint64_t	 next_wid;
 	uint64_t	 next_session;
@@ -378,6 +384,8 @@ void	worker_unlink(struct worker *);
 void	worker_free(struct worker *);
 void	worker_discard(struct worker *);
 void	worker_reap_cb(evutil_socket_t, short, void *);
+void	worker_forked(struct worker *);
+int	workers_room(struct session *, uint32_t id);
 void	handle_spawn(struct session *, struct pm_frame *);
 void	handle_signal(struct session *, struct pm_frame *);
 void	handle_ps(struct session *, struct pm_frame *);
@@ -490,6 +498,8 @@ void	prestart_failed(struct worker *);
 struct worker *prestart_take(void);
 int	prestart_hand(struct worker *, const Pm__Fork *, int *fds, int n);
 void	prestart_stop(void);
+void	handle_claim(struct session *, struct pm_frame *);
+void	prestart_owner_gone(struct worker *);
 
 /* forker.c */
 extern pid_t forker_broker_pid;

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,4 +196,195 @@ prestart_stop(void)
 		prestart_forget(w);
 		worker_discard(w);
 	}
+	while (pmd->nclaimed > 0) {	/* they run nothing either */
+		TAILQ_FOREACH(w, &pmd->workers, entry)
+			if (w->state == W_CLAIMED)
+				break;
+		if (w == NULL)
+			break;
+		pmd->nworkers--;
+		worker_discard(w);
+	}
+}
+
+/* ---- claimed ahead: a client's own idle workers ---- */
+
+/*
+ * A claimed worker's Running, when it starts its client's Spawn: from then
+ * on a worker like any other.  Whatever else comes (EOF: it died, or its
+ * client dropped it) leaves it to its reaping.  Its idle socket is done.
+ */
+static void
+claimed_read(struct worker *w)
+{
+	struct wire_in in;
+	struct pm_frame f;
+	Pm__Running *m;
+	const char *why;
+	ssize_t n;
+	int r = 0;
+
+	wire_in_init(&in, PMD_FORKER_FRAME);
+	n = wire_in_read(&in, w->idle_fd);
+	if (n == -1 && errno == EAGAIN) {
+		wire_in_free(&in);
+		return;				/* not yet */
+	}
+	if (n > 0 && (r = wire_in_next(&in, &f, &why)) == 1 &&
+	    f.type == PM__TYPE__T_RUNNING &&
+	    (m = pm__running__unpack(NULL, f.len, f.data)) != NULL) {
+		free(w->name);
+		free(w->target);
+		w->name = strndup(m->name ? m->name : "", PMD_MAX_NAME);
+		w->target = strndup(m->target ? m->target : "",
+		    PMD_MAX_PATH * 2);
+		w->daemonic = m->daemonic;
+		pm__running__free_unpacked(m, NULL);
+		pmd->nclaimed--;
+		w->requested = now_mono();
+		clock_gettime(CLOCK_MONOTONIC, &w->started);
+		worker_forked(w);		/* W_RUNNING */
+	}
+	if (r == 1)
+		wire_frame_close(&f);
+	wire_in_free(&in);
+	event_free(w->idle_ev);
+	w->idle_ev = NULL;
+	close(w->idle_fd);
+	w->idle_fd = -1;
+}
+
+static void
+claimed_read_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	claimed_read(arg);
+}
+
+/* Its client has gone: one that started is a worker of a gone client
+ * (its daemonic flag decides); one still waiting is ended. */
+void
+prestart_owner_gone(struct worker *w)
+{
+	w->owner = NULL;
+	if (w->idle_fd >= 0)
+		claimed_read(w);
+	if (w->state == W_CLAIMED) {
+		pmd->nworkers--;
+		worker_discard(w);
+	}
+}
+
+/* The workers uid's clients hold claimed. */
+static int
+claimed_by(uid_t uid)
+{
+	struct worker *w;
+	int n = 0;
+
+	TAILQ_FOREACH(w, &pmd->workers, entry)
+		if (w->state == W_CLAIMED && w->uid == uid)
+			n++;
+	return n;
+}
+
+/* Gives w to s: the worker takes s's credentials now and waits on the
+ * channel whose other end goes to s (*chfd).  -1: w is discarded. */
+static int
+claim_hand(struct session *s, struct worker *w, int *chfd)
+{
+	Pm__Fork fk = PM__FORK__INIT;
+	struct wire_out out;
+	int ch[2], r;
+
+	if ((w->name = strdup("")) == NULL || (w->target = strdup("")) ==
+	    NULL || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    ch) == -1) {
+		worker_discard(w);
+		return -1;
+	}
+	fk.wid = w->wid;
+	fk.claim = 1;
+	fk.uid = s->uid;
+	fk.gid = s->gid;
+	fk.set_creds = pmd->euid == 0;
+	fk.owner_pid = s->pid;
+	fk.n_groups = (size_t)s->ngroups;
+	fk.groups = s->groups;
+	wire_out_init(&out);
+	r = wire_out_frame(&out, PM__TYPE__T_FORK, 0, &fk.base, &ch[1], 1);
+	if (r == 0 && wire_out_flush_wait(&out, w->idle_fd,
+	    wire_deadline(PMD_HANDOFF_TIMEOUT)) != 1)
+		r = -1;
+	wire_out_free(&out);
+	if (r == -1 || (w->idle_ev = event_new(pmd->base, w->idle_fd,
+	    EV_READ | EV_PERSIST, claimed_read_cb, w)) == NULL) {
+		close(ch[0]);
+		worker_discard(w);
+		return -1;
+	}
+	fcntl(w->idle_fd, F_SETFL, O_NONBLOCK);
+	event_add(w->idle_ev, NULL);
+	w->state = W_CLAIMED;
+	w->owner = s;
+	w->owner_pid = s->pid;
+	w->uid = s->uid;
+	w->kind = PM__KIND__K_FUNCTION;
+	w->method = PM__START_METHOD__S_FORKSERVER;
+	pmd->nclaimed++;
+	pmd->nworkers++;
+	pmd->prestart_claimed++;
+	pmd->prestart_fails = 0;
+	*chfd = ch[0];
+	return 0;
+}
+
+/*
+ * Claim: up to count idle workers for the client's next starts, within
+ * prestart_workers_per_uid held at once and the worker bounds; as many as
+ * are idle now (none is an answer too: the client forks as usual).
+ */
+void
+handle_claim(struct session *s, struct pm_frame *f)
+{
+	Pm__ClaimReply r = PM__CLAIM_REPLY__INIT;
+	uint64_t wids[PMD_CLAIM_MAX];
+	int32_t pids[PMD_CLAIM_MAX];
+	int fds[PMD_CLAIM_MAX], n = 0, want;
+	struct worker *w;
+	Pm__Claim *c;
+
+	if ((c = pm__claim__unpack(NULL, f->len, f->data)) == NULL) {
+		session_error(s, f->id, PM__CODE__C_PROTO, "malformed claim");
+		return;
+	}
+	want = c->count < PMD_CLAIM_MAX ? (int)c->count : PMD_CLAIM_MAX;
+	pm__claim__free_unpacked(c, NULL);
+	if (f->nfds != 0) {
+		session_error(s, f->id, PM__CODE__C_INVAL, "a claim takes no "
+		    "fds");
+		return;
+	}
+	if (pmd->stopping) {
+		session_error(s, f->id, PM__CODE__C_STATE, "pmd is stopping");
+		return;
+	}
+	if (!workers_room(s, f->id))
+		return;
+	if (want > pmd->cfg.prestart_workers_per_uid - claimed_by(s->uid))
+		want = pmd->cfg.prestart_workers_per_uid - claimed_by(s->uid);
+	while (n < want && pmd->nworkers + pmd->nadopted <
+	    pmd->cfg.max_workers && workers_count_uid(s->uid) <
+	    pmd->cfg.max_workers_per_uid && (w = prestart_take()) != NULL) {
+		if (claim_hand(s, w, &fds[n]) == -1)
+			continue;
+		wids[n] = w->wid;
+		pids[n] = w->pid;
+		n++;
+	}
+	if (n > 0)
+		prestart_later();
+	r.n_wids = r.n_pids = (size_t)n;
+	r.wids = wids;
+	r.pids = pids;
+	session_send(s, PM__TYPE__T_CLAIM_REPLY, f->id, &r.base, fds, n);
 }

@@ -34,14 +34,27 @@ static int status_fd = -1;
 static int exec_errno;		/* execve's errno, for the StartError */
 
 static void
-report_frame(uint32_t type, const ProtobufCMessage *m, int *fds, int nfds)
+report_frame_fds(int fd, uint32_t type, const ProtobufCMessage *m, int *fds,
+    int nfds)
 {
 	struct wire_out out;
 
 	wire_out_init(&out);
 	if (wire_out_frame(&out, type, 0, m, fds, nfds) == 0)
-		(void)wire_out_flush_wait(&out, status_fd, -1);
+		(void)wire_out_flush_wait(&out, fd, -1);
 	wire_out_free(&out);
+}
+
+static void
+report_frame(uint32_t type, const ProtobufCMessage *m, int *fds, int nfds)
+{
+	report_frame_fds(status_fd, type, m, fds, nfds);
+}
+
+static void
+report_frame_to(int fd, uint32_t type, const ProtobufCMessage *m)
+{
+	report_frame_fds(fd, type, m, NULL, 0);
 }
 
 static void __attribute__((noreturn, format(printf, 2, 3)))
@@ -494,37 +507,118 @@ worker_setup(const struct pmd_config *cfg, const char *sock_path,
 	run_function(cfg, sock_path, f, channel);
 }
 
-/*
- * A pre-started worker waits here, on its idle socket, for the frame the
- * forker would have been sent (prestart.c); it ends when the socket does.
- * Its fds then are the frame's.
- */
-static int
-idle_wait(int sock, int *fds)
+/* One frame of type from a blocking socket, its fds into fds; EOF ends
+ * the worker (nobody wants it any more).  The payload is malloc'd. */
+static void *
+wait_frame(int sock, uint32_t type, uint32_t max, int *fds, int *nfds,
+    size_t *len)
 {
 	struct wire_in in;
 	struct pm_frame f;
 	const char *why;
+	void *data;
 	ssize_t n;
-	int r, i, nfds;
+	int r, i;
 
-	prctl(PR_SET_NAME, "pmd-idle");
-	wire_in_init(&in, PMD_FORKER_FRAME);
+	wire_in_init(&in, max);
 	while ((r = wire_in_next(&in, &f, &why)) == 0) {
 		if ((n = wire_in_read(&in, sock)) == 0)
-			_exit(0);		/* not wanted any more */
+			_exit(0);
 		if (n == -1 && errno != EINTR)
 			_exit(WORKER_START_FAILED);
 	}
-	if (r == -1 || f.type != PM__TYPE__T_FORK || f.nfds < 2)
-		_exit(WORKER_START_FAILED);
+	if (r == -1)
+		start_fail(PM__CODE__C_PROTO, "%s", why);
+	if (f.type != type)
+		start_fail(PM__CODE__C_PROTO, "unexpected frame %u", f.type);
+	if ((data = malloc(f.len ? f.len : 1)) == NULL)
+		start_fail(PM__CODE__C_NOMEM, "out of memory");
+	memcpy(data, f.data, f.len);
+	*len = f.len;
 	for (i = 0; i < f.nfds; i++)
 		fds[i] = wire_frame_take(&f, i);
-	nfds = f.nfds;
+	*nfds = f.nfds;
 	wire_frame_close(&f);
 	wire_in_free(&in);
-	close(sock);
-	return nfds;
+	return data;
+}
+
+/* Running, to the broker: a claimed worker starts what its client sent. */
+static void
+tell_running(int broker, const Pm__Spawn *s)
+{
+	Pm__Running m = PM__RUNNING__INIT;
+	char target[PMD_MAX_PATH * 2];
+
+	snprintf(target, sizeof(target), "%s:%s", s->module, s->function);
+	m.name = s->name;
+	m.target = target;
+	m.daemonic = s->daemonic;
+	report_frame_to(broker, PM__TYPE__T_RUNNING, &m.base);
+	close(broker);
+}
+
+/* What a claimed worker runs: a task function, forkserver, no caps (those
+ * need pmd), fds it can lay out; else a start failure. */
+static void
+claimed_check(const Pm__Spawn *s, int nfds)
+{
+	size_t i, j;
+
+	if (s->kind != PM__KIND__K_FUNCTION || s->start_method !=
+	    PM__START_METHOD__S_FORKSERVER || s->memory_max != 0 ||
+	    s->cpu_max != 0 || s->module == NULL || *s->module == '\0' ||
+	    s->function == NULL || *s->function == '\0')
+		start_fail(PM__CODE__C_INVAL, "a claimed worker runs a task "
+		    "function, forkserver, without caps");
+	if (s->n_child_fds != (size_t)nfds || nfds > PM_WIRE_MAX_FDS - 1)
+		start_fail(PM__CODE__C_INVAL, "%zu fd numbers for %d fds",
+		    s->n_child_fds, nfds);
+	for (i = 0; i < s->n_child_fds; i++) {
+		if (s->child_fds[i] < 0 || s->child_fds[i] > 1023)
+			start_fail(PM__CODE__C_INVAL, "child fd %d out of "
+			    "range", s->child_fds[i]);
+		for (j = 0; j < i; j++)
+			if (s->child_fds[j] == s->child_fds[i])
+				start_fail(PM__CODE__C_INVAL, "child fd %d "
+				    "given twice", s->child_fds[i]);
+	}
+}
+
+/*
+ * A worker a client claimed ahead (prestart.c): it takes the client's
+ * credentials at once, before a byte of the client's, then waits on its
+ * channel for the client's Spawn and the fds it names, tells the broker
+ * what it runs, and goes on as any worker.
+ */
+static void __attribute__((noreturn))
+claimed_main(const struct pmd_config *cfg, const char *sock_path,
+    const Pm__Fork *claim, int channel, int broker)
+{
+	Pm__Fork fk = PM__FORK__INIT;
+	int fds[PM_WIRE_MAX_FDS], nfds;
+	Pm__Spawn *s;
+	size_t len;
+	void *buf;
+
+	status_fd = channel;
+	take_creds(claim);
+	if (cfg->private_mode && (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+	    getppid() != forker_broker_pid))
+		_exit(WORKER_START_FAILED);
+	buf = wait_frame(channel, PM__TYPE__T_SPAWN, PM_WIRE_MAX_FRAME,
+	    fds + 1, &nfds, &len);
+	if ((s = pm__spawn__unpack(NULL, len, buf)) == NULL)
+		start_fail(PM__CODE__C_PROTO, "malformed spawn");
+	free(buf);
+	claimed_check(s, nfds);
+	fds[0] = channel;
+	fk.wid = claim->wid;
+	fk.spec = s;
+	fk.has_channel = 1;
+	fk.owner_pid = claim->owner_pid;
+	tell_running(broker, s);
+	worker_setup(cfg, sock_path, &fk, fds, nfds + 1);
 }
 
 void
@@ -535,8 +629,25 @@ worker_main(const struct pmd_config *cfg, const char *sock_path,
 
 	tell_broker(broker, wid);
 	close(broker);
-	if (prestart)
-		nfds = idle_wait(fds[0], fds);
+	if (prestart) {
+		/* idle until the broker hands over a request (the frame the
+		 * forker would have had), or a claim */
+		int idle = fds[0];
+		size_t len;
+		void *buf;
+
+		prctl(PR_SET_NAME, "pmd-idle");
+		buf = wait_frame(idle, PM__TYPE__T_FORK, PMD_FORKER_FRAME, fds,
+		    &nfds, &len);
+		if ((f = pm__fork__unpack(NULL, len, buf)) == NULL ||
+		    nfds < (f->claim ? 1 : 2))
+			_exit(WORKER_START_FAILED);
+		free(buf);
+		prctl(PR_SET_NAME, "pmd-worker");
+		if (f->claim)
+			claimed_main(cfg, sock_path, f, fds[0], idle);
+		close(idle);
+	}
 	prctl(PR_SET_NAME, "pmd-worker");
 	status_fd = fds[0];		/* report on the channel */
 	f = read_spec(fds[nfds - 1], wid, nfds - 1);

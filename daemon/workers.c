@@ -489,7 +489,7 @@ workers_stats(Pm__StatusReply *r, double *le, uint64_t *bucket)
 }
 
 /* The worker runs from now on; it reports its start itself. */
-static void
+void
 worker_forked(struct worker *w)
 {
 	w->state = W_RUNNING;
@@ -743,7 +743,7 @@ rate_of(uid_t uid, double now)
 
 /* Who may have workers, and the worker bounds, spawned and adopted
  * alike; else an error reply. */
-static int
+int
 workers_room(struct session *s, uint32_t id)
 {
 	if (pmd->euid != 0 && s->uid != pmd->euid) {
@@ -1020,6 +1020,10 @@ void
 worker_free(struct worker *w)
 {
 	prestart_forget(w);
+	if (w->state == W_CLAIMED)
+		pmd->nclaimed--;
+	if (w->idle_ev != NULL)
+		event_free(w->idle_ev);
 	if (w->idle_fd >= 0)
 		close(w->idle_fd);
 	if (w->ev != NULL)
@@ -1141,11 +1145,16 @@ worker_end(struct worker *w)
 void
 workers_owner_gone(struct session *s)
 {
-	struct worker *w;
+	struct worker *w, *next;
 
-	TAILQ_FOREACH(w, &pmd->workers, entry) {
+	for (w = TAILQ_FIRST(&pmd->workers); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
 		if (w->owner != s)
 			continue;
+		if (w->state == W_CLAIMED) {
+			prestart_owner_gone(w);	/* may free it */
+			continue;
+		}
 		w->owner = NULL;
 		if (w->client_channel >= 0) {
 			close(w->client_channel);

@@ -5,7 +5,9 @@
  * idle worker killed, the forker killed, pmd stopped with idle workers
  * around; none with --prestart 0.  And the join on the worker's own exit
  * report: exit codes, results, rusage from pmd's report that follows,
- * and a killed worker's -signo from pmd.
+ * and a killed worker's -signo from pmd.  Workers a client claims ahead:
+ * a start on one is a frame on a channel the client holds, bounded per
+ * uid; dropped when the client disconnects or dies, leaving nothing.
  */
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -46,12 +48,12 @@ teardown(void)
 	ck_assert_int_eq(th_fd_count(0), base_self);
 }
 
-/* The pids of pmd's idle workers (comm pmd-idle); their number. */
+/* The pids of pmd's children named comm; their number. */
 static int
-idle_pids(pid_t *pids, int max)
+comm_pids(const char *comm, pid_t *pids, int max)
 {
 	pid_t kids[64];
-	char path[64], comm[32];
+	char path[64], name[32];
 	int n, i, k = 0;
 	FILE *f;
 
@@ -60,12 +62,20 @@ idle_pids(pid_t *pids, int max)
 		snprintf(path, sizeof(path), "/proc/%d/comm", (int)kids[i]);
 		if ((f = fopen(path, "re")) == NULL)
 			continue;
-		if (fgets(comm, sizeof(comm), f) != NULL &&
-		    strcmp(comm, "pmd-idle\n") == 0 && k < max)
+		if (fgets(name, sizeof(name), f) != NULL &&
+		    strncmp(name, comm, strlen(comm)) == 0 &&
+		    name[strlen(comm)] == '\n' && k < max)
 			pids[k++] = kids[i];
 		fclose(f);
 	}
 	return k;
+}
+
+/* Idle: pre-started, not claimed (a claimed one is named pmd-worker). */
+static int
+idle_pids(pid_t *pids, int max)
+{
+	return comm_pids("pmd-idle", pids, max);
 }
 
 static int
@@ -126,7 +136,7 @@ START_TEST(t_handoff)
 	n = idle_pids(after, 8);
 	ck_assert_int_eq(n, NIDLE);
 	ck_assert(!has_pid(after, n, pid));	/* never reused */
-	ck_assert_int_eq(status_num("prestart_claimed"), 1);
+	ck_assert_int_ge(status_num("prestart_claimed"), 1);
 	TH_WAIT(th_zombies(pmd.pid) == 0, HANG);
 	ck_assert_int_eq(th_zombies(pmd.pid), 0);
 }
@@ -236,6 +246,165 @@ START_TEST(t_forker_killed)
 }
 END_TEST
 
+/* Every pid among pmd's children now; their number. */
+static int
+kids(pid_t *pids, int max)
+{
+	return th_children(pmd.pid, pids, max);
+}
+
+/* After a start, the client claims workers ahead; the next start runs
+ * on one of them: it existed before the start, claimed (no longer idle,
+ * running nothing: nothing else runs here). */
+START_TEST(t_claimed)
+{
+	pid_t before[64];
+	pm_process *p;
+	long claimed;
+	int code, n, i;
+
+	for (i = 0; i < 2; i++) {	/* the second start's reply brings
+					 * the claim's at the latest */
+		pm_process_free(run("ret7", &code));
+		ck_assert_int_eq(code, 7);
+	}
+	TH_WAIT(status_num("claimed_workers") >= 1, HANG);
+	claimed = status_num("claimed_workers");
+	ck_assert_int_ge(claimed, 1);
+	ck_assert_int_le(claimed, 4);		/* prestart_workers_per_uid */
+	TH_WAIT(comm_pids("pmd-worker", before, 64) == claimed, HANG);
+	n = comm_pids("pmd-worker", before, 64);
+	ck_assert_int_eq(n, claimed);
+	ck_assert_ptr_nonnull(p = pm_process_new(conn, th_module(), "ret7",
+	    NULL, 0));
+	ck_assert_int_eq(pm_process_start(p), PM_OK);
+	ck_assert_msg(has_pid(before, n, pm_process_pid(p)), "pid %d was not "
+	    "claimed", (int)pm_process_pid(p));
+	ck_assert_int_eq(pm_process_join(p, HANG), PM_OK);
+	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+	ck_assert_int_eq(code, 7);
+	pm_process_free(p);
+}
+END_TEST
+
+/* A start whose worker cannot start (no such function) on a claimed
+ * worker fails as through pmd; the next works. */
+START_TEST(t_claimed_errors)
+{
+	pm_process *p;
+	int code, i;
+
+	for (i = 0; i < 2; i++)
+		pm_process_free(run("ret7", &code));
+	TH_WAIT(status_num("claimed_workers") >= 1, HANG);
+	ck_assert_ptr_nonnull(p = pm_process_new(conn, th_module(), "nosuch",
+	    NULL, 0));
+	ck_assert_int_eq(pm_process_start(p), PM_ENOENT);
+	ck_assert_ptr_nonnull(strstr(pm_last_message(), "nosuch"));
+	pm_process_free(p);
+	pm_process_free(run("ret7", &code));
+	ck_assert_int_eq(code, 7);
+}
+END_TEST
+
+/* Dropped with the connection: the claimed workers end, pmd holds no
+ * more fds than before, no zombie. */
+START_TEST(t_claims_dropped)
+{
+	int code, i, base = th_fd_count(pmd.pid);
+	pm_conn *c;
+	pm_process *p;
+
+	ck_assert_ptr_nonnull(c = pm_connect(pmd.sock));
+	for (i = 0; i < 2; i++) {
+		ck_assert_ptr_nonnull(p = pm_process_new(c, th_module(),
+		    "ret7", NULL, 0));
+		ck_assert_int_eq(pm_process_start(p), PM_OK);
+		ck_assert_int_eq(pm_process_join(p, HANG), PM_OK);
+		ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+		pm_process_free(p);
+	}
+	TH_WAIT(status_num("claimed_workers") >= 1, HANG);
+	pm_disconnect(c);
+	TH_WAIT(status_num("claimed_workers") == 0 &&
+	    status_num("idle_workers") == NIDLE && th_zombies(pmd.pid) == 0 &&
+	    kids(NULL, 0) == 1 + NIDLE, HANG);
+	ck_assert_int_eq(status_num("claimed_workers"), 0);
+	ck_assert_int_eq(kids(NULL, 0), 1 + NIDLE);
+	th_pmd_settled(&pmd, base, HANG);
+}
+END_TEST
+
+/* A client that dies holding claimed workers leaks nothing either. */
+START_TEST(t_claims_client_dies)
+{
+	int st, base = th_fd_count(pmd.pid);
+	pid_t child;
+
+	if ((child = fork()) == 0) {
+		pm_process *p;
+		pm_conn *c;
+		int code, i;
+
+		if ((c = pm_connect(pmd.sock)) == NULL)
+			_exit(1);
+		for (i = 0; i < 2; i++) {
+			if ((p = pm_process_new(c, th_module(), "ret7", NULL,
+			    0)) == NULL || pm_process_start(p) != PM_OK ||
+			    pm_process_join(p, HANG) != PM_OK ||
+			    pm_process_exitcode(p, &code) != PM_OK ||
+			    code != 7)
+				_exit(2);
+			pm_process_free(p);
+		}
+		pause();			/* killed, holding them */
+		_exit(3);
+	}
+	ck_assert_int_gt(child, 0);
+	TH_WAIT(status_num("claimed_workers") >= 1, HANG);
+	ck_assert_int_ge(status_num("claimed_workers"), 1);
+	ck_assert_int_eq(kill(child, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(child, &st, 0), child);
+	TH_WAIT(status_num("claimed_workers") == 0 &&
+	    status_num("idle_workers") == NIDLE && th_zombies(pmd.pid) == 0 &&
+	    kids(NULL, 0) == 1 + NIDLE, HANG);
+	ck_assert_int_eq(status_num("claimed_workers"), 0);
+	ck_assert_int_eq(kids(NULL, 0), 1 + NIDLE);
+	th_pmd_settled(&pmd, base, HANG);
+}
+END_TEST
+
+/* prestart_workers_per_uid = 0: nothing is claimed, starts still work
+ * (handed an idle worker by pmd). */
+START_TEST(t_no_claims)
+{
+	struct th_pmd d;
+	pm_process *p;
+	pm_conn *c;
+	char out[4096];
+	int code, i;
+
+	ck_assert_int_eq(th_pmd_start_conf(&d, "prestart_workers = 2\n"
+	    "prestart_workers_per_uid = 0\n", NULL), 0);
+	ck_assert_ptr_nonnull(c = pm_connect(d.sock));
+	for (i = 0; i < 3; i++) {
+		ck_assert_ptr_nonnull(p = pm_process_new(c, th_module(),
+		    "ret7", NULL, 0));
+		ck_assert_int_eq(pm_process_start(p), PM_OK);
+		ck_assert_int_eq(pm_process_join(p, HANG), PM_OK);
+		ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
+		ck_assert_int_eq(code, 7);
+		pm_process_free(p);
+	}
+	ck_assert_int_eq(th_pmctl(out, sizeof(out), "--socket", d.sock,
+	    "--json", "status", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"claimed_workers\": 0"));
+	ck_assert_ptr_nonnull(strstr(out, "\"prestart_claimed\": 3"));
+	pm_disconnect(c);
+	ck_assert_int_eq(th_pmd_stop(&d), 0);
+}
+END_TEST
+
 /* pmd stops: its idle workers end with it, at once. */
 START_TEST(t_stop_ends_idle)
 {
@@ -289,5 +458,10 @@ main(void)
 	tcase_add_test(tc, t_forker_killed);
 	tcase_add_test(tc, t_stop_ends_idle);
 	tcase_add_test(tc, t_none);
+	tcase_add_test(tc, t_claimed);
+	tcase_add_test(tc, t_claimed_errors);
+	tcase_add_test(tc, t_claims_dropped);
+	tcase_add_test(tc, t_claims_client_dies);
+	tcase_add_test(tc, t_no_claims);
 	return th_run_suite(s);
 }

@@ -106,6 +106,13 @@ setup(void)
 	start_with("");
 }
 
+/* with pre-started workers: handed over, and claimed ahead */
+static void
+setup_prestart(void)
+{
+	start_with_args("", "--prestart=4");
+}
+
 static void
 setup_private(void)
 {
@@ -407,19 +414,24 @@ creds_client(void *ud, int ctl)
 	pm_process *p;
 	pm_conn *c;
 	char *got;
-	int err, code = -1;
+	int err, code = -1, i;
 
 	(void)ctl;
 	if ((c = pm_connect(pmd.sock)) == NULL)
 		return say(1, "connect: %s", pm_last_message());
 	th_child_own(c, th_free_conn);
 	expected_ids(w, want, sizeof(want));
-	if ((got = run_result(c, pubmod, "ids", &err)) == NULL)
-		return say(2, "ids: %d %s", err, pm_last_message());
-	th_child_own(got, free);
-	if (strcmp(got, want) != 0)
-		return say(3, "worker ids \"%s\", client's \"%s\"", got, want);
-	th_child_free(got);
+	/* three: with pre-started workers, the first is handed one by pmd,
+	 * the last runs on one this client claimed ahead */
+	for (i = 0; i < 3; i++) {
+		if ((got = run_result(c, pubmod, "ids", &err)) == NULL)
+			return say(2, "ids: %d %s", err, pm_last_message());
+		th_child_own(got, free);
+		if (strcmp(got, want) != 0)
+			return say(3, "worker ids \"%s\", client's \"%s\"",
+			    got, want);
+		th_child_free(got);
+	}
 	/* a program runs with them too */
 	snprintf(cmd, sizeof(cmd), "test \"$(id -u) $(id -g) $(id -G | wc -w)\""
 	    " = \"%u %u %d\"", (unsigned)w->uid, (unsigned)w->gid,
@@ -1257,9 +1269,10 @@ END_TEST
 static void
 setup_allow(void)
 {
+	static const char *const args[] = { "--prestart", "2", NULL };
 	char text[64];
-	struct th_pmd_opts o = { .conf = text, .shared = 1, .as = 1,
-	    .uid = user_b.uid, .gid = user_b.gid };
+	struct th_pmd_opts o = { .conf = text, .args = args, .shared = 1,
+	    .as = 1, .uid = user_b.uid, .gid = user_b.gid };
 
 	is_root = geteuid() == 0;
 	if (!is_root)
@@ -1313,6 +1326,8 @@ static int
 allow_other(void *ud, int ctl)
 {
 	char *argv[] = { (char *)(uintptr_t)"/bin/true", NULL };
+	Pm__Claim q_claim = PM__CLAIM__INIT;
+	struct pmc_pending *pd;
 	pm_pool_opts o = { .processes = 1 };
 	pm_process *p;
 	pm_pool *pool;
@@ -1350,6 +1365,15 @@ allow_other(void *ud, int ctl)
 	if (pm_last_error() != PM_EPERM)
 		return say(6, "pool: %d (%s), want PM_EPERM", pm_last_error(),
 		    pm_last_message());
+	/* nor may it claim pmd's idle workers (there are some: --prestart) */
+	q_claim.count = 2;
+	if ((r = pmc_call(c, PM__TYPE__T_CLAIM, &q_claim.base, NULL, 0,
+	    &pm__claim_reply__descriptor, &pd, 10)) != PM_EPERM) {
+		if (r == PM_OK)
+			pmc_pending_free(c, pd);
+		return say(9, "claim: %d (%s), want PM_EPERM", r,
+		    pm_last_message());
+	}
 	/* its own queue, and b's shared one */
 	if ((q = pm_queue_open(c, "aq", 0, PM_Q_CREATE)) == NULL ||
 	    pm_queue_put(q, "mine", 4, 5) != PM_OK ||
@@ -1741,6 +1765,10 @@ priv_suite(void)
 	tcase_add_test(tc, t_admin_group);
 	tcase_add_test(tc, t_modules);
 	tcase_add_test(tc, t_queue_squatting);
+
+	tc = th_tcase(s, "uids-prestart", setup_prestart, teardown, 120);
+	tcase_add_test(tc, t_creds);
+	tcase_add_test(tc, t_isolation);
 
 	tc = th_tcase(s, "cap", setup_cap, teardown, 120);
 	tcase_add_test(tc, t_worker_cap);

@@ -718,6 +718,8 @@ pmd_start(struct th_pmd *d, const char *const extra_args[], long nofile,
 		if (strcmp(extra_args[i], "--prestart") == 0 &&
 		    extra_args[i + 1] != NULL)
 			prestart = atoi(extra_args[i + 1]);
+		else if (strncmp(extra_args[i], "--prestart=", 11) == 0)
+			prestart = atoi(extra_args[i] + 11);
 		argv[n++] = extra_args[i];
 	}
 	argv[n] = NULL;
