@@ -104,20 +104,24 @@ reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/*
+ * The groups straight from the request, not copied into a gid_t array of
+ * NGROUPS_MAX on the stack: that frame (256 KB) put every later call 256 KB
+ * below the forker's stack, on pages each worker then wrote for itself.
+ */
+_Static_assert(sizeof(gid_t) == sizeof(uint32_t), "gid_t is not 32 bits");
+
 static void
 take_creds(const Pm__Fork *f)
 {
-	gid_t groups[NGROUPS_MAX];
-	size_t i, n = f->n_groups;
+	size_t n = f->n_groups;
 
 	if (!f->set_creds)
 		return;
 	if (n > NGROUPS_MAX)
 		n = NGROUPS_MAX;
-	for (i = 0; i < n; i++)
-		groups[i] = f->groups[i];
-	if (setgroups(n, groups) == -1 || setgid(f->gid) == -1 ||
-	    setuid(f->uid) == -1)
+	if (setgroups(n, (const gid_t *)f->groups) == -1 ||
+	    setgid(f->gid) == -1 || setuid(f->uid) == -1)
 		start_fail(PM__CODE__C_PERM, "cannot take uid %u gid %u: %s",
 		    f->uid, f->gid, strerror(errno));
 }
