@@ -37,6 +37,7 @@ extern int pmd_hash_oom;
 #define PMD_MAX_WORKERS		4096
 #define PMD_PRESTART_WORKERS	8	/* idle workers kept ready */
 #define PMD_PRESTART_FAILS	16	/* idle deaths in a row: stop */
+#define PMD_PRESTART_INFLIGHT	2	/* clones asked ahead at a time */
 #define PMD_HANDOFF_TIMEOUT	1.0	/* s to hand an idle worker its frame */
 #define PMD_CLAIM_PER_UID	4	/* workers a uid's clients hold ahead */
 #define PMD_CLAIM_MAX		4	/* workers one Claim takes */

@@ -52,8 +52,11 @@ prestart_room(void)
 {
 	int held = pmd->nidle + pmd->nprestarting;
 
+	/* a few clones asked at a time: a spawn that finds none idle is
+	 * forked behind them */
 	return !pmd->stopping && pmd->forker_fd >= 0 &&
 	    pmd->prestart_fails < PMD_PRESTART_FAILS &&
+	    pmd->nprestarting < PMD_PRESTART_INFLIGHT &&
 	    held < pmd->cfg.prestart_workers &&
 	    pmd->nworkers + pmd->nadopted + held < pmd->cfg.max_workers;
 }
@@ -112,6 +115,7 @@ prestart_forked(struct worker *w)
 	    w)) == NULL)
 		fatal("%s: event_new", __func__);
 	event_add(w->ev, NULL);
+	prestart_later();		/* the next ones */
 }
 
 /* Before a pre-started worker's record goes: the counts. */

@@ -439,7 +439,9 @@ START_TEST(t_none)
 	ck_assert_int_eq(pm_process_exitcode(p, &code), PM_OK);
 	ck_assert_int_eq(code, 7);
 	pm_process_free(p);
-	ck_assert_int_eq(th_children(d.pid, idle, 8), 1);	/* the forker */
+	/* the forker alone, once pmd has reaped the worker */
+	TH_WAIT(th_children(d.pid, idle, 8) == 1, HANG);
+	ck_assert_int_eq(th_children(d.pid, idle, 8), 1);
 	pm_disconnect(c);
 	ck_assert_int_eq(th_pmd_stop(&d), 0);
 }
