@@ -5,7 +5,9 @@
 #   make demo       start a private pmd and run the examples
 #   make bench      side-by-side benchmarks with Python's multiprocessing
 #   make soak       the full-size soak (100,000 spawns, 10 M queue ops,
-#                   1,000 capped workers leaving no cgroup)
+#                   1,000 capped workers leaving no cgroup, 10,000
+#                   start/join cycles on one connection, 1,000 clients
+#                   with all their rounds)
 #   make valgrind   the suites under valgrind memcheck
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -174,8 +176,10 @@ header-check: client/pmclient.h
 	@echo "header-check: pmclient.h is clean C99"
 
 # make check runs the soak at SOAK_SCALE of its full size (100,000
-# spawns, 10 M queue ops); make soak runs it whole.
-SOAK_SCALE ?= 0.05
+# spawns, 10 M queue ops; check_process's 10,000 cycles, 1,000 at the
+# fewest; check_load's 1,000 clients with half their rounds); make soak
+# runs it whole.
+SOAK_SCALE ?= 0.02
 TESTENV	= PM_SOAK_SCALE=$${PM_SOAK_SCALE:-$(SOAK_SCALE)} PMD_BIN=$(abspath $(PMD)) PMCTL_BIN=$(abspath $(PMCTL)) \
 	  PM_TEST_MODULE=$(abspath $(B)/tests/tasks.so) \
 	  PM_BUILD=$(abspath $(B)) PM_SRC=$(abspath .)
@@ -204,8 +208,10 @@ check: deps
 	done; echo "check: $$pass passed, $$fail failed"; test $$fail = 0
 
 soak: deps
-	@$(MAKE) --no-print-directory all $(B)/tests/check_load $(B)/tests/check_memory
-	$(TESTENV) PM_SOAK_SCALE=1 CK_RUN_CASE=soak $(B)/tests/check_load
+	@$(MAKE) --no-print-directory all $(B)/tests/check_load \
+	    $(B)/tests/check_memory $(B)/tests/check_process
+	$(TESTENV) PM_SOAK_SCALE=1 $(B)/tests/check_load
+	$(TESTENV) PM_SOAK_SCALE=1 CK_RUN_CASE=cycles $(B)/tests/check_process
 	$(TESTENV) PM_SOAK_SCALE=1 CK_RUN_CASE=caps $(B)/tests/check_memory
 
 valgrind: deps

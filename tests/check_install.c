@@ -102,9 +102,10 @@ START_TEST(t_installed_prefix)
 	static char out[16384];
 	char want[PATH_MAX + 32];
 	const char *src = th_env("PM_SRC");
-	/* a plain build whatever make check was given (SANITIZE=1...) */
+	/* a plain build whatever make check was given (SANITIZE=1...), on
+	 * both cores */
 	const char *make = "env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS "
-	    "-u SANITIZE make --no-print-directory -s SANITIZE=";
+	    "-u SANITIZE make --no-print-directory -s -j2 SANITIZE=";
 	const char *run = "env -i PATH=/usr/bin:/bin";
 	FILE *f;
 	int r;

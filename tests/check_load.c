@@ -12,7 +12,10 @@
  *    compared is the daemon's per-operation latency with 1,000 connections
  *    against one, not the 2-core machine's throughput: the median loaded
  *    latency must be within 2x the single-client median.  Spawn latency is
- *    only reported (1,000 forks at once on 2 cores queue).
+ *    only reported (1,000 forks at once on 2 cores queue).  make soak
+ *    runs LOAD_ROUNDS round trips and LOAD_SPAWNS spawn rounds per
+ *    connection; make check (PM_SOAK_SCALE below 1) the same 1,000
+ *    connections with LOAD_PART times fewer of both.
  *
  *  - soak: 100,000 spawn/join cycles (SOAK_SPAWNERS client processes in
  *    parallel) and 10,000,000 queue item operations (5M put + 5M get in
@@ -20,9 +23,9 @@
  *    queue) at the same time, after a warmup.  The broker's and the
  *    forker's fd counts, the broker's VmRSS (+SOAK_RSS_SLACK_KB) and the
  *    zombie count must be back to what they were after the warmup.
- *    PM_SOAK_SCALE (make check: 0.05; make soak: 1; unset: 1, or
- *    0.05 under SANITIZE=1 or PM_VALGRIND)
- *    multiplies the counts.
+ *    PM_SOAK_SCALE (make check: 0.02; make soak: 1; unset: 1, or
+ *    0.05 under SANITIZE=1 or PM_VALGRIND: th_soak_scale) multiplies
+ *    the counts.
  *
  * Child processes of the test never call ck_assert: they print what went
  * wrong and exit non-zero, and the test checks their exit codes.
@@ -55,6 +58,7 @@
 #define LOAD_GAP	0.003		/* s, mean gap before a queue op */
 #define BASE_ROUNDS	500		/* single-client round trips */
 #define BASE_SPAWNS	20
+#define LOAD_PART	2		/* make check: the rounds above / 2 */
 #define LOAD_RATIO	2.0		/* loaded median / single median */
 
 #define SOAK_CYCLES	100000		/* spawn + join */
@@ -133,24 +137,6 @@ teardown(void)
 }
 
 /* ---- helpers ---- */
-
-static double
-env_scale(void)
-{
-	const char *s = getenv("PM_SOAK_SCALE"), *b = getenv("PM_BUILD");
-	size_t bl = b ? strlen(b) : 0;
-	double v;
-
-	if (s != NULL && *s != '\0') {
-		v = strtod(s, NULL);
-		ck_assert_msg(v > 0 && v <= 100, "PM_SOAK_SCALE=%s", s);
-		return v;
-	}
-	if (getenv("PM_VALGRIND") != NULL ||
-	    (bl >= 9 && strcmp(b + bl - 9, "build-san") == 0))
-		return 0.05;
-	return 1.0;
-}
 
 static int
 slow_build(void)
@@ -544,15 +530,17 @@ START_TEST(t_thousand_clients)
 {
 	struct load_figures one, many;
 	double mean_gap = LOAD_GAP * (slow_build() ? 5 : 1);
+	/* make check: the same 1,000 connections, fewer rounds each */
+	int part = th_soak_scale() < 1 ? LOAD_PART : 1;
+	int rounds = LOAD_ROUNDS / part, spawns = LOAD_SPAWNS / part;
 	int n;
 
 	memset(&one, 0, sizeof(one));
 	memset(&many, 0, sizeof(many));
-	load_run(1, 1, BASE_ROUNDS, BASE_SPAWNS, mean_gap, &one);
+	load_run(1, 1, BASE_ROUNDS / part, BASE_SPAWNS, mean_gap, &one);
 	TH_WAIT(idle(), 20);
 	ck_assert_int_eq(th_fd_count(pmd.pid), base_pmd);
-	load_run(LOAD_PROCS, LOAD_CONNS, LOAD_ROUNDS, LOAD_SPAWNS, mean_gap,
-	    &many);
+	load_run(LOAD_PROCS, LOAD_CONNS, rounds, spawns, mean_gap, &many);
 	TH_WAIT(idle(), 30);
 
 	fprintf(stderr,
@@ -749,7 +737,7 @@ soak_run(const char *qname, long cycles, long items, struct soak_figures *f)
 START_TEST(t_soak)
 {
 	struct soak_figures warm, f;
-	double scale = env_scale();
+	double scale = th_soak_scale();
 	long cycles = (long)(SOAK_CYCLES * scale + 0.5);
 	long items = (long)(SOAK_ITEMS * scale + 0.5);
 	long rss0, rss1, frss0, frss1, slack = SOAK_RSS_SLACK_KB;

@@ -234,16 +234,15 @@ START_TEST(t_caps_bad)
 END_TEST
 
 /* Every capped worker's cgroup goes with it; pmd's subtree with pmd.
- * 1,000 workers scaled by $PM_SOAK_SCALE (make check 0.05, make soak 1),
+ * 1,000 workers scaled by $PM_SOAK_SCALE (make check 0.02, make soak 1),
  * never fewer than 100. */
 START_TEST(t_no_cgroup_left)
 {
-	const char *scale = getenv("PM_SOAK_SCALE");
 	char sub[4096];
 	pm_process *p;
 	int i, n;
 
-	n = (int)(1000 * (scale != NULL ? atof(scale) : 1.0));
+	n = (int)(1000 * th_soak_scale());
 	if (n < 100)
 		n = 100;
 

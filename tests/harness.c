@@ -145,6 +145,20 @@ th_valgrind(void)
 	return v != NULL && *v != '\0';
 }
 
+double
+th_soak_scale(void)
+{
+	const char *s = getenv("PM_SOAK_SCALE");
+	double v;
+
+	if (s != NULL && *s != '\0') {
+		v = strtod(s, NULL);
+		ck_assert_msg(v > 0 && v <= 100, "PM_SOAK_SCALE=%s", s);
+		return v;
+	}
+	return th_valgrind() || th_sanitized() ? 0.05 : 1.0;
+}
+
 /* ---- forked fake clients ---- */
 
 #define TH_MAX_OWNED	64

@@ -129,6 +129,11 @@ int	 th_valgrind(void);
  * quarantine keeps freed memory, so RSS is only indicative. */
 int	 th_sanitized(void);
 
+/* The size of the long runs (soak, cycles) against their full size:
+ * $PM_SOAK_SCALE (make check 0.05, make soak 1); unset, 1, or 0.05
+ * under valgrind or SANITIZE=1. */
+double	 th_soak_scale(void);
+
 /*
  * Forked fake clients.  make valgrind checks every process for leaks when
  * it exits, a test's forked child too.  Fork with th_fork(); in the child,
