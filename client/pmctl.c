@@ -989,6 +989,25 @@ cmd_queues(int argc, char **argv)
 
 /* ---- queue and dict: KIND VERB [OPTIONS] OPERANDS ---- */
 
+/* An item or a value got, then freed: {"ok": true, "item": ..., "len": N}
+ * with --json, else its bytes and a newline. */
+static void
+print_item(pm_bytes *b)
+{
+	json_object *o;
+
+	if (opt_json) {
+		o = json_object_new_object();
+		add_item(o, b->data, b->len);
+		add_int(o, "len", (int64_t)b->len);
+		json_ok(o);
+	} else {
+		fwrite(b->data, 1, b->len, stdout);
+		putchar('\n');
+	}
+	pm_bytes_free(b);
+}
+
 /* Options a verb takes beside --json and --help. */
 #define VERB_CREATE	0x1	/* --create, -c */
 #define VERB_TIMEOUT	0x2	/* --timeout S, -t S */
@@ -1176,17 +1195,7 @@ cmd_queue(int argc, char **argv)
 	} else {
 		if (pm_queue_get(q, &b, a.timeout) != PM_OK)
 			goto failed;
-		if (opt_json) {
-			json_object *o = json_object_new_object();
-
-			add_item(o, b.data, b.len);
-			add_int(o, "len", (int64_t)b.len);
-			json_ok(o);
-		} else {
-			fwrite(b.data, 1, b.len, stdout);
-			putchar('\n');
-		}
-		pm_bytes_free(&b);
+		print_item(&b);
 	}
 	pm_queue_free(q);
 	pm_disconnect(c);
@@ -1220,16 +1229,7 @@ dict_verb(pm_dict *d, const char *verb, char **argv)
 	} else if (strcmp(verb, "get") == 0) {
 		if (pm_dict_get(d, argv[1], strlen(argv[1]), &b) != PM_OK)
 			return -1;
-		if (opt_json) {
-			o = json_object_new_object();
-			add_item(o, b.data, b.len);
-			add_int(o, "len", (int64_t)b.len);
-			json_ok(o);
-		} else {
-			fwrite(b.data, 1, b.len, stdout);
-			putchar('\n');
-		}
-		pm_bytes_free(&b);
+		print_item(&b);
 	} else {
 		if (pm_dict_keys(d, &keys, &n) != PM_OK)
 			return -1;
